@@ -1,0 +1,33 @@
+# Two commands on a fresh machine (see README): `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A CPU build of torch on CPU machines (this version installs from local disk here); on a GPU machine
+# set TORCH_SPEC to the CUDA build you want, e.g. `make test TORCH_SPEC=torch==2.13.0+cu130`.
+TORCH_SPEC ?= torch==2.13.0
+DEMO_OUT ?= demo
+
+.PHONY: install demo test test-fast lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev,slurm]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) -m dnahnet.demo --out $(DEMO_OUT)
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check dnahnet baselines analysis sweeps tests benchmarks
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,159 @@
+"""Load and validate the `results.csv` files that isoFLOP sweeps write.
+
+Analysis reads only what runs wrote: one row per run with its family, optional variant, planned budget
+(FLOPs), parameter counts, training tokens, actual training FLOPs, final validation loss and status.
+Every problem is reported as a `ResultsError` naming the file (and line and column where there is one),
+so the command line can print one clear line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = (
+    "family", "variant", "budget", "params", "params_non_embedding", "tokens", "flops",
+    "val_loss", "val_bpn", "status", "wall_s", "run_dir",
+)
+NUMERIC_COLUMNS = (
+    "budget", "params", "params_non_embedding", "tokens", "flops", "val_loss", "val_bpn", "wall_s",
+)
+# Columns an `ok` run must carry as finite, positive numbers: the fits take logs of all of them.
+POSITIVE_FOR_OK = ("budget", "params", "params_non_embedding", "tokens", "val_loss")
+STATUSES = ("ok", "failed")
+
+
+class ResultsError(ValueError):
+    """Bad sweep results: the message names the file and, where there is one, the line and column."""
+
+
+@dataclass
+class Collected:
+    """Usable runs of every sweep file, plus what was dropped.
+
+    `runs` has one row per `ok` run with the original columns plus `key` (`family` or
+    `family/variant`), `N` (the parameter count used for fitting), `D` (= `tokens`), `C` (= `budget`)
+    and `L` (= `val_loss`, nats/nt).
+    """
+
+    runs: pd.DataFrame
+    n_failed: dict[str, int]  # key -> failed runs dropped
+    sources: list[str]  # the files read, in order
+    params_column: str = "params"  # which parameter count `N` is
+    duplicates_dropped: int = 0  # rows superseded by a later row for the same run_dir
+    keys: list[str] = field(default_factory=list)  # sorted keys with at least one usable run
+
+
+def run_key(family: str, variant: object) -> str:
+    """`family`, or `family/variant` when the variant is set (not empty / NaN)."""
+    if variant is None or (isinstance(variant, float) and math.isnan(variant)):
+        return family
+    text = str(variant).strip()
+    return f"{family}/{text}" if text else family
+
+
+def _read_one(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise ResultsError(f"{path}: no such file")
+    try:
+        # Everything as text first, so a stray word in a numeric column is reported, not guessed at.
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ResultsError(f"{path}: empty file (no header, no runs)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ResultsError(f"{path}: not a readable CSV ({str(err).strip().splitlines()[0]})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ResultsError(f"{path}: missing column(s) {', '.join(missing)}")
+    if frame.empty:
+        raise ResultsError(f"{path}: empty file (a header but no runs)")
+    for column in ("family", "variant", "status", "run_dir"):
+        frame[column] = frame[column].str.strip()
+    for column in NUMERIC_COLUMNS:
+        text = frame[column].str.strip()
+        values = pd.to_numeric(text.where(text != "", None), errors="coerce")
+        bad = values.isna() & (text != "") & (text.str.lower() != "nan")
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ResultsError(
+                f"{path}: line {row + 2}, column {column}: non-numeric value {text.iloc[row]!r}"
+            )
+        frame[column] = values.astype(float)
+    frame["status"] = frame["status"].str.lower()
+    bad_status = ~frame["status"].isin(STATUSES)
+    if bad_status.any():
+        row = int(np.flatnonzero(bad_status.to_numpy())[0])
+        raise ResultsError(
+            f"{path}: line {row + 2}, column status: {frame['status'].iloc[row]!r} is not one of "
+            f"{', '.join(STATUSES)}"
+        )
+    no_family = frame["family"] == ""
+    if no_family.any():
+        raise ResultsError(f"{path}: line {int(np.flatnonzero(no_family.to_numpy())[0]) + 2}: empty family")
+    ok = frame["status"] == "ok"
+    for column in POSITIVE_FOR_OK:
+        values = frame[column].to_numpy()
+        bad = ok.to_numpy() & ~(np.isfinite(values) & (values > 0))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ResultsError(
+                f"{path}: line {row + 2}, column {column}: an ok run needs a positive number, "
+                f"got {frame[column].iloc[row]!r}"
+            )
+    frame["variant"] = frame["variant"].replace("", np.nan)
+    frame["source"] = str(path)
+    frame["line"] = np.arange(len(frame)) + 2
+    return frame
+
+
+def load_results(paths: Iterable[str | Path], params_column: str = "params") -> Collected:
+    """Read, validate and merge sweep result files; keep the `ok` runs and count the failed ones.
+
+    `params_column` picks the parameter count N the fits use (`params` or `params_non_embedding`).
+    When several rows name the same non-empty `run_dir` (a run re-recorded after a resume), the last
+    one read wins and the others are dropped with a warning.
+    """
+    if params_column not in ("params", "params_non_embedding"):
+        raise ResultsError(f"--params-column must be params or params_non_embedding, got {params_column!r}")
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ResultsError("no results files given")
+    frame = pd.concat([_read_one(p) for p in paths], ignore_index=True)
+    frame["key"] = [run_key(f, v) for f, v in zip(frame["family"], frame["variant"])]
+
+    has_dir = frame["run_dir"] != ""
+    superseded = has_dir & frame.duplicated(subset="run_dir", keep="last")
+    duplicates = int(superseded.sum())
+    if duplicates:
+        log.warning("%d row(s) re-record an earlier run_dir; keeping the last row of each", duplicates)
+        frame = frame[~superseded].reset_index(drop=True)
+
+    failed = frame["status"] == "failed"
+    n_failed = {k: int(v) for k, v in frame[failed].groupby("key").size().items()}
+    runs = frame[~failed].copy()
+    if runs.empty:
+        names = ", ".join(str(p) for p in paths)
+        raise ResultsError(f"{names}: all {len(frame)} runs failed; nothing to fit")
+    runs["N"] = runs[params_column]
+    runs["D"] = runs["tokens"]
+    runs["C"] = runs["budget"]
+    runs["L"] = runs["val_loss"]
+    runs = runs.sort_values(["key", "C", "N"]).reset_index(drop=True)
+    keys = sorted(runs["key"].unique())
+    if "comparisons" in keys:
+        raise ResultsError("a family may not be called 'comparisons' (a reserved key in fits.json)")
+    for key in sorted(set(n_failed) - set(keys)):
+        log.warning("%s: all %d runs failed; it is left out of the fits", key, n_failed[key])
+    return Collected(
+        runs=runs, n_failed=n_failed, sources=[str(p) for p in paths], params_column=params_column,
+        duplicates_dropped=duplicates, keys=keys,
+    )

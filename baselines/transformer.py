@@ -1,0 +1,85 @@
+"""Transformer++ (LLaMA-style): pre-norm RMSNorm, rotary on the full head dim, SwiGLU, no biases,
+untied embeddings, causal attention through the shared attention block (DESIGN.md section 4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dnahnet import flops as F
+from dnahnet.nn import BlockSpec, BlockStack, LanguageModel, LMOutput
+from dnahnet.nn.init import init_weights
+from dnahnet.nn.mlp import round_up
+from dnahnet.registry import register_family
+from dnahnet.tokenizer import VOCAB_SIZE
+
+
+@dataclass
+class TransformerConfig:
+    d_model: int = 64  # residual width
+    n_layers: int = 2  # attention + SwiGLU blocks
+    n_heads: int = 4  # attention heads (head_dim = d_model / n_heads)
+    d_intermediate: int = 0  # SwiGLU hidden width; 0 = 8/3 d rounded up to `mlp_multiple`
+    mlp_multiple: int = 128  # rounding of the automatic d_intermediate (smaller at tiny sizes)
+    vocab_size: int = VOCAB_SIZE  # nucleotide vocabulary incl. special tokens
+    rotary_base: float = 10000.0  # rotary frequency base
+    attn_backend: str = "auto"  # "auto" | "torch" | "kernel" (flash-attn)
+    init_std: float = 0.02  # std of linear weights (output projections scaled by 1/sqrt(2 n_layers))
+
+    @property
+    def d_ff(self) -> int:
+        return self.d_intermediate or round_up(8 * self.d_model / 3, self.mlp_multiple)
+
+
+class TransformerLM(LanguageModel):
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = config
+        spec = BlockSpec(
+            d_model=config.d_model, d_intermediate=config.d_ff, n_heads=config.n_heads,
+            rotary_base=config.rotary_base, attn_backend=config.attn_backend,
+        )
+        self.embedding = nn.Embedding(config.vocab_size, config.d_model)
+        self.backbone = BlockStack.from_letters("T" * config.n_layers, spec, final_norm=True)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        init_weights(self, n_residuals=2 * config.n_layers, std=config.init_std, embedding_std=config.init_std)
+
+    def forward(self, input_ids: torch.Tensor) -> LMOutput:
+        h = self.backbone(self.embedding(input_ids))  # (B, L, D)
+        return LMOutput(logits=self.lm_head(h))  # (B, L, V)
+
+    def flops_per_token(self, seq_len: int) -> F.FlopsPerToken:
+        c = self.config
+        per_layer = F.attention_flops(c.d_model, c.n_heads, c.d_model // c.n_heads, seq_len) + F.swiglu_flops(
+            c.d_model, c.d_ff
+        )
+        return F.FlopsPerToken.from_forward(c.n_layers * per_layer + F.lm_head_flops(c.d_model, c.vocab_size))
+
+    def init_cache(self, batch_size: int, max_seqlen: int):
+        p = self.lm_head.weight
+        return self.backbone.allocate_cache(batch_size, max_seqlen, device=p.device, dtype=p.dtype)
+
+    def step(self, tokens: torch.Tensor, cache) -> torch.Tensor:
+        h = self.backbone.step(self.embedding(tokens), cache)  # (B, D)
+        return self.lm_head(h)  # (B, V)
+
+
+def _preset(d_model: int, n_layers: int, n_heads: int, mlp_multiple: int = 128):
+    return lambda: TransformerConfig(d_model=d_model, n_layers=n_layers, n_heads=n_heads, mlp_multiple=mlp_multiple)
+
+
+# Sizes: `tiny` trains on a CPU in seconds; the rest follow the usual width/depth ladder up to the
+# paper's ~1B scale. Non-embedding parameters ~ 12.3 d^2 n_layers (attention 4 d^2 + SwiGLU ~8.2 d^2).
+PRESETS = {
+    "tiny": _preset(64, 2, 4, mlp_multiple=16),
+    "small": _preset(256, 4, 4, mlp_multiple=64),  # ~3M
+    "base": _preset(512, 8, 8),  # ~26M
+    "medium": _preset(768, 12, 12),  # ~87M
+    "large": _preset(1024, 24, 16),  # ~310M
+    "xl": _preset(1536, 24, 16),  # ~700M
+    "xxl": _preset(2048, 24, 16),  # ~1.2B
+}
+
+register_family("transformer", TransformerConfig, TransformerLM, PRESETS)

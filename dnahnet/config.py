@@ -1,0 +1,136 @@
+"""Typed dataclass configs: overrides, coercion from strings, YAML round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Coerce `value` (often a string from a command line) to a field's annotated type."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except (TypeError, ValueError) as exc:
+                errors.append(str(exc))
+        raise ValueError(f"{where}: cannot interpret {value!r} as {annotation}")
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = yaml.safe_load(value if value.strip().startswith(("[", "(")) else f"[{value}]")
+            if isinstance(value, str):
+                value = [value]
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        inner = args[0] if args else Any
+        items = [_coerce(v, inner, where) for v in value]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or annotation is dict:
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if annotation is bool:
+        if isinstance(value, str):
+            low = value.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{where}: expected a boolean, got {value!r}")
+        return bool(value)
+    if annotation in (int, float, str):
+        if annotation is int and isinstance(value, str):
+            number = float(value)  # accepts "1e6"
+            if number != int(number):
+                raise ValueError(f"{where}: expected an integer, got {value!r}")
+            return int(number)
+        if annotation is int and isinstance(value, float) and value != int(value):
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        try:
+            return annotation(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected {annotation.__name__}, got {value!r}") from None
+    return value
+
+
+def replace(cfg, **overrides):
+    """dataclasses.replace with validation: unknown names and bad values raise errors naming them."""
+    hints = typing.get_type_hints(type(cfg))
+    names = {f.name for f in dataclasses.fields(cfg)}
+    clean = {}
+    for key, value in overrides.items():
+        if key not in names:
+            raise ValueError(
+                f"unknown field {key!r} for {type(cfg).__name__}; known fields: {', '.join(sorted(names))}"
+            )
+        clean[key] = _coerce(value, hints[key], f"{type(cfg).__name__}.{key}")
+    return dataclasses.replace(cfg, **clean)
+
+
+def parse_assignments(items: list[str] | None) -> dict[str, str]:
+    """["a=1", "b=x"] -> {"a": "1", "b": "x"}, with a clear error for a malformed item."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def to_dict(cfg) -> dict:
+    """A plain, YAML-safe dict (tuples become lists)."""
+
+    def plain(v):
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, Path):
+            return str(v)
+        return v
+
+    return plain(cfg)
+
+
+def from_dict(cls, data: dict):
+    """Build a config dataclass from a dict (e.g. a resolved YAML), coercing and validating values."""
+    return replace(cls(), **data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a file so that readers see the old or the new content, never half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_yaml(path: str | os.PathLike, data: dict) -> None:
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

@@ -1,0 +1,184 @@
+"""The one LightningModule that trains every model family.
+
+Objective: next-nucleotide cross-entropy (nats) + the model's auxiliary loss (dnaHNet's ratio loss).
+Logged: loss in nats and bits per nucleotide, perplexity, auxiliary metrics, learning rate, cumulative
+tokens and training FLOPs (analytic, from the model's FLOPs per token), tokens/s.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+import torchmetrics
+
+from dnahnet import config as cfglib
+from dnahnet.registry import build_model_from_config, config_from_dict
+from dnahnet.schedules import SCHEDULES, lr_factor
+
+LN2 = math.log(2.0)
+IGNORE_INDEX = -100
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 1e-3  # peak learning rate (per-group multipliers apply on top)
+    min_lr_ratio: float = 0.1  # final learning rate / peak
+    schedule: str = "cosine"  # "cosine" (warmup + cosine) or "wsd" (warmup-stable-decay)
+    warmup_fraction: float = 0.1  # fraction of max_steps spent in linear warmup
+    decay_fraction: float = 0.2  # WSD only: fraction of max_steps spent decaying
+    weight_decay: float = 0.1  # AdamW weight decay (none on norms, biases, embeddings)
+    beta1: float = 0.9  # AdamW beta1
+    beta2: float = 0.95  # AdamW beta2
+    eps: float = 1e-8  # AdamW epsilon
+    grad_clip: float = 1.0  # gradient-norm clipping (0 = off)
+    max_steps: int = 200  # optimizer steps (the schedule's length)
+    precision: str = "auto"  # Lightning precision; "auto" = bf16-mixed on GPU, 32-true on CPU
+    val_every: int = 0  # validate every N steps (0 = only at the end)
+    ckpt_every: int = 50  # save checkpoints/last.ckpt every N steps (resume point)
+    log_every: int = 10  # log training metrics every N steps
+    seed: int = 0  # seed for model init and data order
+    accelerator: str = "auto"  # "cpu" | "gpu" | "auto"
+    devices: int = 1  # devices per node
+    num_nodes: int = 1  # nodes
+    strategy: str = "auto"  # "auto" | "ddp" | "fsdp" | "fsdp2" (ModelParallelStrategy + fully_shard)
+    compile: bool = False  # torch.compile the model
+
+
+def param_groups(model, weight_decay: float, base_lr: float) -> list[dict]:
+    """AdamW groups keyed by (decay?, lr multiplier): no decay on norms, biases and embeddings
+    (any parameter with fewer than 2 dims, or an nn.Embedding), nor on parameters a model exempts."""
+    exempt = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
+    multipliers = model.lr_multipliers() if hasattr(model, "lr_multipliers") else {}
+    embedding_params = {
+        id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()
+    }
+    groups: dict[tuple[bool, float], dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        decay = p.ndim >= 2 and id(p) not in embedding_params and name not in exempt
+        mult = float(multipliers.get(name, 1.0))
+        group = groups.setdefault(
+            (decay, mult),
+            {"params": [], "names": [], "weight_decay": weight_decay if decay else 0.0, "lr": base_lr * mult,
+             "lr_multiplier": mult},
+        )
+        group["params"].append(p)
+        group["names"].append(name)
+    return list(groups.values())
+
+
+class LitLM(L.LightningModule):
+    """Trains any registered family: `LitLM("dnahnet", model_config_dict, train_config_dict, seq_len)`."""
+
+    def __init__(self, family: str, model_config: dict, train_config: dict, seq_len: int):
+        super().__init__()
+        self.save_hyperparameters()
+        self.family = family
+        self.train_cfg = cfglib.from_dict(TrainConfig, train_config)
+        if self.train_cfg.schedule not in SCHEDULES:
+            raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {self.train_cfg.schedule!r}")
+        self.seq_len = seq_len
+        self.model = build_model_from_config(family, config_from_dict(family, model_config))
+        self.flops_per_token = self.model.flops_per_token(seq_len)
+        # Cumulative counters, saved in checkpoints so a resumed run keeps counting.
+        self.tokens_seen = 0
+        self.flops_planned = 0.0  # tokens x analytic training FLOPs per token (target ratios)
+        self.flops_actual = 0.0  # tokens x training FLOPs per token from measured quantities
+        self.val_loss_sum = torchmetrics.SumMetric()
+        self.val_token_count = torchmetrics.SumMetric()
+        self._last_time: float | None = None
+
+    # ------------------------------------------------------------------ objective
+    def _loss(self, batch) -> tuple[torch.Tensor, torch.Tensor, int, object]:
+        out = self.model(batch["input_ids"])
+        logits = out.logits.float()  # (B, L, V)
+        labels = batch["labels"]  # (B, L)
+        nll_sum = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        n_tokens = int((labels != IGNORE_INDEX).sum())
+        return nll_sum, nll_sum / max(1, n_tokens), n_tokens, out
+
+    def training_step(self, batch, batch_idx):
+        _, nll, n_tokens, out = self._loss(batch)
+        loss = nll if out.aux_loss is None else nll + out.aux_loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
+        world = self.trainer.world_size if self.trainer else 1
+        step_tokens = n_tokens * world
+        metrics = {k: float(v) for k, v in out.metrics.items()}
+        self.tokens_seen += step_tokens
+        self.flops_planned += step_tokens * self.flops_per_token.training
+        self.flops_actual += step_tokens * self.model.measured_flops_per_token(self.seq_len, metrics).training
+        log = {
+            "train/loss": nll.detach(),
+            "train/bpn": nll.detach() / LN2,
+            "train/ppl": torch.exp(nll.detach()),
+            "tokens": float(self.tokens_seen),
+            "flops": float(self.flops_actual),
+            "flops_planned": float(self.flops_planned),
+        }
+        if out.aux_loss is not None:
+            log["train/aux_loss"] = out.aux_loss.detach()
+        log.update({f"train/{k}": v for k, v in out.metrics.items()})
+        self.log_dict(log, on_step=True, on_epoch=False, prog_bar=False)
+        self.log("loss", nll.detach(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        now = time.perf_counter()
+        if self._last_time is not None:
+            n = int((batch["labels"] != IGNORE_INDEX).sum()) * (self.trainer.world_size if self.trainer else 1)
+            self.log("tokens_per_s", n / max(now - self._last_time, 1e-9), on_step=True, on_epoch=False)
+        self._last_time = now
+        opt = self.optimizers()
+        if opt is not None and not isinstance(opt, list):
+            self.log("lr", opt.param_groups[0]["lr"] / opt.param_groups[0].get("lr_multiplier", 1.0), on_step=True)
+
+    def validation_step(self, batch, batch_idx):
+        nll_sum, _, n_tokens, out = self._loss(batch)
+        self.val_loss_sum.update(nll_sum.detach())
+        self.val_token_count.update(torch.tensor(float(n_tokens), device=nll_sum.device))
+        for k, v in out.metrics.items():
+            self.log(f"val/{k}", v, on_step=False, on_epoch=True, sync_dist=True)
+
+    def on_validation_epoch_end(self):
+        total, count = self.val_loss_sum.compute(), self.val_token_count.compute()
+        self.val_loss_sum.reset()
+        self.val_token_count.reset()
+        loss = total / count.clamp_min(1)
+        self.log_dict({"val/loss": loss, "val/bpn": loss / LN2, "val/ppl": torch.exp(loss)}, prog_bar=True)
+        self.log_dict({"tokens": float(self.tokens_seen), "flops": float(self.flops_actual)})
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self):
+        c = self.train_cfg
+        groups = param_groups(self.model, c.weight_decay, c.lr)
+        for g in groups:
+            g.pop("names")
+        optimizer = torch.optim.AdamW(groups, lr=c.lr, betas=(c.beta1, c.beta2), eps=c.eps)
+        warmup = int(round(c.warmup_fraction * c.max_steps))
+
+        def factor(step: int) -> float:
+            return lr_factor(c.schedule, step, c.max_steps, warmup, c.min_lr_ratio, c.decay_fraction)
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["counters"] = {
+            "tokens_seen": self.tokens_seen, "flops_planned": self.flops_planned, "flops_actual": self.flops_actual,
+        }
+
+    def on_load_checkpoint(self, checkpoint):
+        counters = checkpoint.get("counters", {})
+        self.tokens_seen = int(counters.get("tokens_seen", 0))
+        self.flops_planned = float(counters.get("flops_planned", 0.0))
+        self.flops_actual = float(counters.get("flops_actual", 0.0))

@@ -1,0 +1,102 @@
+"""Residual blocks "mixer + optional MLP" and stacks of them, built from layout letters.
+
+Layout letters (H-Net convention, DESIGN.md section 2):
+    m  Mamba-2 without MLP        M  Mamba-2 + SwiGLU MLP
+    t  attention without MLP      T  attention + SwiGLU MLP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from dnahnet.nn.attention import Attention
+from dnahnet.nn.mlp import SwiGLU
+from dnahnet.nn.norm import RMSNorm
+
+LAYOUT_LETTERS = "mMtT"
+
+
+@dataclass
+class BlockSpec:
+    """Everything needed to build the blocks of one stage (or of a plain model)."""
+
+    d_model: int  # residual width
+    d_intermediate: int = 0  # SwiGLU hidden width for upper-case letters (0 = no MLP anywhere)
+    n_heads: int = 4  # attention heads
+    rotary_dim: int | None = None  # rotary channels per head (None = whole head)
+    window: int | None = None  # sliding window for attention (None = global)
+    rotary_base: float = 10000.0  # rotary frequency base
+    attn_backend: str = "auto"  # "auto" | "torch" | "kernel" (flash-attn)
+    mamba: dict = field(default_factory=dict)  # extra Mamba2 kwargs (d_state, headdim, expand, ...)
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: x + mixer(norm(x)), then x + mlp(norm(x)) when an MLP is present."""
+
+    def __init__(self, mixer: nn.Module, d_model: int, d_intermediate: int = 0):
+        super().__init__()
+        self.norm1 = RMSNorm(d_model)
+        self.mixer = mixer
+        self.norm2 = RMSNorm(d_model) if d_intermediate > 0 else None
+        self.mlp = SwiGLU(d_model, d_intermediate) if d_intermediate > 0 else None
+
+    def forward(self, x: torch.Tensor, cache=None) -> torch.Tensor:
+        x = x + self.mixer(self.norm1(x), cache=cache)
+        if self.mlp is not None:
+            x = x + self.mlp(self.norm2(x))
+        return x
+
+    def allocate_cache(self, batch_size: int, max_seqlen: int, device=None, dtype=None):
+        return self.mixer.allocate_cache(batch_size, max_seqlen, device=device, dtype=dtype)
+
+    def step(self, x: torch.Tensor, cache) -> torch.Tensor:
+        x = x + self.mixer.step(self.norm1(x), cache)
+        if self.mlp is not None:
+            x = x + self.mlp(self.norm2(x))
+        return x
+
+
+def make_block(letter: str, spec: BlockSpec, layer_idx: int | None = None) -> Block:
+    """Build one block from a layout letter."""
+    if letter not in LAYOUT_LETTERS:
+        raise ValueError(f"unknown layout letter {letter!r}; expected one of {LAYOUT_LETTERS!r}")
+    d_int = spec.d_intermediate if letter.isupper() else 0
+    if letter.lower() == "m":
+        from dnahnet.nn.mamba2 import Mamba2
+
+        mixer = Mamba2(spec.d_model, layer_idx=layer_idx, **spec.mamba)
+    else:
+        mixer = Attention(
+            spec.d_model, spec.n_heads, rotary_dim=spec.rotary_dim, window=spec.window,
+            rotary_base=spec.rotary_base, backend=spec.attn_backend,
+        )
+    return Block(mixer, spec.d_model, d_int)
+
+
+class BlockStack(nn.Module):
+    """A sequence of blocks with an optional final RMSNorm; caches are a list, one per block."""
+
+    def __init__(self, blocks: list[Block], d_model: int, final_norm: bool = True):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.norm_f = RMSNorm(d_model) if final_norm else None
+
+    @classmethod
+    def from_letters(cls, letters: str, spec: BlockSpec, final_norm: bool = True) -> "BlockStack":
+        return cls([make_block(c, spec, i) for i, c in enumerate(letters)], spec.d_model, final_norm)
+
+    def forward(self, x: torch.Tensor, cache: list | None = None) -> torch.Tensor:
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache=None if cache is None else cache[i])
+        return self.norm_f(x) if self.norm_f is not None else x
+
+    def allocate_cache(self, batch_size: int, max_seqlen: int, device=None, dtype=None) -> list:
+        return [b.allocate_cache(batch_size, max_seqlen, device=device, dtype=dtype) for b in self.blocks]
+
+    def step(self, x: torch.Tensor, cache: list) -> torch.Tensor:
+        for block, block_cache in zip(self.blocks, cache):
+            x = block.step(x, block_cache)
+        return self.norm_f(x) if self.norm_f is not None else x
