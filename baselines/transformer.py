@@ -61,6 +61,10 @@ class TransformerLM(LanguageModel):
         p = self.lm_head.weight
         return self.backbone.allocate_cache(batch_size, max_seqlen, device=p.device, dtype=p.dtype)
 
+    def prefill(self, input_ids: torch.Tensor, cache) -> torch.Tensor:
+        h = self.backbone(self.embedding(input_ids), cache=cache)  # (B, P, D), fills the KV caches
+        return self.lm_head(h[:, -1])  # (B, V)
+
     def step(self, tokens: torch.Tensor, cache) -> torch.Tensor:
         h = self.backbone.step(self.embedding(tokens), cache)  # (B, D)
         return self.lm_head(h)  # (B, V)

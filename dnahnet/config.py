@@ -58,7 +58,10 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         return bool(value)
     if annotation in (int, float, str):
         if annotation is int and isinstance(value, str):
-            number = float(value)  # accepts "1e6"
+            try:
+                number = float(value)  # accepts "1e6"
+            except ValueError:
+                raise ValueError(f"{where}: expected an integer, got {value!r}") from None
             if number != int(number):
                 raise ValueError(f"{where}: expected an integer, got {value!r}")
             return int(number)

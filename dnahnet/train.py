@@ -98,9 +98,9 @@ def build_trainer(train_cfg: TrainConfig, run_dir: Path, callbacks=(), progress:
         max_steps=train_cfg.max_steps,
         max_epochs=-1,
         gradient_clip_val=train_cfg.grad_clip or None,
-        val_check_interval=train_cfg.val_every or None,
-        check_val_every_n_epoch=None if train_cfg.val_every else 1,
-        limit_val_batches=None if train_cfg.val_every else 0,
+        # Validation every `val_every` steps, and always at the last step (the run's reported loss).
+        val_check_interval=min(train_cfg.val_every or train_cfg.max_steps, train_cfg.max_steps),
+        check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         log_every_n_steps=train_cfg.log_every,
         logger=CSVLogger(save_dir=str(run_dir), name="", version=""),
@@ -143,7 +143,9 @@ def train_run(
     if last.exists():
         log.info("resuming %s from %s", run_dir, last)
     trainer.fit(lit, datamodule=dm, ckpt_path=str(last) if last.exists() else None)
-    val = trainer.validate(lit, datamodule=dm, verbose=False)[0]
+    val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    if "val/loss" not in val:  # e.g. resumed from a checkpoint taken after the last validation
+        val = trainer.validate(lit, datamodule=dm, verbose=False)[0]
     counts = lit.model.param_counts()
     result = RunResult(
         status="ok",

@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,17 @@ class TokenStore:
         wanted = set(genomes)
         return np.array([i for i, r in enumerate(self.records) if r.genome in wanted], dtype=np.int64)
 
+    def apply_splits(self, split_of: dict[str, str]) -> None:
+        """Set every record's split from a genome -> split mapping (in memory; see ingest.prepare_store)."""
+        missing = [g for g in self.genomes if g not in split_of]
+        if missing:
+            raise DataError(f"{self.path}: no split for genomes {missing}")
+        self.records = [replace(r, split=split_of[r.genome]) for r in self.records]
+
+    def split_of(self) -> dict[str, str]:
+        """Genome -> split."""
+        return {r.genome: r.split for r in self.records}
+
     def summary(self, split_of: dict[str, str] | None = None) -> list[GenomeSummary]:
         """Per-genome records, nucleotides, N fraction, GC content and split (``split_of`` overrides)."""
         rows = []
@@ -228,7 +239,7 @@ class StoreWriter:
 
     def set_splits(self, split_of: dict[str, str]) -> None:
         """Fill the split column from a genome -> split mapping."""
-        self._rows = [RecordInfo(**{**asdict(r), "split": split_of[r.genome]}) for r in self._rows]
+        self._rows = [replace(r, split=split_of[r.genome]) for r in self._rows]
 
     def commit(self, manifest: dict[str, Any]) -> TokenStore:
         self._bin.close()

@@ -50,6 +50,16 @@ class LanguageModel(nn.Module):
     def step(self, tokens: torch.Tensor, cache) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def prefill(self, input_ids: torch.Tensor, cache) -> torch.Tensor:
+        """Feed a prompt (B, P) into a fresh cache; return the logits (B, V) after its last position.
+
+        The default steps through the prompt; families with a parallel prefill override it.
+        """
+        logits = None
+        for t in range(input_ids.shape[1]):
+            logits = self.step(input_ids[:, t], cache)
+        return logits
+
     def lr_multipliers(self) -> dict[str, float]:
         """Parameter name -> learning-rate multiplier; absent names get 1.0."""
         return {}

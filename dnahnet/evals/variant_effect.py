@@ -1,0 +1,402 @@
+"""Zero-shot protein variant effect: Spearman of LL(mutant) - LL(wild type) against measured fitness.
+
+For each assay (a DMS CSV and the wild-type CDS): amino-acid mutants become codon substitutions of the
+CDS (`dnahnet.evals.mutations`: fewest nucleotide changes, ties by codon usage); each mutant window and
+the wild-type window have the same length (the CDS, optionally with `flank` nt of genomic context on
+each side, found by locating the CDS in `--context` on either strand, wrapping circular replicons);
+delta_ll = sum LL(mutant window) - sum LL(wild-type window) (`dnahnet.evals.scoring`; the first
+nucleotide of a window is never scored, identically for both). Spearman rho (torchmetrics) per assay and
+averaged over assays.
+
+Residue numbering: CSV residue p is residue p + offset of the protein translated from the CDS (Met = 1).
+`--offset auto` (default) takes the offset under which most wild-type residues of the CSV match, and
+`--wt-protein FASTA` (the assay's wild-type protein, numbered from `--wt-protein-start` or from a
+``res24-286`` tag in its header) checks it by an ungapped alignment. Where the assay's wild type and the
+CDS differ (TEM-1: pUC19's bla encodes I82 and V182, the assay's TEM-1 V82 and A182), `--wt-protein`
+edits the CDS to encode the assay's wild type (minimal codon changes), logs it and records it in
+summary.json. Without it, a mutant whose wild-type residue the CDS does not encode is an error naming
+it (or is dropped and listed, with `--skip-mismatched`).
+
+    python -m dnahnet.evals.variant_effect --checkpoint runs/x --dms BLAT.csv --cds TEM1_bla_cds.fasta \
+        --fitness-column 2500 --wt-protein BLAT_ECOLX_wt_protein_24-286.fasta --context pUC19.gb --out out/ve
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torchmetrics.functional import spearman_corrcoef
+
+from dnahnet.evals import mutations as mut
+from dnahnet.evals.cli import (
+    ScoreCache, add_model_args, atomic_write_csv, atomic_write_json, score_with_cache, scorer_from_args,
+    setup_logging,
+)
+from dnahnet.evals.genes import (
+    cds_sequence, flanked_window, is_genbank, locate, open_text, read_annotation, read_genome,
+)
+from dnahnet.evals.scoring import Scorer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FLANK = 256  # nt of genomic context each side of the CDS when --context is given (ours)
+
+
+def spearman(preds, target) -> float:
+    """Spearman rank correlation (torchmetrics; ties get average ranks). NaN with fewer than 3 pairs."""
+    p = torch.tensor(np.asarray(preds, dtype=np.float64))
+    t = torch.tensor(np.asarray(target, dtype=np.float64))
+    if p.shape != t.shape or p.dim() != 1:
+        raise ValueError(f"spearman needs two 1-D arrays of one length, got {tuple(p.shape)} and {tuple(t.shape)}")
+    if p.numel() < 3:
+        return float("nan")
+    return float(spearman_corrcoef(p, t))
+
+
+@dataclass
+class AssaySpec:
+    """One assay as given on the command line."""
+
+    dms: Path
+    cds: Path
+    fitness_column: str
+    mutant_column: str = "mutant"
+    offset: str | int = "auto"  # int, or "auto"
+    context: Path | None = None
+    flank: int | None = None
+    wt_protein: Path | None = None
+    wt_protein_start: int | None = None
+    name: str | None = None
+    mutation_type: str = "auto"  # auto | aa | nt
+    skip_mismatched: bool = False
+    codon_usage: Path | None = None
+    max_variants: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class Assay:
+    name: str
+    wt_window: str
+    cds_in_window: int  # index of the CDS's first base in the window
+    variants: pd.DataFrame  # mutant, fitness, line, window (mutant window), nt_changes
+    info: dict = field(default_factory=dict)
+
+
+def read_single_fasta(path: Path) -> tuple[str, str, str]:
+    """(id, description, sequence) of a one-record FASTA; error otherwise."""
+    from Bio import SeqIO
+
+    with open_text(path) as fh:
+        recs = list(SeqIO.parse(fh, "fasta"))
+    if len(recs) != 1:
+        raise ValueError(f"{path}: expected exactly one FASTA record, found {len(recs)}")
+    return recs[0].id, recs[0].description, str(recs[0].seq).upper()
+
+
+def load_dms(path: Path, fitness_column: str, mutant_column: str = "mutant") -> tuple[pd.DataFrame, int]:
+    """(rows with mutant, fitness, line) and the number of rows dropped for a missing fitness."""
+    frame = pd.read_csv(path, encoding="utf-8-sig")  # DMS CSVs often start with a byte-order mark
+    for col in (mutant_column, fitness_column):
+        if col not in frame.columns:
+            raise ValueError(f"{path}: no column {col!r}; columns: {', '.join(map(str, frame.columns))}")
+    out = pd.DataFrame({
+        "mutant": frame[mutant_column].astype(str).str.strip(),
+        "fitness": pd.to_numeric(frame[fitness_column], errors="coerce"),
+        "line": np.arange(len(frame)) + 2,  # 1-based file line (header = line 1)
+    })
+    missing = int(out["fitness"].isna().sum())
+    if missing:
+        log.warning("%s: %d rows without a numeric %r fitness are left out", path, missing, fitness_column)
+    out = out[out["fitness"].notna()].reset_index(drop=True)
+    if out.empty:
+        raise ValueError(f"{path}: no rows with a numeric fitness in column {fitness_column!r}")
+    return out, missing
+
+
+def _reference_start(description: str, given: int | None, path: Path) -> int:
+    if given is not None:
+        return given
+    m = re.search(r"res(?:idues?)?[ _]?(\d+)\s*-\s*\d+", description)
+    if not m:
+        raise ValueError(f"{path}: cannot tell the first residue number from the header; pass --wt-protein-start")
+    return int(m.group(1))
+
+
+def _codon_usage(spec: AssaySpec, cds: str, context_cds: list[str]) -> mut.CodonUsage:
+    if spec.codon_usage is not None:
+        path = Path(spec.codon_usage)
+        if is_genbank(path):
+            ann, genome = read_annotation(path), read_genome(path)
+            seqs = [cds_sequence(genome[g.seqid], g) for g in ann.genes if g.is_protein_coding and g.seqid in genome]
+        else:  # a FASTA of coding sequences
+            from Bio import SeqIO
+
+            with open_text(path) as fh:
+                seqs = [str(r.seq) for r in SeqIO.parse(fh, "fasta")]
+        if not seqs:
+            raise ValueError(f"--codon-usage {path}: no coding sequences found")
+        return mut.CodonUsage.from_sequences(seqs, source=f"{path.name} ({len(seqs)} CDS)")
+    return mut.CodonUsage.from_sequences([cds, *context_cds], source=f"the CDS + {len(context_cds)} context CDS")
+
+
+def prepare_assay(spec: AssaySpec) -> Assay:
+    """Read, check and map an assay: wild-type window and every mutant window (no model involved)."""
+    name = spec.name or Path(spec.dms).stem
+    cds_id, _, cds = read_single_fasta(Path(spec.cds))
+    protein = mut.check_cds(cds, name=str(spec.cds))
+    info: dict = {"dms": str(spec.dms), "cds": str(spec.cds), "cds_nt": len(cds), "protein_aa": len(protein),
+                  "fitness_column": spec.fitness_column}
+
+    # Genomic context: locate the CDS as given (before any reconciliation), CDS usage from its features.
+    context_rep, context_cds, located = None, [], None
+    if spec.context is not None:
+        genome = read_genome(spec.context)
+        for rep in genome.values():
+            try:
+                located = (rep, *locate(rep, cds))
+                break
+            except ValueError:
+                continue
+        if located is None:
+            raise ValueError(f"--context {spec.context}: the CDS {cds_id} is not found on either strand of any record")
+        context_rep = located[0]
+        try:
+            ann = read_annotation(spec.context)
+            context_cds = [cds_sequence(genome[g.seqid], g) for g in ann.genes if g.is_protein_coding and g.seqid in genome]
+        except ValueError:
+            context_cds = []
+    usage = _codon_usage(spec, cds, context_cds)
+    info["codon_usage"] = usage.source
+
+    frame, n_missing = load_dms(Path(spec.dms), spec.fitness_column, spec.mutant_column)
+    info["n_missing_fitness"] = n_missing
+    parsed = []
+    for mutant, line in zip(frame["mutant"], frame["line"]):
+        try:
+            parsed.append(mut.parse_mutant(mutant, kind=spec.mutation_type))
+        except mut.MutationError as e:
+            raise ValueError(f"{spec.dms}:{line}: {e}") from None
+
+    # Numbering: explicit, detected from the CSV, checked against the assay's wild-type protein.
+    wt_cds = cds
+    detected = None
+    if any(m.kind == "aa" for v in parsed for m in v):
+        off, n_match, n_pairs = mut.detect_offset(protein, parsed)
+        detected = off
+        info["offset_detected"] = {"offset": off, "matching_positions": n_match, "positions": n_pairs}
+        log.info("%s: residue offset %d matches %d/%d mutated positions", name, off, n_match, n_pairs)
+    if spec.wt_protein is not None:
+        _, desc, ref = read_single_fasta(Path(spec.wt_protein))
+        first = _reference_start(desc, spec.wt_protein_start, Path(spec.wt_protein))
+        aln = mut.align_reference_protein(protein, ref, first)
+        info["wt_protein"] = {"file": str(spec.wt_protein), "first_residue": first, "offset": aln.offset,
+                              "identity": round(aln.identity, 4)}
+        if aln.identity < 0.9:
+            raise ValueError(
+                f"--wt-protein {spec.wt_protein}: only {aln.identity:.0%} identical to the CDS translation at the "
+                f"best placement (offset {aln.offset}); is it the right protein?"
+            )
+        if spec.offset != "auto" and int(spec.offset) != aln.offset:
+            raise ValueError(f"--offset {spec.offset} contradicts --wt-protein, which places residue {first} at offset {aln.offset}")
+        if detected is not None and detected != aln.offset:
+            raise ValueError(f"the CSV's residues fit offset {detected}, but --wt-protein places them at {aln.offset}")
+        offset = aln.offset
+        wt_cds, changes = mut.reconcile_cds(cds, aln, usage)
+        info["wt_reconciled"] = changes
+        if changes:
+            log.warning("%s: the CDS differs from the assay's wild-type protein at %s; the wild-type CDS is edited "
+                        "to encode the assay's wild type (minimal codon changes)", name, ", ".join(changes))
+        info["offset_source"] = "wt_protein"
+    elif spec.offset == "auto":
+        if detected is None:
+            offset = 0
+        else:
+            matched = info["offset_detected"]
+            if matched["matching_positions"] < 0.9 * matched["positions"]:
+                raise ValueError(
+                    f"{spec.dms}: the best residue offset ({detected}) matches only {matched['matching_positions']}/"
+                    f"{matched['positions']} wild-type residues of the CDS; pass --offset or --wt-protein"
+                )
+            offset = detected
+        info["offset_source"] = "auto"
+    else:
+        offset = int(spec.offset)
+        info["offset_source"] = "explicit"
+        if detected is not None and detected != offset:
+            log.warning("%s: --offset %d given, but offset %d matches more wild-type residues", name, offset, detected)
+    info["offset"] = offset
+
+    # Windows: the (reconciled) CDS, with flanks from the context in the CDS's orientation.
+    flank = spec.flank if spec.flank is not None else (DEFAULT_FLANK if context_rep is not None else 0)
+    if flank and context_rep is None:
+        raise ValueError("--flank needs --context (the genomic sequence around the CDS)")
+    if context_rep is not None:
+        rep, start, strand = located
+        full = flanked_window(rep, start, len(cds), strand, flank)
+        wt_window = full[:flank] + wt_cds + full[flank + len(cds):]
+        info["context"] = {"file": str(spec.context), "record": rep.id, "cds_start_1based": start + 1,
+                           "strand": "+" if strand > 0 else "-", "circular": rep.circular}
+    else:
+        wt_window = wt_cds
+    info["flank"] = flank
+    info["window_nt"] = len(wt_window)
+
+    windows, changes, keep, mismatched = [], [], [], []
+    for i, (variant, mutant, line) in enumerate(zip(parsed, frame["mutant"], frame["line"])):
+        try:
+            m_cds = mut.apply_mutations(wt_cds, variant, offset=offset, usage=usage, label=mutant)
+        except mut.WildTypeMismatch as e:
+            if not spec.skip_mismatched:
+                raise ValueError(f"{spec.dms}:{line}: {e} (pass --wt-protein with the assay's wild-type protein, "
+                                 "or --skip-mismatched to drop such mutants)") from None
+            mismatched.append(mutant)
+            continue
+        except mut.MutationError as e:
+            raise ValueError(f"{spec.dms}:{line}: {e}") from None
+        keep.append(i)
+        windows.append(wt_window[:flank] + m_cds + wt_window[flank + len(wt_cds):])
+        changes.append(mut.hamming(m_cds, wt_cds))
+    if mismatched:
+        log.warning("%s: %d mutants dropped (wild type not encoded by the CDS): %s", name, len(mismatched),
+                    ", ".join(mismatched[:10]) + (" ..." if len(mismatched) > 10 else ""))
+    info["skipped_mismatched"] = mismatched
+    variants = frame.iloc[keep].reset_index(drop=True).assign(window=windows, nt_changes=changes)
+    if spec.max_variants is not None and spec.max_variants < len(variants):
+        variants = variants.sample(n=spec.max_variants, random_state=spec.seed).sort_index().reset_index(drop=True)
+        info["subsampled_to"] = spec.max_variants
+    return Assay(name, wt_window, flank, variants, info)
+
+
+def evaluate_assays(scorer: Scorer, assays: list[Assay], out_dir: Path, model_info: dict | None = None) -> dict:
+    """Score every assay (resumable), write DIR/variants.csv and DIR/summary.json, return the summary."""
+    out_dir = Path(out_dir)
+    digest = hashlib.sha256()
+    for a in assays:
+        digest.update(a.name.encode() + a.wt_window.encode())
+        for mname, w in zip(a.variants["mutant"], a.variants["window"]):
+            digest.update(mname.encode() + w.encode())
+    cache = ScoreCache(out_dir, "variants", {"model": model_info, "scoring": scorer.describe(), "inputs": digest.hexdigest()})
+    items = []
+    for a in assays:
+        items.append((f"{a.name}\t<wild type>", a.wt_window))  # scored once per assay
+        items.extend((f"{a.name}\t{m}", w) for m, w in zip(a.variants["mutant"], a.variants["window"]))
+    score_with_cache(scorer, items, cache, desc="variants")
+
+    frames, per_assay = [], {}
+    for a in assays:
+        wt_ll = cache.scores[f"{a.name}\t<wild type>"][0]
+        mutant_ll = np.array([cache.scores[f"{a.name}\t{m}"][0] for m in a.variants["mutant"]])
+        delta = mutant_ll - wt_ll
+        frames.append(pd.DataFrame({
+            "assay": a.name, "mutant": a.variants["mutant"], "fitness": a.variants["fitness"], "delta_ll": delta,
+            "mutant_ll": mutant_ll, "nt_changes": a.variants["nt_changes"],
+        }))
+        rho = spearman(delta, a.variants["fitness"].to_numpy())
+        per_assay[a.name] = {"spearman": rho, "n": int(len(delta)), "wt_ll": wt_ll, **a.info}
+        log.info("%s: Spearman %.4f over %d variants", a.name, rho, len(delta))
+    table = pd.concat(frames, ignore_index=True)
+    rhos = [v["spearman"] for v in per_assay.values() if not math.isnan(v["spearman"])]
+    summary = {
+        "spearman": float(np.mean(rhos)) if rhos else float("nan"),  # mean over assays
+        "n": int(len(table)),
+        "n_assays": len(assays),
+        "spearman_per_assay": {k: v["spearman"] for k, v in per_assay.items()},
+        "score": "delta_ll = sum log p(mutant window) - sum log p(wild-type window); first nt unscored",
+        "model": model_info,
+        "scoring": scorer.describe(),
+        "assays": per_assay,
+    }
+    atomic_write_csv(out_dir / "variants.csv", table)
+    atomic_write_json(out_dir / "summary.json", summary)
+    cache.finish()
+    return summary
+
+
+def _per_assay(values: list | None, n: int, flag: str, default):
+    if not values:
+        return [default] * n
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise SystemExit(f"error: {flag} is given {len(values)} times for {n} --dms files (give it once or once per file)")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dnahnet.evals.variant_effect", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(p)
+    a = p.add_argument_group("assays (repeat --dms/--cds for several; other options once, or once per --dms)")
+    a.add_argument("--dms", action="append", required=True, type=Path, help="DMS CSV")
+    a.add_argument("--cds", action="append", required=True, type=Path, help="wild-type CDS FASTA (one record)")
+    a.add_argument("--fitness-column", action="append", required=True, help="column of measured fitness (e.g. 2500)")
+    a.add_argument("--mutant-column", action="append", help="column of mutant strings (default: mutant)")
+    a.add_argument("--mutation-type", choices=("auto", "aa", "nt"), default="auto",
+                   help="auto: H24C is amino acid, c.123A>G nucleotide; nt: A123G is read as nucleotides")
+    a.add_argument("--offset", action="append", help="CSV residue p = CDS residue p + K (default: auto-detected)")
+    a.add_argument("--wt-protein", action="append", type=Path, help="the assay's wild-type protein FASTA (checks numbering)")
+    a.add_argument("--wt-protein-start", action="append", type=int, help="residue number of --wt-protein's first residue")
+    a.add_argument("--context", action="append", type=Path, help="GenBank/FASTA holding the CDS (genomic flanks)")
+    a.add_argument("--flank", type=int, default=None, help=f"flank nt each side with --context (default {DEFAULT_FLANK})")
+    a.add_argument("--codon-usage", type=Path, default=None,
+                   help="GenBank (its CDS features) or FASTA of CDSs for codon-usage ties (default: CDS + context)")
+    a.add_argument("--name", action="append", help="assay name (default: the CSV's stem)")
+    a.add_argument("--skip-mismatched", action="store_true", help="drop mutants whose wild type the CDS does not encode")
+    a.add_argument("--max-variants", type=int, default=None, help="score a seeded random sample per assay (smoke runs)")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    n = len(args.dms)
+    if len(args.cds) != n:
+        raise SystemExit(f"error: {n} --dms but {len(args.cds)} --cds (give them in pairs)")
+    cols = _per_assay(args.fitness_column, n, "--fitness-column", None)
+    mcols = _per_assay(args.mutant_column, n, "--mutant-column", "mutant")
+    offsets = _per_assay(args.offset, n, "--offset", "auto")
+    contexts = _per_assay(args.context, n, "--context", None)
+    wtp = _per_assay(args.wt_protein, n, "--wt-protein", None)
+    wtp_start = _per_assay(args.wt_protein_start, n, "--wt-protein-start", None)
+    names = _per_assay(args.name, n, "--name", None)
+    for o in offsets:
+        if o != "auto" and not re.fullmatch(r"-?\d+", str(o)):
+            raise SystemExit(f"error: --offset {o!r} is not an integer or 'auto'")
+    specs = [
+        AssaySpec(dms=args.dms[i], cds=args.cds[i], fitness_column=cols[i], mutant_column=mcols[i],
+                  offset=offsets[i], context=contexts[i], flank=args.flank, wt_protein=wtp[i],
+                  wt_protein_start=wtp_start[i], name=names[i], mutation_type=args.mutation_type,
+                  skip_mismatched=args.skip_mismatched, codon_usage=args.codon_usage,
+                  max_variants=args.max_variants, seed=args.seed)
+        for i in range(n)
+    ]
+    try:
+        assays = [prepare_assay(s) for s in specs]
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}") from None
+    if len({a.name for a in assays}) != len(assays):
+        raise SystemExit("error: two assays share a name; pass --name for each")
+    scorer, model_info = scorer_from_args(args)
+    summary = evaluate_assays(scorer, assays, args.out, model_info)
+    print(f"\n{'assay':<32} {'n':>6} {'spearman':>9}")
+    for name, v in summary["assays"].items():
+        print(f"{name:<32} {v['n']:>6} {v['spearman']:>9.4f}")
+    print(f"{'mean over assays':<32} {summary['n']:>6} {summary['spearman']:>9.4f}")
+    print(f"wrote {args.out / 'variants.csv'} and {args.out / 'summary.json'}")
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

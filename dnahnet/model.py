@@ -1,0 +1,538 @@
+"""dnaHNet: the recursive hierarchical next-nucleotide model (DESIGN.md section 2), registered as the
+model family "dnahnet".
+
+One stage s = encoder E^s -> router -> chunk -> inner (stage s+1, or the main network) -> dechunk
+(EMA + upsample) -> residual skip W_res -> decoder D^s:
+
+    xh  = E^s(x)                                  # (B, L, D^s)
+    p,b = route(xh)                               # (B, L)
+    z'  = inner(pad(chunk(xh, b), D^{s+1}))       # (B, L', D^s), truncated back to D^s
+    out = D^s(dechunk(z', p, b) * STE(c) + W_res xh)
+
+Stages are numbered from 0 (outermost, nucleotide resolution); the main network comes last. Logged
+metrics are `stage{s}/selection_rate` (F: fraction of that stage's positions that are boundaries),
+`stage{s}/boundary_prob` (G: mean p) and `stage{s}/ratio_loss`; the measured compression of stage s is
+1 / selection_rate.
+
+Presets: `tiny` (2 stages), `tiny1`, `tiny3` train on a CPU in seconds; `small`, `base`, `large`, `xl`
+follow the layout of the dnaHNet paper's appendix, `["m4", ["T1m4", ["TN"], "m4T1"], "m4"]`, which the
+defaults follow; `small-text` ... `xl-text` follow the paper's main text, where every encoder and
+decoder is "four Mamba layers and one Transformer layer": `["T1m4", ["T1m4", ["TN"], "m4T1"], "m4T1"]`.
+Variants: "3,2" and "2,2" (two stages, target ratios), "3" (one stage, ratio 3: the inner stages'
+encoders and decoders are dropped, see `DNAHNetConfig.n_stages`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dnahnet import flops as fl
+from dnahnet.chunking import (
+    DeChunk,
+    DechunkCache,
+    Router,
+    RouterCache,
+    chunk,
+    confidence,
+    ratio_loss,
+    ste,
+)
+from dnahnet.layout import Layout, parse_layout, per_stage, stage_block_specs
+from dnahnet.nn import BlockSpec, BlockStack, LanguageModel, LMOutput
+from dnahnet.nn.init import init_weights
+from dnahnet.nn.mlp import round_up
+from dnahnet.registry import register_family
+from dnahnet.tokenizer import VOCAB_SIZE
+
+APPENDIX_LAYOUT = ["m4", ["T1m4", ["T{n}"], "m4T1"], "m4"]  # dnaHNet appendix (defaults)
+TEXT_LAYOUT = ["T1m4", ["T1m4", ["T{n}"], "m4T1"], "m4T1"]  # dnaHNet main text: 4 Mamba + 1 attention
+
+
+@dataclass
+class DNAHNetConfig:
+    layout: Any = field(default_factory=lambda: ["m2", ["T1m1", ["T2"], "m1T1"], "m2"])  # H-Net layout (nested list or its string form)
+    d_model: tuple[int, ...] = (64, 96, 128)  # width per stage, outermost first, main network last (non-decreasing)
+    d_intermediate: tuple[int, ...] = (0, 192, 256)  # SwiGLU width per stage (0 = no MLP: lower-case letters only)
+    n_heads: tuple[int, ...] = (4, 4, 4)  # attention heads per stage (main network last)
+    window: tuple[int, ...] = (1023, 1023)  # sliding attention window per outer stage (-1 = global); main is global
+    rotary_fraction: float = 0.5  # share of each head's channels with rotary embeddings (H-Net: half)
+    rotary_base: float = 10000.0  # rotary frequency base
+    ratios: tuple[float, ...] = (3.0, 2.0)  # target compression ratio N_s per stage (> 1), outermost first
+    alpha: float = 0.02  # weight of the ratio loss: aux_loss = alpha * sum_s L_ratio^s (paper: 0.01-0.02)
+    lr_multipliers: tuple[float, ...] = (2.0, 1.5, 1.0)  # learning-rate multiplier per stage, main last
+    n_stages: int | None = None  # keep only this many outer stages (None = all the layout's; see Layout.keep_outer)
+    d_state: int = 16  # Mamba-2 state size per head
+    headdim: int = 16  # Mamba-2 head dim
+    expand: int = 2  # Mamba-2 inner width = expand * d_model
+    d_conv: int = 4  # Mamba-2 causal conv width
+    ngroups: int = 1  # Mamba-2 B/C groups
+    chunk_size: int = 64  # Mamba-2 SSD chunk length
+    ema_chunk_size: int = 64  # chunk length of the dechunker's EMA scan
+    mamba_backend: str = "auto"  # "auto" | "torch" | "kernel" (mamba_ssm + causal_conv1d)
+    attn_backend: str = "auto"  # "auto" | "torch" | "kernel" (flash-attn)
+    vocab_size: int = VOCAB_SIZE  # nucleotide vocabulary incl. special tokens
+    init_std: float = 0.02  # std of linear weights (output projections / sqrt(residuals on the path))
+    embedding_std: float = 1.0  # std of the token embedding (H-Net: 1)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A config's per-stage quantities, checked against the (possibly reduced) layout."""
+
+    layout: Layout
+    specs: tuple[BlockSpec, ...]  # S + 1, main network last
+    ratios: tuple[float, ...]  # S
+    lr_multipliers: tuple[float, ...]  # S + 1
+
+
+def resolve(cfg: DNAHNetConfig) -> Resolved:
+    full = parse_layout(cfg.layout)
+    n = full.n_stages if cfg.n_stages is None else int(cfg.n_stages)
+    if not 0 <= n <= full.n_stages:
+        raise ValueError(f"n_stages={cfg.n_stages} but the layout {full.to_list()} has {full.n_stages} stages")
+    layout = full.keep_outer(n)
+
+    def pick(name: str, with_main: bool) -> tuple:
+        return per_stage(name, getattr(cfg, name), full.n_stages, n, with_main)
+
+    mamba = dict(d_state=cfg.d_state, headdim=cfg.headdim, expand=cfg.expand, d_conv=cfg.d_conv,
+                 ngroups=cfg.ngroups, chunk_size=cfg.chunk_size, backend=cfg.mamba_backend)
+    specs = stage_block_specs(
+        layout, pick("d_model", True), pick("d_intermediate", True), pick("n_heads", True),
+        pick("window", False), rotary_fraction=cfg.rotary_fraction, rotary_base=cfg.rotary_base,
+        attn_backend=cfg.attn_backend, mamba=mamba,
+    )
+    ratios = tuple(float(r) for r in pick("ratios", False))
+    for s, r in enumerate(ratios):
+        if r <= 1.0:
+            raise ValueError(f"ratios[{s}] = {r}: a target compression ratio must be > 1")
+    lrs = tuple(float(x) for x in pick("lr_multipliers", True))
+    if any(x <= 0 for x in lrs):
+        raise ValueError(f"lr_multipliers must be positive, got {lrs}")
+    if cfg.alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {cfg.alpha}")
+    return Resolved(layout, tuple(specs), ratios, lrs)
+
+
+# ---------------------------------------------------------------------------------------- outputs
+@dataclass
+class DNAHNetOutput(LMOutput):
+    """LMOutput plus what the chunkers did; per-stage lists, outermost stage first."""
+
+    boundary_probs: list[Tensor] = field(default_factory=list)  # (B, L_s) router probabilities p
+    boundary_masks: list[Tensor] = field(default_factory=list)  # (B, L_s) bool boundaries b
+    valid_masks: list[Tensor] = field(default_factory=list)  # (B, L_s) bool real (non-padding) positions
+    chunk_indices: list[Tensor] = field(default_factory=list)  # (B, L_{s+1}) position in stage s of each chunk
+    ratio_losses: list[Tensor] = field(default_factory=list)  # scalar L_ratio per stage
+    selection_rates: list[Tensor] = field(default_factory=list)  # scalar F per stage
+
+    def nucleotide_boundaries(self) -> list[Tensor]:
+        """Per stage, (B, L) bool: which input positions (nucleotides) are boundaries of that stage."""
+        out, pos = [], None
+        for s, (b, valid) in enumerate(zip(self.boundary_masks, self.valid_masks)):
+            if pos is None:
+                pos = torch.arange(b.shape[1], device=b.device).expand(b.shape[0], -1)  # (B, L)
+            hits = torch.zeros_like(out[0] if out else b, dtype=torch.long)
+            hits.scatter_add_(1, pos, (b & valid).long())
+            out.append(hits > 0)
+            if s < len(self.chunk_indices):
+                pos = torch.gather(pos, 1, self.chunk_indices[s])  # (B, L_{s+1}) input positions
+        return out
+
+
+@dataclass
+class StageTrace:
+    prob: Tensor  # (B, L_s)
+    boundary: Tensor  # (B, L_s)
+    mask: Tensor  # (B, L_s) real positions
+    index: Tensor  # (B, L_{s+1})
+
+
+@dataclass
+class StageCache:
+    """Decoding state of one stage; the main network uses only `main`. Batch dimension first."""
+
+    encoder: list | None = None
+    router: RouterCache | None = None
+    inner: StageCache | None = None
+    dechunk: DechunkCache | None = None
+    decoder: list | None = None
+    main: list | None = None
+
+
+# ---------------------------------------------------------------------------------------- modules
+class ResidualProjection(nn.Module):
+    """W_res: D x D, bias-free (ours), weight zero-initialised, applied in float32 with autocast off."""
+
+    def __init__(self, d_model: int, device=None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(d_model, d_model, device=device, dtype=torch.float32))
+        self.weight._no_reinit = True
+        self._no_reinit = True
+
+    def forward(self, h: Tensor) -> Tensor:
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            return F.linear(h.float(), self.weight.float())  # (..., D) float32
+
+
+def _n_residuals(stack: BlockStack) -> int:
+    """Residual branches of a stack: one per mixer, one per MLP."""
+    return sum(1 + (b.mlp is not None) for b in stack.blocks)
+
+
+class HNetStage(nn.Module):
+    """Stage `idx` of a layout: encoder/router/inner/dechunk/decoder, or the main network.
+
+    The learned pad vector that widens this stage's input (D^{idx-1} -> D^{idx}, zero-init) belongs to
+    this stage; the output is truncated back to the input width.
+    """
+
+    def __init__(self, layout: Layout, specs: Sequence[BlockSpec], idx: int, d_outer: int | None,
+                 ema_chunk_size: int = 64):
+        super().__init__()
+        self.idx = idx
+        spec = specs[idx]
+        d = spec.d_model
+        self.d_model = d
+        self.pad = None
+        if d_outer is not None and d > d_outer:
+            self.pad = nn.Parameter(torch.zeros(d - d_outer))
+            self.pad._no_weight_decay = True
+        self.is_main = idx == layout.n_stages
+        if self.is_main:
+            self.main = BlockStack.from_letters(layout.main, spec, final_norm=True)
+            return
+        st = layout.stages[idx]
+        self.encoder = BlockStack.from_letters(st.encoder, spec, final_norm=True)
+        self.router = Router(d)
+        self.residual = ResidualProjection(d)
+        self.inner = HNetStage(layout, specs, idx + 1, d, ema_chunk_size)
+        self.dechunk = DeChunk(d, ema_chunk_size)
+        self.decoder = BlockStack.from_letters(st.decoder, spec, final_norm=True)
+
+    def _widen(self, x: Tensor) -> Tensor:
+        if self.pad is None:
+            return x
+        return torch.cat([x, self.pad.to(x.dtype).expand(*x.shape[:-1], -1)], dim=-1)
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, list[StageTrace]]:
+        """x: (B, L, D_in), mask: (B, L) real positions or None -> (B, L, D_in), traces of this and inner stages."""
+        d_in = x.shape[-1]
+        x = self._widen(x)  # (B, L, D)
+        if self.is_main:
+            return self.main(x)[..., :d_in], []
+        h = self.encoder(x)  # (B, L, D)
+        residual = self.residual(h)  # (B, L, D) float32
+        r = self.router(h, mask)
+        chunks = chunk(h, r.boundary)  # (B, M, D)
+        z, inner = self.inner(chunks.x, chunks.mask)  # (B, M, D)
+        zbar = self.dechunk(z, r.prob, r.boundary, chunks)  # (B, L, D) float32
+        c = confidence(r.prob, r.boundary)  # (B, L)
+        y = self.decoder((zbar * ste(c)[..., None] + residual).to(h.dtype))  # (B, L, D)
+        valid = torch.ones_like(r.boundary) if mask is None else mask
+        return y[..., :d_in], [StageTrace(r.prob, r.boundary, valid, chunks.index), *inner]
+
+    # ------------------------------------------------------------------ decoding
+    def allocate_cache(self, batch_size: int, max_seqlen: int, device=None, dtype=None) -> StageCache:
+        kw = dict(device=device, dtype=dtype)
+        if self.is_main:
+            return StageCache(main=self.main.allocate_cache(batch_size, max_seqlen, **kw))
+        return StageCache(
+            encoder=self.encoder.allocate_cache(batch_size, max_seqlen, **kw),
+            router=self.router.allocate_cache(batch_size, device=device, dtype=dtype),
+            inner=self.inner.allocate_cache(batch_size, max_seqlen, **kw),
+            dechunk=self.dechunk.allocate_cache(batch_size, device=device),
+            decoder=self.decoder.allocate_cache(batch_size, max_seqlen, **kw),
+        )
+
+    def prefill(self, x: Tensor, cache: StageCache) -> Tensor:
+        """Parallel prefill of a fresh cache: like forward, leaving every cache after the last position.
+        Needs the same number of chunks in every sequence at every stage (padding would enter the
+        mixers' states); raises _RaggedPrefill otherwise. x: (B, L, D_in) -> (B, L, D_in)."""
+        d_in = x.shape[-1]
+        x = self._widen(x)  # (B, L, D)
+        if self.is_main:
+            return self.main(x, cache=cache.main)[..., :d_in]
+        h = self.encoder(x, cache=cache.encoder)  # (B, L, D)
+        residual = self.residual(h)  # (B, L, D) float32
+        r = self.router(h)
+        chunks = chunk(h, r.boundary)  # (B, M, D)
+        if bool((chunks.counts != chunks.counts[0]).any()):
+            raise _RaggedPrefill
+        z = self.inner.prefill(chunks.x, cache.inner)  # (B, M, D)
+        zbar = self.dechunk(z, r.prob, r.boundary, chunks)  # (B, L, D) float32
+        cache.router.last_key.copy_(self.router.k_proj(h[:, -1]).to(cache.router.last_key.dtype))
+        cache.router.seqlen.fill_(h.shape[1])
+        cache.dechunk.last.copy_(zbar[:, -1])
+        c = confidence(r.prob, r.boundary)  # (B, L)
+        y = self.decoder((zbar * ste(c)[..., None] + residual).to(h.dtype), cache=cache.decoder)
+        return y[..., :d_in]
+
+    def step(self, x: Tensor, cache: StageCache) -> Tensor:
+        """x: (B, D_in) one position per sequence -> (B, D_in). The inner stage advances only for the
+        sequences whose position is a boundary: it is stepped for the whole batch and the other rows
+        of its cache are restored (every cache tensor has the batch dimension first)."""
+        d_in = x.shape[-1]
+        x = self._widen(x)  # (B, D)
+        if self.is_main:
+            return self.main.step(x, cache.main)[..., :d_in]
+        h = self.encoder.step(x, cache.encoder)  # (B, D)
+        residual = self.residual(h)  # (B, D) float32
+        r = self.router.step(h, cache.router)
+        b = r.boundary  # (B,)
+        if bool(b.all()):
+            z = self.inner.step(h, cache.inner)
+        elif bool(b.any()):
+            saved = [t.clone() for t in _cache_tensors(cache.inner)]
+            z = self.inner.step(h, cache.inner)
+            for t, old in zip(_cache_tensors(cache.inner), saved):
+                t.copy_(torch.where(b.view(-1, *([1] * (t.dim() - 1))), t, old))
+        else:
+            z = torch.zeros_like(h)  # unused: no sequence hit a boundary
+        zbar = self.dechunk.step(z, r.prob, b, cache.dechunk)  # (B, D) float32
+        c = confidence(r.prob, b)  # (B,)
+        y = self.decoder.step((zbar * ste(c)[:, None] + residual).to(h.dtype), cache.decoder)
+        return y[..., :d_in]
+
+
+class _RaggedPrefill(Exception):
+    """Sequences of a batch got different numbers of chunks: a parallel prefill would be wrong."""
+
+
+def _cache_tensors(obj) -> Iterator[Tensor]:
+    """Every tensor of a cache tree (dataclasses, lists, dicts), in a fixed order."""
+    if isinstance(obj, Tensor):
+        yield obj
+    elif dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            yield from _cache_tensors(getattr(obj, f.name))
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _cache_tensors(item)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            yield from _cache_tensors(item)
+
+
+class DNAHNet(LanguageModel):
+    """The dnaHNet language model (see the module docstring)."""
+
+    def __init__(self, config: DNAHNetConfig):
+        super().__init__()
+        self.config = config
+        self.resolved = r = resolve(config)
+        d0 = r.specs[0].d_model
+        self.embedding = nn.Embedding(config.vocab_size, d0)
+        self.backbone = HNetStage(r.layout, r.specs, 0, None, config.ema_chunk_size)
+        self.lm_head = nn.Linear(d0, config.vocab_size, bias=False)
+        self._init_weights()
+
+    @property
+    def n_stages(self) -> int:
+        return self.resolved.layout.n_stages
+
+    def stages(self) -> list[HNetStage]:
+        """The stage modules, outermost first, the main network last."""
+        out, st = [], self.backbone
+        while True:
+            out.append(st)
+            if st.is_main:
+                return out
+            st = st.inner
+
+    def _init_weights(self) -> None:
+        """H-Net init: linear N(0, std), residual output projections N(0, std / sqrt(residual branches on
+        the path from the input to that block)), embeddings N(0, embedding_std); the router and W_res
+        keep their own init (identity, zero); Mamba-2's conv/dt/A/D keep theirs."""
+        c = self.config
+        on_path = 0
+        for st in self.stages():
+            if st.is_main:
+                init_weights(st.main, on_path + _n_residuals(st.main), std=c.init_std)
+            else:
+                on_path += _n_residuals(st.encoder) + _n_residuals(st.decoder)
+                for stack in (st.encoder, st.decoder):
+                    init_weights(stack, on_path, std=c.init_std)
+        nn.init.normal_(self.embedding.weight, std=c.embedding_std)
+        nn.init.normal_(self.lm_head.weight, std=c.init_std)
+
+    # ------------------------------------------------------------------ training
+    def forward(self, input_ids: Tensor) -> DNAHNetOutput:
+        h, traces = self.backbone(self.embedding(input_ids), None)  # (B, L, D0)
+        logits = self.lm_head(h)  # (B, L, V)
+        out = DNAHNetOutput(logits=logits)
+        metrics = {}
+        for s, (tr, target) in enumerate(zip(traces, self.resolved.ratios)):
+            rl = ratio_loss(tr.prob, tr.boundary, target, tr.mask)
+            out.boundary_probs.append(tr.prob)
+            out.boundary_masks.append(tr.boundary)
+            out.valid_masks.append(tr.mask)
+            out.chunk_indices.append(tr.index)
+            out.ratio_losses.append(rl.loss)
+            out.selection_rates.append(rl.selection_rate)
+            metrics[f"stage{s}/selection_rate"] = rl.selection_rate
+            metrics[f"stage{s}/ratio_loss"] = rl.loss.detach()
+            metrics[f"stage{s}/boundary_prob"] = rl.boundary_prob.detach()
+        if out.ratio_losses:
+            out.aux_loss = self.config.alpha * torch.stack(out.ratio_losses).sum()
+        out.metrics = metrics
+        return out
+
+    def lr_multipliers(self) -> dict[str, float]:
+        """Every parameter of stage s (its blocks, router, W_res and the pad vector entering it) gets
+        lambda_s; the embedding and the LM head take lambda_0."""
+        lam = self.resolved.lr_multipliers
+        out = {f"embedding.{n}": lam[0] for n, _ in self.embedding.named_parameters()}
+        out.update({f"lm_head.{n}": lam[0] for n, _ in self.lm_head.named_parameters()})
+        prefix = "backbone."
+        for s, st in enumerate(self.stages()):
+            for name, _ in st.named_parameters(recurse=False):
+                out[prefix + name] = lam[s]
+            for child_name, child in st.named_children():
+                if child_name != "inner":
+                    for n, _ in child.named_parameters():
+                        out[f"{prefix}{child_name}.{n}"] = lam[s]
+            prefix += "inner."
+        return out
+
+    def set_fixed_boundaries(self, periods: Sequence[int] | None) -> None:
+        """Test/benchmark hook: stage s selects every periods[s]-th position (b_t = 1[t mod N_s = 0])
+        instead of thresholding p; None restores learned routing."""
+        stages = self.stages()[:-1]
+        if periods is not None and len(periods) != len(stages):
+            raise ValueError(f"need {len(stages)} periods (one per stage), got {tuple(periods)}")
+        for s, st in enumerate(stages):
+            st.router.fixed_period = None if periods is None else int(periods[s])
+
+    # ------------------------------------------------------------------ decoding
+    def init_cache(self, batch_size: int, max_seqlen: int) -> StageCache:
+        p = self.lm_head.weight
+        return self.backbone.allocate_cache(batch_size, max_seqlen, device=p.device, dtype=p.dtype)
+
+    def prefill(self, input_ids: Tensor, cache: StageCache) -> Tensor:
+        """Feed a prompt (B, P) into a fresh cache; logits (B, V) after its last position.
+
+        Parallel (one forward pass) when every sequence gets the same number of chunks at every stage
+        (always for B = 1); otherwise the cache is reset and the prompt is stepped through."""
+        try:
+            h = self.backbone.prefill(self.embedding(input_ids), cache)  # (B, P, D0)
+            return self.lm_head(h[:, -1])
+        except _RaggedPrefill:
+            for t in _cache_tensors(cache):
+                t.zero_()
+            return super().prefill(input_ids, cache)
+
+    def step(self, tokens: Tensor, cache: StageCache) -> Tensor:
+        """tokens: (B,) -> next-token logits (B, V); the cache advances one position."""
+        return self.lm_head(self.backbone.step(self.embedding(tokens), cache))
+
+    # ------------------------------------------------------------------ FLOPs
+    def flops_per_token(self, seq_len: int, ratios: Sequence[float] | None = None) -> fl.FlopsPerToken:
+        """Analytic FLOPs per input nucleotide at context `seq_len` (dnahnet.flops conventions).
+
+        Stage s runs at length L_s = L / (N_0 ... N_{s-1}) and its cost per nucleotide is its cost per
+        position / (N_0 ... N_{s-1}); the main network runs at L / prod N. `ratios` defaults to the
+        target ratios (a run's measured ones: `measured_flops_per_token`). Per stage position: its
+        blocks, router 2 x 2 D^2, W_res 2 D^2; per chunk the EMA, 3 D (its recurrence; the chunked
+        scan that computes it does O(chunk) more work per chunk, not counted, like Mamba-2's).
+        Embedding lookup 0, LM head 2 D V.
+        """
+        r = self.resolved
+        ratios = r.ratios if ratios is None else tuple(float(x) for x in ratios)
+        if len(ratios) != r.layout.n_stages:
+            raise ValueError(f"need {r.layout.n_stages} ratios, got {ratios}")
+        c = self.config
+        total, share, length = 0.0, 1.0, float(seq_len)
+        for s, spec in enumerate(r.specs):
+            ctx = max(1, int(round(length)))
+            per_pos = sum(self._block_flops(letter, spec, ctx) for letter in r.layout.letters(s))
+            d = spec.d_model
+            if s < r.layout.n_stages:
+                per_pos += 2 * 2 * d * d + 2 * d * d  # router (W_q, W_k) + residual projection
+                per_pos += 3 * d / ratios[s]  # EMA update, once per chunk
+            total += share * per_pos
+            if s < r.layout.n_stages:
+                share /= ratios[s]
+                length /= ratios[s]
+        total += fl.lm_head_flops(r.specs[0].d_model, c.vocab_size)
+        return fl.FlopsPerToken.from_forward(total)
+
+    def _block_flops(self, letter: str, spec: BlockSpec, ctx: int) -> float:
+        c = self.config
+        if letter.lower() == "m":
+            f = fl.mamba2_flops(spec.d_model, d_state=c.d_state, expand=c.expand, headdim=c.headdim,
+                                ngroups=c.ngroups, d_conv=c.d_conv)
+        else:
+            head_dim = spec.d_model // spec.n_heads
+            f = fl.attention_flops(spec.d_model, spec.n_heads, head_dim, ctx, spec.window)
+        if letter.isupper():
+            f += fl.swiglu_flops(spec.d_model, spec.d_intermediate)
+        return f
+
+    def measured_flops_per_token(self, seq_len: int, metrics: dict[str, Any]) -> fl.FlopsPerToken:
+        """FLOPs per token with the compression a run measured: N_s = 1 / metrics["stage{s}/selection_rate"]."""
+        ratios = []
+        for s in range(self.n_stages):
+            key = f"stage{s}/selection_rate"
+            if key not in metrics:
+                raise KeyError(f"metrics lack {key!r} (have: {', '.join(sorted(metrics))})")
+            rate = float(metrics[key])
+            if not 0.0 < rate <= 1.0:
+                raise ValueError(f"{key} = {rate} is not a selection rate in (0, 1]")
+            ratios.append(1.0 / rate)
+        return self.flops_per_token(seq_len, ratios=ratios)
+
+
+# ---------------------------------------------------------------------------------------- presets
+def _paper(d: tuple[int, int, int], n_main: int, text_layout: bool = False) -> DNAHNetConfig:
+    """A paper-size 2-stage config: heads of 64 channels, rotary on half of each, d_int = 8/3 d rounded up
+    to 128 (none at stage 0 unless its layout has MLP blocks), Mamba-2 d_state 128 / headdim 64."""
+    template = TEXT_LAYOUT if text_layout else APPENDIX_LAYOUT
+    layout = [template[0], [template[1][0], [template[1][1][0].format(n=n_main)], template[1][2]], template[2]]
+    d_int = tuple(round_up(8 * x / 3, 128) for x in d)
+    if not text_layout:
+        d_int = (0,) + d_int[1:]
+    return DNAHNetConfig(
+        layout=layout, d_model=d, d_intermediate=d_int, n_heads=tuple(x // 64 for x in d),
+        window=(1023, 1023), ratios=(3.0, 2.0), lr_multipliers=(2.0, 1.5, 1.0),
+        d_state=128, headdim=64, expand=2, chunk_size=256, ema_chunk_size=64,
+    )
+
+
+PAPER_SIZES = {  # name: (widths per stage, main Transformer blocks); ~30% / 70% encoder-decoder / main
+    "small": ((256, 384, 512), 10),
+    "base": ((512, 768, 1024), 10),
+    "large": ((768, 1024, 1536), 12),
+    "xl": ((1024, 1536, 2048), 14),
+}
+
+PRESETS = {
+    "tiny": lambda: DNAHNetConfig(),
+    "tiny1": lambda: DNAHNetConfig(
+        layout=["m2", ["T2"], "m2"], d_model=(64, 96), d_intermediate=(0, 256), n_heads=(4, 4),
+        window=(1023,), ratios=(3.0,), lr_multipliers=(2.0, 1.0),
+    ),
+    "tiny3": lambda: DNAHNetConfig(
+        layout=["m1", ["m1", ["T1m1", ["T2"], "m1T1"], "m1"], "m1"], d_model=(48, 64, 96, 128),
+        d_intermediate=(0, 0, 192, 256), n_heads=(4, 4, 4, 4), window=(1023, 1023, 1023),
+        ratios=(3.0, 2.0, 2.0), lr_multipliers=(2.0, 1.75, 1.5, 1.0),
+    ),
+}
+for _name, (_d, _n) in PAPER_SIZES.items():
+    PRESETS[_name] = (lambda d=_d, n=_n: _paper(d, n))
+    PRESETS[f"{_name}-text"] = (lambda d=_d, n=_n: _paper(d, n, text_layout=True))
+
+VARIANTS = {
+    "3,2": {"n_stages": 2, "ratios": (3.0, 2.0)},
+    "2,2": {"n_stages": 2, "ratios": (2.0, 2.0)},
+    "3": {"n_stages": 1, "ratios": (3.0,)},
+}
+
+register_family("dnahnet", DNAHNetConfig, DNAHNet, PRESETS, variants=VARIANTS)
