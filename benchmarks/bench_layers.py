@@ -4,11 +4,13 @@ sequential scan, Mamba-2 with the CUDA kernels (when usable) and causal attentio
     PYTHONPATH=. python benchmarks/bench_layers.py --threads 1 --out bench_layers.csv
     PYTHONPATH=. python benchmarks/bench_layers.py --device cuda --dtype bfloat16 --lengths 1024 4096 16384 65536
 
-Each row is the median over --repeats timed iterations (after --warmup) of one forward and one
-backward pass of one layer on a (batch, L, d_model) input. --dtype bfloat16 runs under autocast
+Each row is the median over --repeats timed iterations (after --warmup; the naive scan: one
+iteration, no warm-up) of one forward and one backward pass of one layer on a (batch, L, d_model) input. --dtype bfloat16 runs under autocast
 with float32 weights, as in training. The naive scan runs only up to --naive-max-len (it is
 O(L) Python steps); longer lengths print "skipped" -- nothing is extrapolated. Prints a table and
-writes CSV (--out).
+writes CSV (--out). Columns: fwd_bwd_ms (wall clock), tokens_per_s (batch * L / wall time), cpu_ms
+(process CPU time: on a shared CPU with --threads 1 it is the figure that other jobs disturb least;
+meaningless for CUDA, where the host waits), peak_mem_mib (CUDA only).
 """
 
 from __future__ import annotations
@@ -46,10 +48,10 @@ class SDPAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model, bias=False)
 
     def forward(self, x):
-        b, l, d = x.shape
-        q, k, v = self.qkv(x).view(b, l, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        b, seqlen, d = x.shape
+        q, k, v = self.qkv(x).view(b, seqlen, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)       # (B, H, L, dh)
-        return self.out(y.transpose(1, 2).reshape(b, l, d))
+        return self.out(y.transpose(1, 2).reshape(b, seqlen, d))
 
 
 def make_attention(d_model: int, n_heads: int) -> tuple[nn.Module, str]:
@@ -72,12 +74,13 @@ def sync(device: torch.device) -> None:
 
 
 def time_fwd_bwd(layer: nn.Module, x: torch.Tensor, amp_dtype, warmup: int, repeats: int,
-                 patch_naive: bool) -> tuple[float, float | None]:
-    """Median seconds of forward+backward, and peak CUDA memory in MiB (None on CPU)."""
+                 patch_naive: bool) -> tuple[float, float, float | None]:
+    """Median wall seconds and median process-CPU seconds of forward+backward, and peak CUDA
+    memory in MiB (None on CPU)."""
     device = x.device
     ctx = mock.patch.object(mamba2_module, "ssd_chunked", naive_scan) if patch_naive else nullcontext()
     amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
-    times = []
+    times, cpu_times = [], []
     with ctx:
         for i in range(warmup + repeats):
             if device.type == "cuda" and i == warmup:
@@ -85,15 +88,16 @@ def time_fwd_bwd(layer: nn.Module, x: torch.Tensor, amp_dtype, warmup: int, repe
             layer.zero_grad(set_to_none=True)
             xi = x.detach().requires_grad_(True)
             sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             with amp:
                 y = layer(xi)
             y.float().square().mean().backward()
             sync(device)
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
+                cpu_times.append(time.process_time() - c0)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    return statistics.median(times), peak
+    return statistics.median(times), statistics.median(cpu_times), peak
 
 
 def main(argv=None) -> int:
@@ -152,7 +156,7 @@ def main(argv=None) -> int:
         for L in args.lengths:
             row = dict(layer=name, impl=impl, seq_len=L, batch=args.batch, d_model=args.d_model,
                        device=str(device), dtype=args.dtype, status="ok", fwd_bwd_ms="",
-                       tokens_per_s="", peak_mem_mib="")
+                       tokens_per_s="", cpu_ms="", peak_mem_mib="")
             if name == "mamba2-naive" and L > args.naive_max_len:
                 row["status"] = f"skipped (L > --naive-max-len {args.naive_max_len})"
             elif name == "mamba2-kernel" and not kernel_ok:
@@ -160,9 +164,12 @@ def main(argv=None) -> int:
             else:
                 x = torch.randn(args.batch, L, args.d_model, device=device)
                 try:
-                    sec, peak = time_fwd_bwd(layer, x, amp_dtype, args.warmup, args.repeats,
-                                             patch_naive=name == "mamba2-naive")
+                    naive = name == "mamba2-naive"
+                    # the naive scan takes seconds per pass: one timed pass, no warm-up
+                    sec, cpu_sec, peak = time_fwd_bwd(layer, x, amp_dtype, 0 if naive else args.warmup,
+                                             1 if naive else args.repeats, patch_naive=naive)
                     row.update(fwd_bwd_ms=f"{sec * 1e3:.2f}", tokens_per_s=f"{args.batch * L / sec:.0f}",
+                               cpu_ms=f"{cpu_sec * 1e3:.2f}",
                                peak_mem_mib="" if peak is None else f"{peak:.0f}")
                 except torch.OutOfMemoryError:
                     row["status"] = "out of memory"
@@ -178,7 +185,7 @@ def main(argv=None) -> int:
 
 
 def print_table(rows: list[dict]) -> None:
-    cols = ["layer", "seq_len", "fwd_bwd_ms", "tokens_per_s", "peak_mem_mib", "status"]
+    cols = ["layer", "seq_len", "fwd_bwd_ms", "tokens_per_s", "cpu_ms", "peak_mem_mib", "status"]
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     print()
     print(" | ".join(c.ljust(widths[c]) for c in cols))
@@ -189,8 +196,10 @@ def print_table(rows: list[dict]) -> None:
     by = {(r["layer"], r["seq_len"]): r for r in rows if r["status"] == "ok"}
     for (layer, L), r in sorted(by.items()):
         if layer == "mamba2-chunked" and ("mamba2-naive", L) in by:
-            ratio = float(by[("mamba2-naive", L)]["fwd_bwd_ms"]) / float(r["fwd_bwd_ms"])
-            print(f"chunked vs naive at L={L}: {ratio:.1f}x faster")
+            naive = by[("mamba2-naive", L)]
+            ratio = float(naive["fwd_bwd_ms"]) / float(r["fwd_bwd_ms"])
+            cpu_ratio = float(naive["cpu_ms"]) / float(r["cpu_ms"])
+            print(f"chunked vs naive at L={L}: {ratio:.1f}x faster (wall), {cpu_ratio:.1f}x (process CPU time)")
 
 
 def write_csv(rows: list[dict], path: str) -> None:

@@ -57,6 +57,15 @@ TEXT_LAYOUT = ["T1m4", ["T1m4", ["T{n}"], "m4T1"], "m4T1"]  # dnaHNet main text:
 
 @dataclass
 class DNAHNetConfig:
+    """dnaHNet hyperparameters; the defaults are the `tiny` preset (2 stages, trains on a CPU).
+
+    Per-stage tuples run outermost first. d_model, d_intermediate, n_heads and lr_multipliers have one
+    entry per stage plus the main network (last); window and ratios one per chunking stage. With
+    `n_stages` below the layout's depth, each may list either the kept stages only or every layout
+    stage (the dropped inner stages' entries are then ignored): so variant "3" turns any 2-stage preset
+    into a 1-stage model, (2.0, 1.5, 1.0) learning-rate multipliers into (2.0, 1.0).
+    """
+
     layout: Any = field(default_factory=lambda: ["m2", ["T1m1", ["T2"], "m1T1"], "m2"])  # H-Net layout (nested list or its string form)
     d_model: tuple[int, ...] = (64, 96, 128)  # width per stage, outermost first, main network last (non-decreasing)
     d_intermediate: tuple[int, ...] = (0, 192, 256)  # SwiGLU width per stage (0 = no MLP: lower-case letters only)
@@ -93,6 +102,8 @@ class Resolved:
 
 
 def resolve(cfg: DNAHNetConfig) -> Resolved:
+    """Parse the layout, drop inner stages if `n_stages` asks, and check every per-stage list
+    (errors name the field)."""
     full = parse_layout(cfg.layout)
     n = full.n_stages if cfg.n_stages is None else int(cfg.n_stages)
     if not 0 <= n <= full.n_stages:
@@ -278,7 +289,8 @@ class HNetStage(nn.Module):
     def step(self, x: Tensor, cache: StageCache) -> Tensor:
         """x: (B, D_in) one position per sequence -> (B, D_in). The inner stage advances only for the
         sequences whose position is a boundary: it is stepped for the whole batch and the other rows
-        of its cache are restored (every cache tensor has the batch dimension first)."""
+        of its cache are restored (every cache tensor has the batch dimension first). The restore copies
+        the inner caches once per step where the batch disagrees: O(cache size), never needed at B = 1."""
         d_in = x.shape[-1]
         x = self._widen(x)  # (B, D)
         if self.is_main:
@@ -413,8 +425,8 @@ class DNAHNet(LanguageModel):
 
     # ------------------------------------------------------------------ decoding
     def init_cache(self, batch_size: int, max_seqlen: int) -> StageCache:
-        p = self.lm_head.weight
-        return self.backbone.allocate_cache(batch_size, max_seqlen, device=p.device, dtype=p.dtype)
+        # dtype left to each mixer: Mamba-2 keeps its SSM state in float32 under a low-precision model
+        return self.backbone.allocate_cache(batch_size, max_seqlen, device=self.lm_head.weight.device)
 
     def prefill(self, input_ids: Tensor, cache: StageCache) -> Tensor:
         """Feed a prompt (B, P) into a fresh cache; logits (B, V) after its last position.
@@ -507,10 +519,10 @@ def _paper(d: tuple[int, int, int], n_main: int, text_layout: bool = False) -> D
 
 
 PAPER_SIZES = {  # name: (widths per stage, main Transformer blocks); ~30% / 70% encoder-decoder / main
-    "small": ((256, 384, 512), 10),
-    "base": ((512, 768, 1024), 10),
-    "large": ((768, 1024, 1536), 12),
-    "xl": ((1024, 1536, 2048), 14),
+    "small": ((256, 384, 512), 11),
+    "base": ((512, 768, 1024), 11),
+    "large": ((768, 1024, 1536), 10),
+    "xl": ((1024, 1536, 2048), 12),
 }
 
 PRESETS = {

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tiny test models: threading overhead dominates on 2 shared cores
 
 
 def pytest_collection_modifyitems(config, items):

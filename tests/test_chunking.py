@@ -19,6 +19,16 @@ from dnahnet.chunking import (
 from dnahnet.nn.init import init_weights
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matmuls: a second intra-op thread only adds synchronisation, which on a loaded machine
+    costs up to ~100x (measured: 36 decoding steps of tiny3 take 27 s with 2 threads, 0.4 s with 1)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def ema_loop(z, p, initial=None):
     """zbar_j = P_j z_j + (1 - P_j) zbar_{j-1}, one position at a time (the reference)."""
     P = p.clamp(P_MIN, P_MAX)

@@ -41,8 +41,15 @@ log = logging.getLogger(__name__)
 
 FASTA, GENBANK = "fasta", "genbank"
 FORMAT_EXTENSIONS = {
-    ".fa": FASTA, ".fasta": FASTA, ".fna": FASTA, ".fas": FASTA, ".fsa": FASTA,
-    ".gb": GENBANK, ".gbk": GENBANK, ".gbff": GENBANK, ".genbank": GENBANK,
+    ".fa": FASTA,
+    ".fasta": FASTA,
+    ".fna": FASTA,
+    ".fas": FASTA,
+    ".fsa": FASTA,
+    ".gb": GENBANK,
+    ".gbk": GENBANK,
+    ".gbff": GENBANK,
+    ".genbank": GENBANK,
 }
 COMPRESSIONS = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}
 _GLOB_CHARS = set("*?[")
@@ -93,7 +100,9 @@ def _scan_directory(folder: Path) -> list[Path]:
         key = (path.parent, parse_name(path)[0])
         if key in chosen:
             keep = min(chosen[key], path, key=lambda p: (parse_name(p)[1] != FASTA, p.name))
-            log.info("%s: %s and %s hold the same genome; using %s", path.parent, chosen[key].name, path.name, keep.name)
+            log.info(
+                "%s: %s and %s hold the same genome; using %s", path.parent, chosen[key].name, path.name, keep.name
+            )
             chosen[key] = keep
         else:
             chosen[key] = path
@@ -119,8 +128,10 @@ def discover_inputs(inputs: Iterable[str | os.PathLike], base_dir: str | os.Path
         elif full.is_dir():
             found = _scan_directory(full)
             if not found:
-                raise DataError(f"input {text!r}: no FASTA/GenBank file under {full} "
-                                f"(extensions {', '.join(FORMAT_EXTENSIONS)}, optionally {', '.join(COMPRESSIONS)})")
+                raise DataError(
+                    f"input {text!r}: no FASTA/GenBank file under {full} "
+                    f"(extensions {', '.join(FORMAT_EXTENSIONS)}, optionally {', '.join(COMPRESSIONS)})"
+                )
             paths += found
         elif full.is_file():
             paths.append(full)
@@ -133,7 +144,9 @@ def discover_inputs(inputs: Iterable[str | os.PathLike], base_dir: str | os.Path
     by_genome: dict[str, InputFile] = {}
     for f in sorted(files.values(), key=lambda f: str(f.path)):
         if f.genome in by_genome:
-            raise DataError(f"two input files have the same genome name {f.genome!r}: {by_genome[f.genome].path} and {f.path}")
+            raise DataError(
+                f"two input files have the same genome name {f.genome!r}: {by_genome[f.genome].path} and {f.path}"
+            )
         by_genome[f.genome] = f
     if not by_genome:
         raise DataError("no input files given")
@@ -142,8 +155,10 @@ def discover_inputs(inputs: Iterable[str | os.PathLike], base_dir: str | os.Path
 
 def store_key(files: Sequence[InputFile]) -> str:
     """Hash of the resolved input paths, sizes and mtimes, and the store format version."""
-    payload = {"format_version": FORMAT_VERSION,
-               "inputs": [[str(f.path), f.size, f.mtime_ns] for f in sorted(files, key=lambda f: str(f.path))]}
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "inputs": [[str(f.path), f.size, f.mtime_ns] for f in sorted(files, key=lambda f: str(f.path))],
+    }
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
 
@@ -182,8 +197,10 @@ def sniff_format(f: InputFile) -> str:
         raise DataError(f"{f.path}: empty file (only blank lines)")
     found = FASTA if line.startswith(">") else GENBANK if line.startswith("LOCUS") else None
     if found is None:
-        raise DataError(f"{f.path}, line {line_no}: neither FASTA (starts with '>') nor GenBank "
-                        f"(starts with 'LOCUS'): {line.strip()[:60]!r}")
+        raise DataError(
+            f"{f.path}, line {line_no}: neither FASTA (starts with '>') nor GenBank "
+            f"(starts with 'LOCUS'): {line.strip()[:60]!r}"
+        )
     if f.fmt is not None and found != f.fmt:
         raise DataError(f"{f.path}, line {line_no}: the extension says {f.fmt} but the content is {found}")
     return found
@@ -195,8 +212,10 @@ def encode_record(raw: bytes, f: InputFile, record_id: str) -> np.ndarray:
     ids = ENCODE_LUT[arr]
     if ids.size and ids.max() == INVALID:
         pos = int(np.flatnonzero(ids == INVALID)[0])
-        raise DataError(f"{f.path}: record {record_id!r}: invalid character {chr(arr[pos])!r} at position "
-                        f"{pos + 1:,} (1-based); allowed: ACGT and IUPAC codes RYSWKMBDHVN, any case")
+        raise DataError(
+            f"{f.path}: record {record_id!r}: invalid character {chr(arr[pos])!r} at position "
+            f"{pos + 1:,} (1-based); allowed: ACGT and IUPAC codes RYSWKMBDHVN, any case"
+        )
     return ids
 
 
@@ -213,8 +232,10 @@ def read_genome(f: InputFile) -> list[tuple[str, str, np.ndarray]]:
                 try:
                     raw = bytes(rec.seq)
                 except UndefinedSequenceError:
-                    raise DataError(f"{f.path}: record {rec.id!r} has no sequence data "
-                                    "(a GenBank record with CONTIG but no ORIGIN?)") from None
+                    raise DataError(
+                        f"{f.path}: record {rec.id!r} has no sequence data "
+                        "(a GenBank record with CONTIG but no ORIGIN?)"
+                    ) from None
                 if not raw:
                     raise DataError(f"{f.path}: record {rec.id!r} (#{k}) has no sequence")
                 records.append((rec.id, rec.description, encode_record(raw, f, rec.id)))
@@ -235,40 +256,53 @@ def read_genome(f: InputFile) -> list[tuple[str, str, np.ndarray]]:
     return records
 
 
-def build_store(files: Sequence[InputFile], dest: str | os.PathLike, split: SplitConfig | None = None,
-                progress: bool = True) -> TokenStore:
+def build_store(
+    files: Sequence[InputFile], dest: str | os.PathLike, split: SplitConfig | None = None, progress: bool = True
+) -> TokenStore:
     """Parse ``files`` into a new store at ``dest`` (atomically replacing what was there)."""
     split = split or SplitConfig()
     files = sorted(files, key=lambda f: str(f.path))
     seen: dict[str, Path] = {}
     genome_records: dict[str, list[str]] = {}
     with StoreWriter(dest) as writer:
-        bar = tqdm(total=sum(f.size for f in files), unit="B", unit_scale=True, desc="ingest genomes",
-                   disable=not progress)
+        bar = tqdm(
+            total=sum(f.size for f in files), unit="B", unit_scale=True, desc="ingest genomes", disable=not progress
+        )
         with bar:
             for f in files:
                 bar.set_postfix_str(f.genome[:40])
                 for record_id, description, ids in read_genome(f):
                     if record_id in seen:
-                        where = "twice in that file" if seen[record_id] == f.path else f"in {seen[record_id]} and {f.path}"
+                        where = (
+                            "twice in that file" if seen[record_id] == f.path else f"in {seen[record_id]} and {f.path}"
+                        )
                         raise DataError(f"{f.path}: duplicate record id {record_id!r}: {where}")
                     seen[record_id] = f.path
                     genome_records.setdefault(f.genome, []).append(record_id)
                     writer.append(f.genome, record_id, description, str(f.path), ids)
                 bar.update(f.size)
         writer.set_splits(assign_splits(genome_records, split))
-        store = writer.commit({
-            "key": store_key(files),
-            "inputs": [{"path": str(f.path), "genome": f.genome, "size": f.size, "mtime_ns": f.mtime_ns} for f in files],
-            "split_config": asdict(split),
-        })
+        store = writer.commit(
+            {
+                "key": store_key(files),
+                "inputs": [
+                    {"path": str(f.path), "genome": f.genome, "size": f.size, "mtime_ns": f.mtime_ns} for f in files
+                ],
+                "split_config": asdict(split),
+            }
+        )
     log.info("built %r", store)
     return store
 
 
-def prepare_store(inputs: Iterable[str | os.PathLike], base_dir: str | os.PathLike | None = None,
-                  store_dir: str | os.PathLike | None = None, split: SplitConfig | None = None,
-                  progress: bool = True, rebuild: bool = False) -> TokenStore:
+def prepare_store(
+    inputs: Iterable[str | os.PathLike],
+    base_dir: str | os.PathLike | None = None,
+    store_dir: str | os.PathLike | None = None,
+    split: SplitConfig | None = None,
+    progress: bool = True,
+    rebuild: bool = False,
+) -> TokenStore:
     """Open the store for ``inputs`` when it is up to date, else build it.
 
     ``store_dir`` is the store's own directory; None = ``<$DNAHNET_CACHE or ~/.cache/dnahnet>/stores/<key>``.
@@ -280,7 +314,12 @@ def prepare_store(inputs: Iterable[str | os.PathLike], base_dir: str | os.PathLi
     key = store_key(files)
     dest = Path(store_dir).expanduser() if store_dir is not None else default_store_root() / key
     manifest = read_manifest(dest)
-    if not rebuild and manifest is not None and manifest.get("key") == key and manifest.get("format_version") == FORMAT_VERSION:
+    if (
+        not rebuild
+        and manifest is not None
+        and manifest.get("key") == key
+        and manifest.get("format_version") == FORMAT_VERSION
+    ):
         log.info("reusing token store %s (key %s)", dest, key)
         store = TokenStore(dest)
         store.apply_splits(assign_splits(store.genome_records(), split))

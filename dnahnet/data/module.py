@@ -43,9 +43,10 @@ class DataConfig:
     num_workers: int = 0  # DataLoader workers (sampling is vectorised; 0 is usually enough)
 
     def __post_init__(self) -> None:
-        for name in ("seq_len", "batch_size", "n_val_windows"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < (0 if name == "n_val_windows" else 1):
-                raise ValueError(f"DataConfig.{name}={getattr(self, name)!r} must be a positive int")
+        for name, low in (("seq_len", 1), ("batch_size", 1), ("n_val_windows", 0), ("n_test_windows", 0)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"DataConfig.{name}={value!r} must be an int >= {low}")
         if not 0.0 <= self.rc_prob <= 1.0:
             raise ValueError(f"DataConfig.rc_prob={self.rc_prob} must lie in [0, 1]")
         if self.num_workers < 0:
@@ -102,8 +103,9 @@ class GenomeDataModule(L.LightningDataModule):
     def _open_store(self) -> TokenStore:
         data_dir = resolve_data_dir(self.cfg.data_dir)
         inputs = self.cfg.inputs if self.cfg.inputs is not None else default_inputs(data_dir)
-        return prepare_store(inputs, base_dir=data_dir, store_dir=self.cfg.store_dir,
-                             split=self.cfg.split_config(), progress=True)
+        return prepare_store(
+            inputs, base_dir=data_dir, store_dir=self.cfg.store_dir, split=self.cfg.split_config(), progress=True
+        )
 
     def prepare_data(self) -> None:
         self._open_store()
@@ -126,25 +128,45 @@ class GenomeDataModule(L.LightningDataModule):
     def train_windows(self) -> TrainWindows:
         if self._train is None:
             c = self.cfg
-            self._train = TrainWindows(self.store, self.records(TRAIN), c.seq_len, c.batch_size, seed=c.seed,
-                                       rc_prob=c.rc_prob if c.rc_augment else 0.0)
+            self._train = TrainWindows(
+                self.store,
+                self.records(TRAIN),
+                c.seq_len,
+                c.batch_size,
+                seed=c.seed,
+                rc_prob=c.rc_prob if c.rc_augment else 0.0,
+            )
         return self._train
 
     def fixed_windows(self, split: str, n_windows: int | None = None) -> FixedWindows | None:
         """The fixed windows of ``split`` (val, test or holdout); None when the split has no genome."""
         if split not in self._fixed:
-            n = n_windows if n_windows is not None else (
-                self.cfg.n_test_windows if split == TEST and self.cfg.n_test_windows is not None else self.cfg.n_val_windows)
+            n = (
+                n_windows
+                if n_windows is not None
+                else (
+                    self.cfg.n_test_windows
+                    if split == TEST and self.cfg.n_test_windows is not None
+                    else self.cfg.n_val_windows
+                )
+            )
             idx = self.records(split)
-            self._fixed[split] = (FixedWindows(self.store, idx, self.cfg.seq_len, n, seed=self.cfg.split_seed,
-                                               what=f"{split} windows") if len(idx) and n else None)
+            self._fixed[split] = (
+                FixedWindows(self.store, idx, self.cfg.seq_len, n, seed=self.cfg.split_seed, what=f"{split} windows")
+                if len(idx) and n
+                else None
+            )
         return self._fixed[split]
 
     # -- loaders -----------------------------------------------------------------------------
     def _loader_kwargs(self) -> dict[str, Any]:
         w = self.cfg.num_workers
-        return {"num_workers": w, "pin_memory": torch.cuda.is_available(), "persistent_workers": False,
-                **({"prefetch_factor": 4} if w else {})}
+        return {
+            "num_workers": w,
+            "pin_memory": torch.cuda.is_available(),
+            "persistent_workers": False,
+            **({"prefetch_factor": 4} if w else {}),
+        }
 
     def train_dataloader(self) -> DataLoader:
         return _CountingLoader(self.train_windows, batch_size=None, counter=self.counter, **self._loader_kwargs())
@@ -154,8 +176,13 @@ class GenomeDataModule(L.LightningDataModule):
         if ds is None:
             log.warning("no %s genomes: the %s dataloader is empty", split, split)
             return []
-        return DataLoader(ds, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size, shuffle=False,
-                          drop_last=False, **self._loader_kwargs())
+        return DataLoader(
+            ds,
+            batch_size=self.cfg.eval_batch_size or self.cfg.batch_size,
+            shuffle=False,
+            drop_last=False,
+            **self._loader_kwargs(),
+        )
 
     def val_dataloader(self) -> DataLoader | list:
         return self._eval_loader(VAL)
@@ -164,14 +191,32 @@ class GenomeDataModule(L.LightningDataModule):
         return self._eval_loader(TEST)
 
     # -- checkpointing -----------------------------------------------------------------------
+    def _prefetched(self) -> int:
+        """Training batches Lightning has fetched but not yet handed to a training step.
+
+        Lightning's fit loop fetches one batch ahead of the step (to detect the end of an
+        iterable). Those batches were not trained on, so a resumed run should draw them again.
+        Reads a private attribute; when it is missing (another Lightning version, no trainer) the
+        count errs on the safe side: those batches are skipped on resume, never replayed.
+        """
+        trainer = getattr(self, "trainer", None)
+        fetcher = getattr(getattr(trainer, "fit_loop", None), "_data_fetcher", None) if trainer is not None else None
+        return len(getattr(fetcher, "batches", None) or ()) if trainer is not None and trainer.training else 0
+
     def state_dict(self) -> dict[str, Any]:
-        return {"batches_drawn": self.counter["batches"], "seed": self.cfg.seed,
-                "seq_len": self.cfg.seq_len, "batch_size": self.cfg.batch_size}
+        drawn = self.counter["batches"] - self._prefetched()
+        return {
+            "batches_drawn": drawn,
+            "seed": self.cfg.seed,
+            "seq_len": self.cfg.seq_len,
+            "batch_size": self.cfg.batch_size,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         for key in ("seed", "seq_len", "batch_size"):
             if key in state_dict and state_dict[key] != getattr(self.cfg, key):
-                log.warning("resuming with %s=%s but the checkpoint used %s", key, getattr(self.cfg, key), state_dict[key])
+                log.warning(
+                    "resuming with %s=%s but the checkpoint used %s", key, getattr(self.cfg, key), state_dict[key]
+                )
         self.counter["batches"] = int(state_dict["batches_drawn"])
         log.info("data stream resumes after %d batches", self.counter["batches"])
-

@@ -95,6 +95,7 @@ class TokenStore:
         if size != self.n_tokens:
             raise DataError(f"{self.path / TOKENS_FILE}: {size} bytes, index says {self.n_tokens}")
         self._tokens: np.ndarray | None = None
+        self._by_id: dict[str, int] | None = None
 
     @property
     def key(self) -> str:
@@ -131,10 +132,12 @@ class TokenStore:
         return out
 
     def record_index(self, record_id: str) -> int:
-        for i, r in enumerate(self.records):
-            if r.record_id == record_id:
-                return i
-        raise KeyError(f"record {record_id!r} not in store {self.path}")
+        """Position of a record (by id) in the store."""
+        if self._by_id is None:
+            self._by_id = {r.record_id: i for i, r in enumerate(self.records)}
+        if record_id not in self._by_id:
+            raise KeyError(f"record {record_id!r} not in store {self.path}")
+        return self._by_id[record_id]
 
     def record_tokens(self, i: int) -> np.ndarray:
         """Tokens of record ``i`` (a read-only view, uint8)."""
@@ -159,9 +162,11 @@ class TokenStore:
 
     def summary(self, split_of: dict[str, str] | None = None) -> list[GenomeSummary]:
         """Per-genome records, nucleotides, N fraction, GC content and split (``split_of`` overrides)."""
+        by_genome: dict[str, list[RecordInfo]] = {}
+        for r in self.records:
+            by_genome.setdefault(r.genome, []).append(r)
         rows = []
-        for genome in self.genomes:
-            recs = [r for r in self.records if r.genome == genome]
+        for genome, recs in by_genome.items():
             nt = sum(r.length for r in recs)
             n = sum(r.n_count for r in recs)
             gc = sum(r.gc_count for r in recs)
@@ -178,10 +183,7 @@ def _read_index(path: Path) -> list[RecordInfo]:
         if reader.fieldnames != INDEX_COLUMNS:
             raise DataError(f"{path}: columns {reader.fieldnames} != {INDEX_COLUMNS}")
         try:
-            return [
-                RecordInfo(**{k: int(v) if k in _INT_COLUMNS else v for k, v in row.items()})
-                for row in reader
-            ]
+            return [RecordInfo(**{k: int(v) if k in _INT_COLUMNS else v for k, v in row.items()}) for row in reader]
         except (TypeError, ValueError) as e:
             raise DataError(f"{path}, line {reader.line_num}: {e}") from None
 
@@ -227,13 +229,24 @@ class StoreWriter:
         if not self._committed:
             self.abort()
 
-    def append(self, genome: str, record_id: str, description: str, source: str, ids: np.ndarray, split: str = "") -> None:
+    def append(
+        self, genome: str, record_id: str, description: str, source: str, ids: np.ndarray, split: str = ""
+    ) -> None:
         """Append one record's uint8 ids."""
         counts = np.bincount(ids, minlength=5)
         self._bin.write(memoryview(np.ascontiguousarray(ids, dtype=np.uint8)))
         self._rows.append(
-            RecordInfo(genome, record_id, description, int(ids.size), self._offset, split, source,
-                       int(counts[1] + counts[2]), int(counts[4]))
+            RecordInfo(
+                genome,
+                record_id,
+                description,
+                int(ids.size),
+                self._offset,
+                split,
+                source,
+                int(counts[1] + counts[2]),
+                int(counts[4]),
+            )
         )
         self._offset += int(ids.size)
 

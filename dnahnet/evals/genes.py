@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import io
 import logging
 import lzma
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from Bio import SeqIO
 
 log = logging.getLogger(__name__)
 
-STOP_CASSETTE = "TAATAATAATAGTGA"  # stops in all three frames (DESIGN.md section 9)
+STOP_CASSETTE = "TAATAATAATAGTGA"  # TAA TAA TAA TAG TGA: five stops in the start codon's frame (DESIGN.md 9)
 CASSETTE_OFFSET = 12  # the cassette starts 12 nt after the first base of the start codon
 MIN_CASSETTE_GENE_LENGTH = CASSETTE_OFFSET + len(STOP_CASSETTE)  # 27: the cassette must lie inside the CDS
 
@@ -56,7 +55,7 @@ def open_text(path: str | Path):
         return lzma.open(path, "rt")
     if magic[:3] == b"BZh":
         return bz2.open(path, "rt")
-    return open(path, "rt")
+    return open(path)
 
 
 @dataclass(frozen=True)
@@ -180,7 +179,7 @@ def read_gff3(path: str | Path) -> Annotation:
     """NCBI-style GFF3 -> genes with their CDS parts (phases kept, so frameshifted CDSs stay in frame)."""
     path = Path(path)
     genes: dict[str, Gene] = {}
-    cds_parts: dict[str, list[tuple[int, int, int, int]]] = {}
+    cds_parts: dict[str, list[tuple[int, int, int, str]]] = {}  # parent -> (start, end, phase, CDS ID)
     rna_types: dict[str, str] = {}
     circular: dict[str, bool] = {}
     lengths: dict[str, int] = {}
@@ -224,18 +223,28 @@ def read_gff3(path: str | Path) -> Annotation:
                     ph = int(phase) if phase not in (".", "") else 0
                 except ValueError:
                     raise AnnotationError(f"{where}: CDS phase {phase!r} is not 0, 1 or 2") from None
+                cds_id = attrs.get("ID") or f"line{lineno}"
                 for p in parent.split(","):
-                    cds_parts.setdefault(p, []).append((start0, end0, ph, lineno))
+                    cds_parts.setdefault(p, []).append((start0, end0, ph, cds_id))
             elif ftype in ("tRNA", "rRNA", "ncRNA", "tmRNA", "mRNA", "exon"):
                 rna_types[attrs.get("ID", "")] = attrs.get("Parent", "")
-    # CDS parents may be genes directly (NCBI prokaryotes) or transcripts whose parent is a gene.
+    # CDS parents may be genes directly (NCBI prokaryotes) or transcripts whose parent is a gene. A gene
+    # may carry several CDSs (isoforms: internal starts, programmed frameshifts; each its own CDS ID, one
+    # line per part): the longest is kept, the first listed on a tie.
     for parent, parts in cds_parts.items():
         gid = parent if parent in genes else rna_types.get(parent)
         if gid not in genes:
             continue
         g = genes[gid]
-        parts = sorted(parts, key=lambda p: p[0], reverse=g.strand < 0)  # transcript order
-        g.cds = tuple(Segment(s, e, ph) for s, e, ph, _ in parts)
+        isoforms: dict[str, list] = {}
+        for p in parts:
+            isoforms.setdefault(p[3], []).append(p)
+        best = max(isoforms.values(), key=lambda segs: sum(e - s for s, e, _, _ in segs))  # max keeps the first
+        best = sorted(best, key=lambda p: p[0], reverse=g.strand < 0)  # transcript order
+        if g.cds:  # another parent ID of the same gene (gene -> transcript -> CDS): keep the longer
+            if sum(x.end - x.start for x in g.cds) >= sum(e - s for s, e, _, _ in best):
+                continue
+        g.cds = tuple(Segment(s, e, ph) for s, e, ph, _ in best)
     if not genes:
         raise AnnotationError(f"{path}: no gene features (is it GFF3?)")
     return Annotation(list(genes.values()), circular, lengths, str(path))
@@ -263,7 +272,9 @@ def read_genbank_annotation(path: str | Path) -> Annotation:
                 if tag not in by_tag:
                     by_tag[tag] = {}
                     order.append(tag)
-                by_tag[tag].setdefault(feat.type, feat)
+                prev = by_tag[tag].get(feat.type)
+                if prev is None or len(feat.location) > len(prev.location):  # isoforms: keep the longest
+                    by_tag[tag][feat.type] = feat
             for tag in order:
                 feats = by_tag[tag]
                 main = feats.get("gene") or feats.get("CDS") or next(iter(feats.values()))

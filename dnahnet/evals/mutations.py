@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from Bio.Data import CodonTable
 
@@ -126,7 +126,7 @@ class CodonUsage:
         self.source = source
 
     @classmethod
-    def from_sequences(cls, cds_list: Iterable[str], source: str = "sequences") -> "CodonUsage":
+    def from_sequences(cls, cds_list: Iterable[str], source: str = "sequences") -> CodonUsage:
         counts: Counter = Counter()
         for cds in cds_list:
             cds = cds.upper()

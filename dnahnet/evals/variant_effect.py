@@ -39,11 +39,22 @@ from torchmetrics.functional import spearman_corrcoef
 
 from dnahnet.evals import mutations as mut
 from dnahnet.evals.cli import (
-    ScoreCache, add_model_args, atomic_write_csv, atomic_write_json, score_with_cache, scorer_from_args,
+    ScoreCache,
+    add_model_args,
+    atomic_write_csv,
+    atomic_write_json,
+    score_with_cache,
+    scorer_from_args,
     setup_logging,
 )
 from dnahnet.evals.genes import (
-    cds_sequence, flanked_window, is_genbank, locate, open_text, read_annotation, read_genome,
+    cds_sequence,
+    flanked_window,
+    is_genbank,
+    locate,
+    open_text,
+    read_annotation,
+    read_genome,
 )
 from dnahnet.evals.scoring import Scorer
 

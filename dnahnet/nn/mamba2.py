@@ -216,7 +216,7 @@ class Mamba2(nn.Module):
         if u.dim() != 3 or u.shape[-1] != self.d_model:
             raise ValueError(f"Mamba2.forward expects (batch, seqlen, d_model={self.d_model}), "
                              f"got {tuple(u.shape)}")
-        b, l, _ = u.shape
+        b, seqlen, _ = u.shape
         if cache is not None:
             self._check_cache(cache, b)
         path = kernels.resolve_backend(self.backend, u.device, what="mamba2")
@@ -240,23 +240,23 @@ class Mamba2(nn.Module):
         xbc = xbc.transpose(1, 2)                                     # (B, L, conv_dim)
 
         x, B, C = self._split_xbc(xbc)
-        x = x.reshape(b, l, self.nheads, self.headdim)                # (B, L, H, P)
-        B = B.reshape(b, l, self.ngroups, self.d_state)               # (B, L, G, N)
-        C = C.reshape(b, l, self.ngroups, self.d_state)               # (B, L, G, N)
+        x = x.reshape(b, seqlen, self.nheads, self.headdim)                # (B, L, H, P)
+        B = B.reshape(b, seqlen, self.ngroups, self.d_state)               # (B, L, G, N)
+        C = C.reshape(b, seqlen, self.ngroups, self.d_state)               # (B, L, G, N)
         A = -torch.exp(self.A_log.float())                            # (H,)
         init = cache.ssm_state if cache is not None else None          # (B, H, P, N)
 
         if path == "kernel":
             out = kernels.mamba_chunk_scan_combined(
                 x, dt, A, B, C, self.chunk_size, D=self._D(),
-                z=None if self.rmsnorm else z.reshape(b, l, self.nheads, self.headdim),
+                z=None if self.rmsnorm else z.reshape(b, seqlen, self.nheads, self.headdim),
                 dt_bias=self.dt_bias, initial_states=init, dt_softplus=True, dt_limit=self.dt_limit,
                 return_final_states=cache is not None)
             y, final = out if cache is not None else (out, None)
         else:
             res = ssd_chunked(x, self._dt(dt), A, B, C, self.chunk_size, D=self._D(), initial_state=init)
             y, final = res.y, res.final_state
-        y = y.reshape(b, l, self.d_ssm)                               # (B, L, d_ssm)
+        y = y.reshape(b, seqlen, self.d_ssm)                               # (B, L, d_ssm)
         if path == "torch" and not self.rmsnorm:
             y = y * F.silu(z)
         if cache is not None:
@@ -310,13 +310,16 @@ class Mamba2(nn.Module):
         D = self._D()
 
         if path == "kernel":
-            # dt is passed already softplus'ed and clamped, so dt_limit holds here as in forward.
+            # dt goes in already softplus'ed and clamped (so dt_limit holds here as in forward), with
+            # a zero dt_bias: the kernel reads dt_bias's strides even when it is not needed.
+            # Stride-0 expansions over headdim let the kernel load one value per head.
             p, n = self.headdim, self.d_state
             y = kernels.selective_state_update(
                 cache.ssm_state, x, dt.unsqueeze(-1).expand(b, self.nheads, p),
                 A[:, None, None].expand(self.nheads, p, n),
                 B, C, D if D.dim() == 2 else D.unsqueeze(-1).expand(self.nheads, p),
-                z=None if self.rmsnorm else z.reshape(b, self.nheads, p), dt_bias=None, dt_softplus=False)
+                z=None if self.rmsnorm else z.reshape(b, self.nheads, p),
+                dt_bias=dt.new_zeros(1, 1).expand(self.nheads, p), dt_softplus=False)
         else:
             hg = self.nheads // self.ngroups
             Bh = B.float().repeat_interleave(hg, dim=1)                # (B, H, N)

@@ -60,17 +60,17 @@ def ssd_chunked(
         D: (H,) or (H, P) skip connection, or None.
         initial_state: (B, H, P, N) state before position 0, or None (zeros).
     """
-    b, l, h, p, g, n = _check(x, dt, A, B, C, D, initial_state)
+    b, seqlen, h, p, g, n = _check(x, dt, A, B, C, D, initial_state)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     out_dtype, cdt = x.dtype, _compute_dtype(x, dt, A, B, C, initial_state)
-    if l == 0:  # nothing to scan: the state passes through unchanged
+    if seqlen == 0:  # nothing to scan: the state passes through unchanged
         state = x.new_zeros(b, h, p, n, dtype=cdt) if initial_state is None else initial_state.to(cdt)
         return SSDOutput(y=x.new_zeros(b, 0, h, p), final_state=state)
     with _no_autocast(x.device):
         x, dt, A, B, C = (t.to(cdt) for t in (x, dt, A, B, C))
-        q = min(chunk_size, l)
-        pad = (-l) % q
+        q = min(chunk_size, seqlen)
+        pad = (-seqlen) % q
         if pad:
             x_p = F.pad(x, (0, 0, 0, 0, 0, pad))        # (B, L', H, P)
             dt = F.pad(dt, (0, 0, 0, pad))              # (B, L', H), dt = 0 on padding
@@ -78,7 +78,7 @@ def ssd_chunked(
             C = F.pad(C, (0, 0, 0, 0, 0, pad))
         else:
             x_p = x
-        c, hg = (l + pad) // q, h // g
+        c, hg = (seqlen + pad) // q, h // g
 
         xdt = (x_p * dt.unsqueeze(-1)).view(b, c, q, g, hg, p)   # (B, c, Q, G, H/G, P)
         Bc = B.view(b, c, q, g, n)                               # (B, c, Q, G, N)
@@ -87,17 +87,23 @@ def ssd_chunked(
         a_cum = dtA.cumsum(-1)                                   # (B, c, H, Q)
 
         # 1. Intra-chunk (diagonal blocks): y_l = sum_{s<=l} (C_l . B_s) exp(sum_{s<k<=l} dtA_k) dt_s x_s
+        # segsum's masked cumsum, not differences of a_cum: a_cum can reach -1e3 inside a chunk
+        # (large dt, e.g. the dechunking EMA), where a_cum[l] - a_cum[s] loses ~1e-5 of the decay of
+        # nearby positions in float32; the masked cumsum is ~40x more accurate there, for ~20% time.
         decay = torch.exp(segsum(dtA)).view(b, c, g, hg, q, q)           # (B, c, G, H/G, Ql, Qs)
         cb = torch.einsum("bclgn,bcsgn->bcgls", Cc, Bc)                   # (B, c, G, Ql, Qs)
         y = torch.einsum("bcghls,bcsghp->bclghp", cb.unsqueeze(3) * decay, xdt)  # (B, c, Q, G, H/G, P)
 
         # 2. Each chunk's own contribution to the state at its end.
-        decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)                 # (B, c, H, Q)
+        # exp(sum_{k>s} dtA_k) as an exclusive reverse cumsum (a_cum[-1] - a_cum[s] would cancel).
+        to_end = F.pad(dtA[..., 1:].flip(-1).cumsum(-1).flip(-1), (0, 1))   # (B, c, H, Q)
+        decay_to_end = torch.exp(to_end)                                  # (B, c, H, Q)
         xw = xdt * decay_to_end.transpose(2, 3).reshape(b, c, q, g, hg, 1)
         states = torch.einsum("bcsgn,bcsghp->bcghpn", Bc, xw).reshape(b, c, h, p, n)  # (B, c, H, P, N)
 
         # 3. Inter-chunk state passing: state entering chunk z = sum_{k<=z} (decay k->z) states_k,
-        # with the initial state as chunk "-1"; a segment-sum over chunk totals gives the decays.
+        # with the initial state as chunk "-1"; a segment-sum over chunk totals gives the decays
+        # (the stable masked-cumsum form: totals over many chunks can be large).
         if initial_state is None:
             init = states.new_zeros(b, 1, h, p, n)
         else:
@@ -111,7 +117,7 @@ def ssd_chunked(
         # 4. Off-diagonal blocks: the state entering the chunk, decayed to position l, read by C_l.
         y_off = torch.einsum("bclgn,bcghpn->bclghp", Cc, entering.view(b, c, g, hg, p, n))
         decay_from_start = torch.exp(a_cum).transpose(2, 3).reshape(b, c, q, g, hg, 1)
-        y = (y + y_off * decay_from_start).reshape(b, c * q, h, p)[:, :l]  # (B, L, H, P)
+        y = (y + y_off * decay_from_start).reshape(b, c * q, h, p)[:, :seqlen]  # (B, L, H, P)
         if D is not None:
             y = y + x * _d_view(D, cdt)
     return SSDOutput(y=y.to(out_dtype), final_state=final_state)
@@ -128,7 +134,7 @@ def ssd_naive(
 ) -> SSDOutput:
     """The recurrence, position by position (reference; O(L) Python steps). Same arguments as
     :func:`ssd_chunked`. Computes in float32, or float64 if any input is float64."""
-    b, l, h, p, g, n = _check(x, dt, A, B, C, D, initial_state)
+    b, seqlen, h, p, g, n = _check(x, dt, A, B, C, D, initial_state)
     out_dtype, cdt = x.dtype, _compute_dtype(x, dt, A, B, C, initial_state)
     with _no_autocast(x.device):
         x, dt, A, B, C = (t.to(cdt) for t in (x, dt, A, B, C))
@@ -136,7 +142,7 @@ def ssd_naive(
         Ch = C.repeat_interleave(h // g, dim=2)  # (B, L, H, N)
         state = x.new_zeros(b, h, p, n) if initial_state is None else initial_state.to(cdt)
         ys = []
-        for t in range(l):
+        for t in range(seqlen):
             decay = torch.exp(dt[:, t] * A)[..., None, None]                          # (B, H, 1, 1)
             inp = (dt[:, t, :, None] * x[:, t]).unsqueeze(-1) * Bh[:, t].unsqueeze(2)  # (B, H, P, N)
             state = decay * state + inp
@@ -162,16 +168,16 @@ def segsum(a: Tensor) -> Tensor:
 def _check(x, dt, A, B, C, D, initial_state) -> tuple[int, int, int, int, int, int]:
     if x.dim() != 4:
         raise ValueError(f"x must be (batch, seqlen, nheads, headdim), got shape {tuple(x.shape)}")
-    b, l, h, p = x.shape
-    if B.dim() != 4 or B.shape[:2] != (b, l):
-        raise ValueError(f"B must be (batch={b}, seqlen={l}, ngroups, d_state), got {tuple(B.shape)}")
+    b, seqlen, h, p = x.shape
+    if B.dim() != 4 or B.shape[:2] != (b, seqlen):
+        raise ValueError(f"B must be (batch={b}, seqlen={seqlen}, ngroups, d_state), got {tuple(B.shape)}")
     g, n = B.shape[2:]
     if C.shape != B.shape:
         raise ValueError(f"C must have B's shape {tuple(B.shape)}, got {tuple(C.shape)}")
     if h % g:
         raise ValueError(f"nheads={h} must be a multiple of ngroups={g}")
-    if dt.shape != (b, l, h):
-        raise ValueError(f"dt must be (batch, seqlen, nheads)={(b, l, h)}, got {tuple(dt.shape)}")
+    if dt.shape != (b, seqlen, h):
+        raise ValueError(f"dt must be (batch, seqlen, nheads)={(b, seqlen, h)}, got {tuple(dt.shape)}")
     if A.shape != (h,):
         raise ValueError(f"A must be (nheads,)={(h,)}, got {tuple(A.shape)}")
     if D is not None and D.shape not in ((h,), (h, p)):
@@ -179,7 +185,7 @@ def _check(x, dt, A, B, C, D, initial_state) -> tuple[int, int, int, int, int, i
     if initial_state is not None and initial_state.shape != (b, h, p, n):
         raise ValueError(f"initial_state must be (batch, nheads, headdim, d_state)={(b, h, p, n)}, "
                          f"got {tuple(initial_state.shape)}")
-    return b, l, h, p, g, n
+    return b, seqlen, h, p, g, n
 
 
 def _compute_dtype(*tensors: Tensor | None) -> torch.dtype:

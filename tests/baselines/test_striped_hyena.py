@@ -11,9 +11,9 @@ from torch.utils.flop_counter import FlopCounterMode
 import dnahnet
 from baselines.hyena import HyenaOperator
 from baselines.striped_hyena import StripedHyenaConfig
+from dnahnet.config import to_dict
 from dnahnet.nn import Attention
 from dnahnet.registry import config_from_dict
-from dnahnet.config import to_dict
 
 
 def test_stripe_pattern_places_attention_at_3_10_17():
@@ -23,7 +23,7 @@ def test_stripe_pattern_places_attention_at_3_10_17():
     assert [i for i, k in enumerate(kinds) if k == "A"] == [3, 10, 17]
     assert kinds[:7] == ["SE", "MR", "LI", "A", "SE", "MR", "LI"]
     assert all(b.mlp is not None for b in model.backbone.blocks)  # every layer has its SwiGLU
-    assert model.embedding.weight.data_ptr() != model.lm_head.weight.data_ptr() or model.embedding.weight is not model.lm_head.weight
+    assert model.embedding.weight is not model.lm_head.weight  # untied
 
 
 def test_step_decoding_reproduces_forward():
@@ -67,7 +67,12 @@ def test_causality():
 @pytest.mark.parametrize("seq_len,fft_min_length", [(64, 1000), (256, 128)])
 def test_analytic_flops_match_flop_counter(seq_len, fft_min_length):
     """Forward and forward + backward within 5% of FlopCounterMode, the FFT terms (which it cannot see)
-    and the softmax (3 h L, elementwise) removed from the analytic side."""
+    and the softmax (3 h L, elementwise) removed from the analytic side.
+
+    FlopCounterMode ignores `groups` in the weight gradient of a convolution, overcounting a depthwise
+    conv's backward by a factor of its channels; an exact backward of a conv costs twice its forward
+    (input and weight gradients), so the training check takes the counted backward convs as that.
+    """
     torch.manual_seed(0)
     model = dnahnet.build_model("stripedhyena", "tiny", d_model=128, n_heads=4, fft_min_length=fft_min_length)
     parts = model.flops_breakdown(seq_len)
@@ -80,7 +85,11 @@ def test_analytic_flops_match_flop_counter(seq_len, fft_min_length):
     assert abs(visible / (fwd.get_total_flops() / ids.numel()) - 1) < 0.05
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as train:
         model(ids).logits.sum().backward()
-    assert abs(3 * visible / (train.get_total_flops() / ids.numel()) - 1) < 0.05
+    ops = {str(op): n for op, n in train.get_flop_counts()["Global"].items()}
+    conv = ops.get("aten.convolution", 0)
+    assert (conv > 0) and ops.get("aten.convolution_backward", 0) > 2 * conv  # the overcount, still there
+    counted = sum(n for op, n in ops.items() if op != "aten.convolution_backward") + 2 * conv
+    assert abs(3 * visible / (counted / ids.numel()) - 1) < 0.05
 
 
 def test_flops_per_token_by_hand():
@@ -130,11 +139,11 @@ def test_every_parameter_trains_and_loss_drops_on_a_repeat():
     torch.manual_seed(0)
     model = dnahnet.build_model("stripedhyena", "tiny")
     period = torch.randint(0, 4, (16,))
-    window = period.repeat(9)[:129]
+    window = period.repeat(5)[:65]
     ids, labels = window[:-1][None].repeat(4, 1), window[1:][None].repeat(4, 1)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
-    for step in range(25):
+    for step in range(20):
         loss = torch.nn.functional.cross_entropy(model(ids).logits.flatten(0, 1), labels.flatten())
         opt.zero_grad()
         loss.backward()

@@ -53,11 +53,15 @@ def tiny_corpus(tmp_path: Path) -> Path:
     rng = np.random.default_rng(123)
     root = tmp_path / "data"
     for g in range(5):
-        recs = {f"G{g}_chr genome {g} chromosome": random_dna(rng, 3000 + 700 * g),
-                f"G{g}_plasmid genome {g} plasmid": random_dna(rng, 1500)}
+        recs = {
+            f"G{g}_chr genome {g} chromosome": random_dna(rng, 3000 + 700 * g),
+            f"G{g}_plasmid genome {g} plasmid": random_dna(rng, 1500),
+        }
         write_text(root / "genomes" / "corpus" / f"genome{g}.fna.gz", fasta_text(recs), "gz")
-    write_text(root / "genomes" / "k12" / "mg1655.fasta",
-               fasta_text({"NC_000913.3 Escherichia coli K-12 MG1655": random_dna(rng, 4000)}))
+    write_text(
+        root / "genomes" / "k12" / "mg1655.fasta",
+        fasta_text({"NC_000913.3 Escherichia coli K-12 MG1655": random_dna(rng, 4000)}),
+    )
     return root
 
 
@@ -73,5 +77,6 @@ def real_data_dir() -> Path:
 def real_store(real_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """The real corpus + K-12, built once per test session into a temporary directory."""
     out = tmp_path_factory.mktemp("real_store") / "store"
-    return prepare_store(default_inputs(real_data_dir), base_dir=real_data_dir, store_dir=out,
-                         split=SplitConfig(), progress=False)
+    return prepare_store(
+        default_inputs(real_data_dir), base_dir=real_data_dir, store_dir=out, split=SplitConfig(), progress=False
+    )

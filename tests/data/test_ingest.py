@@ -20,8 +20,10 @@ SEQS = {"chr1 first chromosome": "ACGTACGTTTGA" * 20 + "acgtnRY", "pl1 a plasmid
 
 def genbank_text(records: dict[str, str]) -> str:
     out = io.StringIO()
-    recs = [SeqRecord(Seq(s), id=h.split()[0], name=h.split()[0], description=h,
-                      annotations={"molecule_type": "DNA"}) for h, s in records.items()]
+    recs = [
+        SeqRecord(Seq(s), id=h.split()[0], name=h.split()[0], description=h, annotations={"molecule_type": "DNA"})
+        for h, s in records.items()
+    ]
     SeqIO.write(recs, out, "genbank")
     return out.getvalue()
 
@@ -38,11 +40,20 @@ def build(tmp_path, inputs, **kw):
     return prepare_store(inputs, base_dir=tmp_path, store_dir=tmp_path / "store", progress=False, **kw)
 
 
-@pytest.mark.parametrize("name, compression, fmt", [
-    ("g.fna", None, "fasta"), ("g.fasta.gz", "gz", "fasta"), ("g.fa.xz", "xz", "fasta"),
-    ("g.fas.bz2", "bz2", "fasta"), ("g.gbff", None, "genbank"), ("g.gbk.gz", "gz", "genbank"),
-    ("g.gb.xz", "xz", "genbank"), ("g.seq", None, "fasta"), ("g.dat.gz", "gz", "genbank"),  # sniffed
-])
+@pytest.mark.parametrize(
+    "name, compression, fmt",
+    [
+        ("g.fna", None, "fasta"),
+        ("g.fasta.gz", "gz", "fasta"),
+        ("g.fa.xz", "xz", "fasta"),
+        ("g.fas.bz2", "bz2", "fasta"),
+        ("g.gbff", None, "genbank"),
+        ("g.gbk.gz", "gz", "genbank"),
+        ("g.gb.xz", "xz", "genbank"),
+        ("g.seq", None, "fasta"),
+        ("g.dat.gz", "gz", "genbank"),  # sniffed
+    ],
+)
 def test_formats_round_trip(tmp_path, write_fasta, name, compression, fmt):
     text = genbank_text(SEQS) if fmt == "genbank" else None
     write_fasta(tmp_path / name, text or SEQS, compression)
@@ -54,9 +65,17 @@ def test_formats_round_trip(tmp_path, write_fasta, name, compression, fmt):
 
 
 def test_genome_names():
-    assert parse_name(Path("GCF_000005845.2_ASM584v2_genomic.fna.gz")) == ("GCF_000005845.2_ASM584v2_genomic", "fasta", ".gz")
+    assert parse_name(Path("GCF_000005845.2_ASM584v2_genomic.fna.gz")) == (
+        "GCF_000005845.2_ASM584v2_genomic",
+        "fasta",
+        ".gz",
+    )
     assert parse_name(Path("kleborate_Kpneumoniae_HS11286.fna.xz")) == ("kleborate_Kpneumoniae_HS11286", "fasta", ".xz")
-    assert parse_name(Path("NC_004829_Mgallisepticum_Rlow.gbff.gz")) == ("NC_004829_Mgallisepticum_Rlow", "genbank", ".gz")
+    assert parse_name(Path("NC_004829_Mgallisepticum_Rlow.gbff.gz")) == (
+        "NC_004829_Mgallisepticum_Rlow",
+        "genbank",
+        ".gz",
+    )
     assert parse_name(Path("NC_000913.3")) == ("NC_000913.3", None, None)
     assert parse_name(Path("reads.txt")) == ("reads", None, None)
 
@@ -90,34 +109,70 @@ def _bad_cases(tmp_path: Path, write_fasta):
     return {
         "empty": (lambda: (tmp_path / "e.fna").write_text(""), ["e.fna", "empty file"]),
         "blank": (lambda: (tmp_path / "e.fna").write_text("\n\n  \n"), ["e.fna", "empty file"]),
-        "neither": (lambda: (tmp_path / "x.fa").write_text("hello world\nACGT\n"),
-                    ["x.fa", "line 1", "neither FASTA", "hello world"]),
+        "neither": (
+            lambda: (tmp_path / "x.fa").write_text("hello world\nACGT\n"),
+            ["x.fa", "line 1", "neither FASTA", "hello world"],
+        ),
         "unknown_ext": (lambda: (tmp_path / "x.bin").write_bytes(b"\x00\x01binary"), ["x.bin", "neither FASTA"]),
         "mismatch": (lambda: write_fasta(tmp_path / "x.gbk", {"a": "ACGT"}), ["x.gbk", "extension says genbank"]),
-        "no_sequence": (lambda: write_fasta(tmp_path / "x.fa", ">a first\nACGT\n>b second\n>c third\nAC\n"),
-                        ["x.fa", "record 'b'", "no sequence"]),
-        "invalid_char": (lambda: write_fasta(tmp_path / "x.fa", {"a": "ACGT" * 30, "rna": "ACGU" * 30}),
-                         ["x.fa", "record 'rna'", "'U'", "position 4 "]),
-        "gap_char": (lambda: write_fasta(tmp_path / "x.fa", {"a": "ACGT" * 30 + "--ACGT"}),
-                     ["record 'a'", "'-'", "position 121 "]),
-        "truncated_gz": (lambda: (tmp_path / "x.fna.gz").write_bytes(gz_full[: len(gz_full) // 2]),
-                         ["x.fna.gz", "truncated gzip"]),
-        "truncated_xz": (lambda: (tmp_path / "x.fna.xz").write_bytes(xz_full[: len(xz_full) // 2]),
-                         ["x.fna.xz", "truncated xz"]),
-        "corrupt_gz": (lambda: (tmp_path / "x.fna.gz").write_bytes(b"\x1f\x8b" + b"garbage" * 10),
-                       ["x.fna.gz", "gzip"]),
-        "truncated_gb": (lambda: write_fasta(tmp_path / "x.gbk", genbank_text({"a": "ACGT" * 100})[:-200]),
-                         ["x.gbk", "truncated genbank"]),
-        "duplicate_ids": (lambda: (write_fasta(tmp_path / "x.fa", {"dup one": "ACGT"}),
-                                   write_fasta(tmp_path / "y.fa", {"dup two": "GGCC"})),
-                          ["duplicate record id 'dup'", "x.fa", "y.fa"]),
-        "duplicate_in_file": (lambda: write_fasta(tmp_path / "x.fa", ">a\nAC\n>a\nGT\n"),
-                              ["duplicate record id 'a'", "twice in that file"]),
+        "no_sequence": (
+            lambda: write_fasta(tmp_path / "x.fa", ">a first\nACGT\n>b second\n>c third\nAC\n"),
+            ["x.fa", "record 'b'", "no sequence"],
+        ),
+        "invalid_char": (
+            lambda: write_fasta(tmp_path / "x.fa", {"a": "ACGT" * 30, "rna": "ACGU" * 30}),
+            ["x.fa", "record 'rna'", "'U'", "position 4 "],
+        ),
+        "gap_char": (
+            lambda: write_fasta(tmp_path / "x.fa", {"a": "ACGT" * 30 + "--ACGT"}),
+            ["record 'a'", "'-'", "position 121 "],
+        ),
+        "truncated_gz": (
+            lambda: (tmp_path / "x.fna.gz").write_bytes(gz_full[: len(gz_full) // 2]),
+            ["x.fna.gz", "truncated gzip"],
+        ),
+        "truncated_xz": (
+            lambda: (tmp_path / "x.fna.xz").write_bytes(xz_full[: len(xz_full) // 2]),
+            ["x.fna.xz", "truncated xz"],
+        ),
+        "corrupt_gz": (
+            lambda: (tmp_path / "x.fna.gz").write_bytes(b"\x1f\x8b" + b"garbage" * 10),
+            ["x.fna.gz", "gzip"],
+        ),
+        "truncated_gb": (
+            lambda: write_fasta(tmp_path / "x.gbk", genbank_text({"a": "ACGT" * 100})[:-200]),
+            ["x.gbk", "truncated genbank"],
+        ),
+        "duplicate_ids": (
+            lambda: (
+                write_fasta(tmp_path / "x.fa", {"dup one": "ACGT"}),
+                write_fasta(tmp_path / "y.fa", {"dup two": "GGCC"}),
+            ),
+            ["duplicate record id 'dup'", "x.fa", "y.fa"],
+        ),
+        "duplicate_in_file": (
+            lambda: write_fasta(tmp_path / "x.fa", ">a\nAC\n>a\nGT\n"),
+            ["duplicate record id 'a'", "twice in that file"],
+        ),
     }
 
 
-CASES = ["empty", "blank", "neither", "unknown_ext", "mismatch", "no_sequence", "invalid_char", "gap_char",
-         "truncated_gz", "truncated_xz", "corrupt_gz", "truncated_gb", "duplicate_ids", "duplicate_in_file"]
+CASES = [
+    "empty",
+    "blank",
+    "neither",
+    "unknown_ext",
+    "mismatch",
+    "no_sequence",
+    "invalid_char",
+    "gap_char",
+    "truncated_gz",
+    "truncated_xz",
+    "corrupt_gz",
+    "truncated_gb",
+    "duplicate_ids",
+    "duplicate_in_file",
+]
 
 
 @pytest.mark.parametrize("case", CASES)

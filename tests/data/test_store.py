@@ -42,7 +42,9 @@ def test_contents_offsets_and_counts(tmp_path, two_genomes):
     assert sorted(os.path.basename(i["path"]) for i in manifest["inputs"]) == ["one.fna.gz", "two.fa"]
     rows = store.summary()
     assert [(s.genome, s.records, s.nucleotides) for s in rows] == [
-        ("one", 2, len(seqs["r0"]) + len(seqs["r1"])), ("two", 1, len(seqs["r2"]))]
+        ("one", 2, len(seqs["r0"]) + len(seqs["r1"])),
+        ("two", 1, len(seqs["r2"])),
+    ]
 
 
 def test_store_is_reused_and_rebuilt_when_an_input_changes(tmp_path, two_genomes, monkeypatch, write_fasta):

@@ -54,7 +54,7 @@ def test_windows_never_straddle_records(homopolymer_store):
     for b in range(200):
         starts, _, w = ds.windows(b)
         assert (w == w[:, :1]).all(), "a window mixes two records"
-        rec = np.searchsorted(store.offsets, starts, side="right") - 1
+        rec = ds.index.record_of(starts)
         end = store.offsets[rec] + store.lengths[rec]
         assert (starts + SEQ_LEN + 1 <= end).all()
         seen |= set(np.unique(w[:, 0]).tolist())
@@ -154,3 +154,29 @@ def test_fixed_windows(random_store):
 def test_no_record_long_enough(random_store):
     with pytest.raises(DataError, match="no record is at least 2001 nt"):
         TrainWindows(random_store, all_records(random_store), 2000, 4)
+
+
+def _draw_on_rank(rank: int, world: int, init_file: str, store_path: str, out_dir: str) -> None:
+    """Child process: join a gloo group, draw 3 batches with the rank taken from torch.distributed."""
+    from dnahnet.data.store import TokenStore
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        store = TokenStore(store_path)
+        ds = TrainWindows(store, np.arange(len(store)), SEQ_LEN, 8, seed=0)
+        it = iter(ds)
+        got = torch.stack([next(it)["input_ids"] for _ in range(3)])
+        torch.save(got, f"{out_dir}/rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_ranks_from_torch_distributed(random_store, tmp_path):
+    torch.multiprocessing.spawn(
+        _draw_on_rank, args=(2, str(tmp_path / "init"), str(random_store.path), str(tmp_path)), nprocs=2, join=True
+    )
+    ds = TrainWindows(random_store, all_records(random_store), SEQ_LEN, 8, seed=0)
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        assert torch.equal(got, torch.stack([ds.batch(b, rank)["input_ids"] for b in range(3)]))
+    assert not torch.equal(torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt"))

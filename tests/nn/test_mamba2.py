@@ -163,8 +163,12 @@ def test_bf16_autocast():
         ref = m(u)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y = m(u)
-    assert y.dtype == torch.bfloat16
+            cache = m.allocate_cache(2, 24)
+            ys = torch.stack([m.step(u[:, t], cache) for t in range(24)], dim=1)
+    assert y.dtype == torch.bfloat16 and ys.dtype == torch.bfloat16
+    assert cache.ssm_state.dtype == torch.float32  # the state accumulates in float32
     assert ((y.float() - ref).abs().max() / ref.abs().max()) < 5e-2
+    assert ((ys.float() - ref).abs().max() / ref.abs().max()) < 5e-2
 
 
 def test_rmsnorm_gated_matches_formula():
@@ -242,21 +246,24 @@ def test_torch_and_kernel_paths_agree_on_gpu(name):
     kern_m = make(name, d_model=64, d_state=16, headdim=16, chunk_size=64, backend="kernel").cuda()
     kern_m.load_state_dict(torch_m.state_dict())
     u = torch.randn(2, 150, 64, device="cuda")
+    tol = dict(rtol=1e-2, atol=1e-2)  # mamba_ssm's Triton matmuls run fp32 inputs in TF32
     with torch.no_grad():
         y_t, y_k = torch_m(u), kern_m(u)
-        torch.testing.assert_close(y_k, y_t, rtol=2e-3, atol=2e-3)
+        torch.testing.assert_close(y_k, y_t, **tol)
         c_t, c_k = torch_m.allocate_cache(2, 160), kern_m.allocate_cache(2, 160)
         torch_m(u[:, :100], c_t)
         kern_m(u[:, :100], c_k)
-        torch.testing.assert_close(c_k.ssm_state, c_t.ssm_state, rtol=2e-3, atol=2e-3)
+        torch.testing.assert_close(c_k.ssm_state, c_t.ssm_state, **tol)
         torch.testing.assert_close(c_k.conv_state, c_t.conv_state)
         s_t = torch.stack([torch_m.step(u[:, t], c_t) for t in range(100, 150)], 1)
         s_k = torch.stack([kern_m.step(u[:, t], c_k) for t in range(100, 150)], 1)
-        torch.testing.assert_close(s_k, s_t, rtol=2e-3, atol=2e-3)
-        torch.testing.assert_close(s_k, y_t[:, 100:], rtol=2e-3, atol=2e-3)
+        torch.testing.assert_close(s_k, s_t, **tol)
+        torch.testing.assert_close(s_k, y_t[:, 100:], **tol)
     # gradients
     u.requires_grad_(True)
     torch_m(u).square().mean().backward()
     kern_m(u).square().mean().backward()
     for (name_, p_t), p_k in zip(torch_m.named_parameters(), kern_m.parameters()):
-        torch.testing.assert_close(p_k.grad, p_t.grad, rtol=1e-2, atol=1e-3, msg=name_)
+        # relative to the largest entry; dt_bias's gradient is exactly 0 where dt_limit clamps
+        err = (p_k.grad - p_t.grad).abs().max().item()
+        assert err <= 2e-2 * p_t.grad.abs().max().item() + 1e-7, (name_, err)

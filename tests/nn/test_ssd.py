@@ -6,17 +6,17 @@ import torch
 from dnahnet.nn.ssd import segsum, ssd_chunked, ssd_naive
 
 
-def make_inputs(b, l, h, p, g, n, dtype=torch.float64, seed=0, with_state=False, d_per_channel=False):
+def make_inputs(b, seqlen, h, p, g, n, dtype=torch.float64, seed=0, with_state=False, d_per_channel=False):
     gen = torch.Generator().manual_seed(seed)
 
     def rand(*shape):
         return torch.randn(*shape, generator=gen, dtype=dtype)
 
-    x = rand(b, l, h, p)
+    x = rand(b, seqlen, h, p)
     # dt in (0.01, 1) and A in (-4, -0.5): decays from ~0.02 to ~1 per step, a realistic spread.
-    dt = 0.01 + torch.rand(b, l, h, generator=gen, dtype=dtype) * 0.99
+    dt = 0.01 + torch.rand(b, seqlen, h, generator=gen, dtype=dtype) * 0.99
     A = -(0.5 + torch.rand(h, generator=gen, dtype=dtype) * 3.5)
-    B, C = rand(b, l, g, n), rand(b, l, g, n)
+    B, C = rand(b, seqlen, g, n), rand(b, seqlen, g, n)
     D = rand(h, p) if d_per_channel else rand(h)
     s0 = rand(b, h, p, n) if with_state else None
     return dict(x=x, dt=dt, A=A, B=B, C=C, D=D, initial_state=s0)
@@ -30,30 +30,48 @@ def rel_err(a, ref):
     return ((a.double() - ref).abs().max() / ref.abs().max()).item()
 
 
-@pytest.mark.parametrize("l,chunk", [(64, 16), (37, 16), (5, 16), (1, 8), (100, 32), (17, 1)])
+@pytest.mark.parametrize("seqlen,chunk", [(64, 16), (37, 16), (5, 16), (1, 8), (100, 32), (17, 1)])
 @pytest.mark.parametrize("g,h,p", [(1, 4, 8), (2, 4, 3), (2, 6, 16)])
 @pytest.mark.parametrize("with_state", [False, True])
-def test_chunked_matches_naive_float64(l, chunk, g, h, p, with_state):
-    inp = make_inputs(2, l, h, p, g, n=6, with_state=with_state, seed=l * 7 + g)
+def test_chunked_matches_naive_float64(seqlen, chunk, g, h, p, with_state):
+    inp = make_inputs(2, seqlen, h, p, g, n=6, with_state=with_state, seed=seqlen * 7 + g)
     ref = ssd_naive(**inp)                        # float64 sequential recurrence
     out = ssd_chunked(**to32(inp), chunk_size=chunk)  # float32 chunked
-    assert out.y.dtype == torch.float32 and out.y.shape == (2, l, h, p)
+    assert out.y.dtype == torch.float32 and out.y.shape == (2, seqlen, h, p)
     assert rel_err(out.y, ref.y) < 1e-4
     assert out.final_state.shape == (2, h, p, 6)
     assert rel_err(out.final_state, ref.final_state) < 1e-4
 
 
+@pytest.mark.parametrize("dt_max,a_max", [(0.1, 16.0), (1.0, 16.0), (9.0, 1.0)])
+def test_chunked_accurate_with_large_decays(dt_max, a_max):
+    """Long chunks with large dt*A (Mamba-2's A up to 16; the dechunking EMA's dt up to 9): the
+    cumulative decay inside a 256-chunk reaches -1e3, where decays computed as differences of a
+    cumsum lose ~1e-5 in float32. The scan must stay at float32 round-off (~1e-7) instead."""
+    gen = torch.Generator().manual_seed(1)
+    b, seqlen, h, p, g, n = 1, 600, 4, 8, 1, 16
+    x = torch.randn(b, seqlen, h, p, generator=gen, dtype=torch.float64)
+    dt = torch.rand(b, seqlen, h, generator=gen, dtype=torch.float64) * dt_max
+    A = -torch.linspace(1.0, a_max, h, dtype=torch.float64)
+    B = torch.randn(b, seqlen, g, n, generator=gen, dtype=torch.float64)
+    C = torch.randn(b, seqlen, g, n, generator=gen, dtype=torch.float64)
+    ref = ssd_naive(x, dt, A, B, C)
+    out = ssd_chunked(x.float(), dt.float(), A.float(), B.float(), C.float(), chunk_size=256)
+    assert rel_err(out.y, ref.y) < 1e-6
+    assert rel_err(out.final_state, ref.final_state) < 1e-6
+
+
 def test_naive_matches_quadratic_form():
     """Independent check of the reference itself: y = M x + D x with the explicit matrix
     M[t, s] = (C_t . B_s) dt_s exp(A sum_{s<k<=t} dt_k) for s <= t, per head (float64)."""
-    b, l, h, p, g, n = 1, 9, 4, 2, 2, 3
-    inp = make_inputs(b, l, h, p, g, n)
+    b, seqlen, h, p, g, n = 1, 9, 4, 2, 2, 3
+    inp = make_inputs(b, seqlen, h, p, g, n)
     y = ssd_naive(**inp).y
     x, dt, A, B, C, D = (inp[k] for k in ("x", "dt", "A", "B", "C", "D"))
     expected = torch.zeros_like(x)
     for head in range(h):
         grp = head // (h // g)
-        for t in range(l):
+        for t in range(seqlen):
             for s in range(t + 1):
                 decay = torch.exp(A[head] * dt[0, s + 1:t + 1, head].sum())
                 coef = (C[0, t, grp] @ B[0, s, grp]) * dt[0, s, head] * decay

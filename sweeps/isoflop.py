@@ -1,0 +1,216 @@
+"""isoFLOP sweeps: for each compute budget, a ladder of model sizes, each trained for exactly that budget.
+
+    python sweeps/isoflop.py --model transformer --ladder cpu-smoke --out runs/sweep-tf
+    python sweeps/isoflop.py --model dnahnet --variant 3,2 --variant 2,2 --budgets 1e12,3e12 \\
+        --out runs/sweep-dn --dry-run
+    python sweeps/isoflop.py --model stripedhyena --ladder paper --out /scratch/sh2 --launcher slurm \\
+        --slurm-partition gpu --slurm-time 24:00:00 --devices 8 --strategy ddp --slurm-array
+
+Writes into --out: plan.csv (one row per run: family, variant, budget, params, tokens, flops, steps,
+batch, lr, tokens_per_param, seq_len, run_id, model overrides) and plan.json; runs/<run_id>/ (each run's
+config.yaml, metrics.csv, checkpoints/last.ckpt, result.json); results.csv (one row per finished run:
+val_loss in nats/nt on the fixed validation windows, actual training FLOPs, status ok|failed, error).
+Rerunning the same command skips finished runs (ok or failed; --retry-failed reruns failed ones) and
+resumes an interrupted run from its last checkpoint. Then: `python -m analysis --results OUT/results.csv
+--out OUT/analysis`.
+
+Named ladders (--ladder): cpu-smoke (minutes on 2 CPU cores), cpu (about an hour), paper (4e18-8e19
+FLOPs at context 8192, for GPU clusters). See sweeps/ladders.py for the size rules of each family and
+sweeps/plan.py for the override-file format (--overrides, --set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python sweeps/isoflop.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sweeps import ladders as ladlib  # noqa: E402
+from sweeps.launch import LAUNCHERS, SlurmOptions, parse_slurm_time, run_local, run_local_gpus, run_slurm  # noqa: E402
+from sweeps.plan import RunSpec, format_table, load_overrides, plan_family, write_plan  # noqa: E402
+from sweeps.runner import global_rank, quiet_lightning, results_by_id  # noqa: E402
+
+log = logging.getLogger("sweeps")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python sweeps/isoflop.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="model family: transformer, stripedhyena, dnahnet")
+    p.add_argument("--variant", action="append", default=None,
+                   help="family variant (repeatable; 'all' = every variant), e.g. --variant 3,2; default: the "
+                        "family's default (dnahnet: 3,2)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--ladder", default=None, help=f"named budget ladder: {', '.join(ladlib.LADDERS)} (default cpu-smoke)")
+    g.add_argument("--budgets", default=None, help="explicit budgets in training FLOPs, e.g. 1e13,3e13")
+    p.add_argument("--rules", default=None, help="with --budgets: whose recipe rules to use (a ladder name; "
+                   "default cpu below 1e16 FLOPs, else paper)")
+    p.add_argument("--sizes", type=int, default=None, help="models per budget (default: the ladder's)")
+    p.add_argument("--span", type=float, default=None, help="largest/smallest parameters per budget (>= 5)")
+    p.add_argument("--seq-len", type=int, default=None, help="context length (default: the ladder's)")
+    p.add_argument("--out", required=True, help="sweep directory")
+    p.add_argument("--data-dir", default=None, help="data directory (else $DNAHNET_DATA_DIR, ../shared/data)")
+    p.add_argument("--set", dest="assignments", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override, e.g. --set train.lr_scale=0.5 --set model.alpha=0.01 (repeatable)")
+    p.add_argument("--overrides", default=None, metavar="FILE.yaml", help="override file (train:, model:, data:)")
+    p.add_argument("--dry-run", action="store_true", help="write plan.csv and print the plan; train nothing")
+    p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
+    p.add_argument("--only", action="append", default=None, metavar="RUN_ID", help="run only these run ids")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    d = p.add_argument_group("devices")
+    d.add_argument("--devices", type=int, default=1, help="devices per node for each run")
+    d.add_argument("--num-nodes", type=int, default=1, help="nodes per run")
+    d.add_argument("--strategy", default="auto", choices=("auto", "ddp", "fsdp", "fsdp2"), help="parallelism")
+    d.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "gpu"), help="Lightning accelerator")
+    d.add_argument("--precision", default="auto", help="Lightning precision (auto: bf16-mixed on GPU, 32 on CPU)")
+    lg = p.add_argument_group("launchers")
+    lg.add_argument("--launcher", default="local", choices=LAUNCHERS, help="where runs execute (default local)")
+    lg.add_argument("--gpus", type=int, default=None, help="local-gpus: GPUs to use (default: all visible)")
+    s = p.add_argument_group("slurm (submitit)")
+    s.add_argument("--slurm-partition", default=None)
+    s.add_argument("--slurm-time", default="24:00:00", help="job time limit: minutes or [D-]HH:MM[:SS]")
+    s.add_argument("--slurm-gpus-per-node", type=int, default=None, help="default: --devices")
+    s.add_argument("--slurm-cpus-per-task", type=int, default=8)
+    s.add_argument("--slurm-mem-gb", type=int, default=None)
+    s.add_argument("--slurm-array", action="store_true", help="submit one job array instead of one job per run")
+    s.add_argument("--slurm-array-parallelism", type=int, default=64)
+    s.add_argument("--slurm-executor", default="slurm", choices=("slurm", "local", "debug"),
+                   help="submitit executor: slurm, or local/debug to run the jobs on this machine")
+    s.add_argument("--no-wait", action="store_true", help="submit the jobs and exit")
+    return p
+
+
+def resolve_ladder(args) -> ladlib.Ladder:
+    changes = {k: v for k, v in (("sizes", args.sizes), ("span", args.span)) if v is not None}
+    if args.budgets:
+        return ladlib.custom_ladder(ladlib.parse_budgets(args.budgets), base=args.rules, **changes)
+    ladder = ladlib.get_ladder(args.ladder or "cpu-smoke")
+    if changes:
+        fields = dict(ladder.__dict__)
+        fields.update(changes)
+        ladder = ladlib.Ladder(**fields)
+    return ladder
+
+
+def resolve_variants(family: str, requested: list[str] | None) -> list[str | None]:
+    from dnahnet.registry import get_family
+
+    fam = get_family(family)
+    if not requested:
+        rule = ladlib.get_rule(family)
+        return [rule.default_variant if rule.default_variant in fam.variants else None]
+    if requested == ["all"]:
+        return list(fam.variants) or [None]
+    for v in requested:
+        if v not in fam.variants:
+            raise ValueError(f"--variant {v!r}: {family} has variants {', '.join(fam.variants) or '(none)'}")
+    return list(dict.fromkeys(requested))
+
+
+def plan_from_args(args) -> list[RunSpec]:
+    ladder = resolve_ladder(args)
+    overrides = load_overrides(args.overrides, args.assignments)
+    specs: list[RunSpec] = []
+    for variant in resolve_variants(args.model, args.variant):
+        specs += plan_family(args.model, variant, ladder, overrides, seq_len=args.seq_len, data_dir=args.data_dir,
+                             devices=args.devices, num_nodes=args.num_nodes, strategy=args.strategy,
+                             accelerator=args.accelerator, precision=args.precision)
+    if args.only:
+        unknown = sorted(set(args.only) - {s.run_id for s in specs})
+        if unknown:
+            raise ValueError(f"--only: not in the plan: {', '.join(unknown)}")
+        specs = [s for s in specs if s.run_id in args.only]
+    if not specs:
+        raise ValueError("the plan is empty (every run was dropped; see the warnings above)")
+    return specs
+
+
+def prepare_data(spec: RunSpec) -> None:
+    """Build (or open) the token store once, before any worker starts (they would race to build it)."""
+    from dnahnet.data import GenomeDataModule
+
+    _, _, data_cfg = spec.configs()
+    GenomeDataModule(data_cfg).prepare_data()
+
+
+def run_sweep(specs: list[RunSpec], out_dir: str | Path, launcher: str = "local", retry_failed: bool = False,
+              progress: bool = True, gpus: int | None = None, slurm: SlurmOptions | None = None) -> list[dict]:
+    """Run every planned run that has no result yet; returns the rows of results.csv for the plan."""
+    out_dir = Path(out_dir).resolve()
+    finished = results_by_id(out_dir / "results.csv")
+    skip = {"ok", "failed"} if not retry_failed else {"ok"}
+    todo = [s for s in specs if finished.get(s.run_id, {}).get("status") not in skip]
+    done = len(specs) - len(todo)
+    if done:
+        log.info("%d of %d runs already recorded in %s; %d to run", done, len(specs), out_dir / "results.csv", len(todo))
+    if todo:
+        if launcher != "local" or todo[0].world_size > 1:
+            prepare_data(todo[0])
+        if launcher == "local":
+            run_local(todo, out_dir, done, len(specs), progress)
+        elif launcher == "local-gpus":
+            run_local_gpus(todo, out_dir, done, len(specs), gpus=gpus, progress=progress)
+        elif launcher == "slurm":
+            run_slurm(todo, out_dir, done, len(specs), slurm or SlurmOptions(), progress=progress)
+        else:
+            raise ValueError(f"--launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
+    rows = results_by_id(out_dir / "results.csv")
+    return [rows[s.run_id] for s in specs if s.run_id in rows]
+
+
+def summary_table(rows: list[dict]) -> str:
+    head = ("run_id", "params", "tokens", "flops", "val_loss", "val_bpn", "status", "wall_s")
+    cells = []
+    for r in rows:
+        ok = r.get("status") == "ok"
+        cells.append((r["run_id"], f"{float(r['params']):,.0f}", f"{float(r['tokens']):,.0f}" if ok else "-",
+                      f"{float(r['flops']):.3g}" if ok else "-", f"{float(r['val_loss']):.4f}" if ok else "-",
+                      f"{float(r['val_bpn']):.4f}" if ok else "-", r["status"], f"{float(r['wall_s'] or 0):.0f}"))
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(head)]
+    line = lambda cs: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cs, widths)))
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(c) for c in cells])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_lightning()
+    try:
+        specs = plan_from_args(args)
+        slurm = SlurmOptions(
+            partition=args.slurm_partition, time_min=parse_slurm_time(args.slurm_time),
+            gpus_per_node=args.slurm_gpus_per_node, cpus_per_task=args.slurm_cpus_per_task,
+            mem_gb=args.slurm_mem_gb, array=args.slurm_array, array_parallelism=args.slurm_array_parallelism,
+            executor=args.slurm_executor, wait=not args.no_wait,
+        )
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    rank0 = global_rank() == 0
+    if rank0:
+        csv_path, _ = write_plan(specs, out, meta={"argv": sys.argv, "ladder": specs[0].ladder})
+        print(format_table(specs))
+        print(f"\n{len(specs)} runs, {sum(s.flops for s in specs):.3g} training FLOPs in total; plan: {csv_path}")
+    if args.dry_run:
+        return 0
+    try:
+        rows = run_sweep(specs, out, launcher=args.launcher, retry_failed=args.retry_failed,
+                         progress=rank0 and not args.no_progress, gpus=args.gpus, slurm=slurm)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if rank0 and rows:
+        print("\n" + summary_table(rows))
+        failed = sum(r["status"] != "ok" for r in rows)
+        print(f"\n{len(rows)} of {len(specs)} runs recorded in {out / 'results.csv'} ({failed} failed). "
+              f"Next: python -m analysis --results {out / 'results.csv'} --out {out / 'analysis'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,413 @@
+"""Budget ladders and per-family size rules: compute budget -> a ladder of model sizes.
+
+A **ladder** (`Ladder`) names the budgets of a sweep and the recipe rules every run follows: context
+length, models per budget, how wide a range of sizes each budget spans, batch size and learning rate as
+functions of model size, validation windows, checkpoint spacing. Named ladders:
+
+    cpu-smoke  3 budgets x 3 tiny models, context 256: minutes on 2 CPU cores (the demo, the tests)
+    cpu        4 budgets x 5 small models, context 512: about an hour on 2 CPU cores
+    paper      4e18 .. 8e19 FLOPs x 7 models, context 8192 (the dnaHNet paper's range; GPU clusters)
+
+A **size rule** (`SizeRule`, one per family) turns a (width, depth) pair into model-config overrides of
+the family's preset. Widths come from a grid (fine enough that neighbouring sizes differ by ~1.2-1.5x
+in parameters); each family prefers a depth for each width:
+
+- transformer:  depth = width / 64 (aspect ratio 64, >= 2 layers); head dim 16/32/64 as width grows.
+- stripedhyena: the same aspect ratio, >= 4 layers so the period-7 pattern SE-MR-LI-MHA holds one
+  attention layer; mixer pattern and filters as the preset.
+- dnahnet:      stage widths (w/2, 3w/4, w) (the paper's presets: 256/384/512 .. 1024/1536/2048); the
+  encoders/decoders keep their layout and the main Transformer's depth is chosen so that it holds ~70%
+  of the non-embedding parameters (DESIGN.md section 2), which fixes depth ~ constant across widths as in
+  the paper's presets. Small widths use the `tiny` preset's layout and Mamba-2 settings, larger ones the
+  paper's appendix layout `["m4", ["T1m4", ["T{n}"], "m4T1"], "m4"]`.
+
+For a budget C the ladder is centred on the size N_c where tokens / parameters = the family's
+`center_tokens_per_param` (solved with the family's exact FLOPs per token at the context length), and
+spans `span` (>= 5x) in parameters around it, log-spaced, one model per target: the candidate (width,
+depth) with the nearest parameter count, preferring the family's depth (`_pick`). When the budget is too
+small for its centre (CPU ladders), the window slides up to start at the smallest model and says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dnahnet.nn.mlp import round_up
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------- ladders
+@dataclass(frozen=True)
+class Ladder:
+    """Budgets and recipe rules of a sweep (see the module docstring)."""
+
+    name: str  # the ladder's name ("custom" for explicit --budgets)
+    budgets: tuple[float, ...]  # training FLOPs per run, one ladder of sizes each
+    seq_len: int  # context length (nucleotides per window)
+    sizes: int  # models per budget
+    span: float  # largest / smallest target parameter count within a budget (>= 5)
+    min_steps: int  # a run with fewer optimizer steps is dropped (too short to mean anything)
+    batch_ref_tokens: float  # tokens per optimizer step for a model of `batch_ref_params` parameters
+    batch_ref_params: float = 1e8  # reference size of the batch rule
+    batch_exponent: float = 0.5  # batch tokens ~ params^exponent (rounded to a power of two in windows)
+    min_batch_windows: int = 1  # smallest global batch (windows)
+    max_batch_windows: int = 1024  # largest global batch (windows)
+    lr_ref: float = 3e-3  # peak learning rate of a model with `lr_ref_params` non-embedding parameters
+    lr_ref_params: float = 1e6  # reference size of the learning-rate rule
+    lr_exponent: float = 0.25  # lr ~ params^-exponent (GPT-3 / H-Net tables: 6e-4 near 1e8-1e9)
+    lr_min: float = 2e-4  # clamp of the rule
+    lr_max: float = 6e-3  # clamp of the rule (tiny models tolerate high rates)
+    n_val_windows: int = 256  # fixed validation windows (the same for every run of the sweep)
+    ckpt_fraction: float = 0.05  # checkpoint every this fraction of a run's steps (the resume point)
+    max_width: int = 2048  # widest model considered (keeps CPU ladders tiny)
+    description: str = ""
+
+    def __post_init__(self):
+        if not self.budgets or any(not (b > 0 and math.isfinite(b)) for b in self.budgets):
+            raise ValueError(f"ladder {self.name!r}: budgets must be positive finite FLOP counts, got {self.budgets}")
+        if self.sizes < 3:
+            raise ValueError(f"ladder {self.name!r}: sizes={self.sizes}; an isoFLOP parabola needs >= 3 models")
+        if self.span < 5:
+            raise ValueError(f"ladder {self.name!r}: span={self.span}; each budget's ladder must span >= 5x")
+        if self.seq_len < 8:
+            raise ValueError(f"ladder {self.name!r}: seq_len={self.seq_len} is too short")
+
+    def batch_windows(self, params: float, seq_len: int | None = None) -> int:
+        """Global batch in windows: `batch_ref_tokens` x (params / ref)^exponent tokens, a power of two."""
+        L = seq_len or self.seq_len
+        tokens = self.batch_ref_tokens * (params / self.batch_ref_params) ** self.batch_exponent
+        windows = 2 ** int(round(math.log2(max(1.0, tokens / L))))
+        return int(min(max(windows, self.min_batch_windows), self.max_batch_windows))
+
+    def lr(self, params_non_embedding: float) -> float:
+        """Peak learning rate by model size, clamped to [lr_min, lr_max]."""
+        value = self.lr_ref * (max(params_non_embedding, 1.0) / self.lr_ref_params) ** (-self.lr_exponent)
+        return float(min(max(value, self.lr_min), self.lr_max))
+
+
+LADDERS: dict[str, Ladder] = {
+    "cpu-smoke": Ladder(
+        name="cpu-smoke", budgets=(1.5e11, 3e11, 6e11), seq_len=256, sizes=3, span=7.0, min_steps=30,
+        batch_ref_tokens=2048, batch_ref_params=1e5, batch_exponent=0.0, min_batch_windows=8,
+        max_batch_windows=8, n_val_windows=32, ckpt_fraction=0.15, max_width=256,
+        description="3 budgets x 3 tiny models at context 256: a few minutes on 2 CPU cores (demo, tests)",
+    ),
+    "cpu": Ladder(
+        name="cpu", budgets=(1e12, 2e12, 4e12, 8e12), seq_len=512, sizes=5, span=8.0, min_steps=100,
+        batch_ref_tokens=8192, batch_ref_params=1e6, batch_exponent=0.3, min_batch_windows=8,
+        max_batch_windows=32, n_val_windows=64, ckpt_fraction=0.1, max_width=512,
+        description="4 budgets x 5 small models at context 512: about an hour on 2 CPU cores",
+    ),
+    "paper": Ladder(
+        name="paper", budgets=(4e18, 8e18, 2e19, 4e19, 8e19), seq_len=8192, sizes=7, span=10.0, min_steps=500,
+        batch_ref_tokens=2**19, batch_ref_params=1e8, batch_exponent=0.5, min_batch_windows=16,
+        max_batch_windows=512, lr_ref=1e-3, lr_ref_params=1e8, lr_exponent=0.25, lr_min=2e-4, lr_max=3e-3,
+        n_val_windows=256, ckpt_fraction=0.02,
+        description="dnaHNet paper budgets 4e18-8e19 FLOPs (Evo's 8e18, 2e19, 4e19, 8e19 plus 4e18), 7 models "
+        "spanning a decade each, context 8192 (GPU clusters)",
+    ),
+}
+
+
+def get_ladder(name: str) -> Ladder:
+    if name not in LADDERS:
+        raise ValueError(f"unknown ladder {name!r}; named ladders: {', '.join(LADDERS)}")
+    return LADDERS[name]
+
+
+def custom_ladder(budgets: list[float], base: str | None = None, **changes) -> Ladder:
+    """A ladder with explicit budgets and the rules of `base` (default: `cpu` below 1e16 FLOPs, else `paper`)."""
+    if not budgets:
+        raise ValueError("--budgets: give at least one budget, e.g. --budgets 1e12,3e12")
+    base = base or ("cpu" if max(budgets) < 1e16 else "paper")
+    fields = dict(get_ladder(base).__dict__)
+    fields.update(name="custom" if base in LADDERS and tuple(budgets) != LADDERS[base].budgets else base,
+                  budgets=tuple(float(b) for b in budgets), **changes)
+    return Ladder(**fields)
+
+
+def parse_budgets(text: str) -> list[float]:
+    """"1e13,3e13" -> [1e13, 3e13], with an error naming the bad item."""
+    out = []
+    for item in str(text).split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            value = float(item)
+        except ValueError:
+            raise ValueError(f"--budgets: {item!r} is not a number (expected e.g. 1e13,3e13)") from None
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"--budgets: {item!r} must be a positive FLOP count")
+        out.append(value)
+    if not out:
+        raise ValueError("--budgets: no budget given (expected e.g. 1e13,3e13)")
+    return sorted(set(out))
+
+
+# ------------------------------------------------------------------------------------ size rules
+def _width_grid(lo: int, hi: int) -> tuple[int, ...]:
+    """16-multiples below 128, 32-multiples below 256, 64-multiples below 1024, then 128-multiples."""
+    out, w = [], lo
+    while w <= hi:
+        out.append(w)
+        w += 16 if w < 128 else 32 if w < 256 else 64 if w < 1024 else 128
+    return tuple(out)
+
+
+def _heads(width: int) -> int:
+    """Attention heads: head dim 64 from width 256, 32 from 128, else 16 (the largest that divides)."""
+    for hd, start in ((64, 256), (32, 128), (16, 0)):
+        if width >= start and width % hd == 0:
+            return width // hd
+    return max(1, width // 16)
+
+
+def _mlp_multiple(width: int) -> int:
+    return 16 if width < 256 else 64 if width < 1024 else 128
+
+
+@dataclass(frozen=True)
+class SizeRule:
+    """How one family grows: (width, depth) -> model-config overrides of `preset`."""
+
+    family: str
+    shape: Callable[[int, int], dict]  # (width, depth) -> config overrides
+    preferred_depth: Callable[[int, str | None], int]  # (width, variant) -> depth the rule prefers
+    widths: tuple[int, ...] = field(default_factory=lambda: _width_grid(16, 2048))
+    min_depth: int = 2
+    preset: str = "tiny"  # base preset the overrides apply to
+    default_variant: str | None = None  # the variant a sweep uses when none is asked for
+    center_tokens_per_param: float = 300.0  # expected compute-optimal tokens / parameters (ladder centre)
+    note: str = ""
+
+    def size_name(self, width: int, depth: int) -> str:
+        return f"d{width}x{depth}"
+
+
+def _plain_shape(width: int, depth: int) -> dict:
+    """Transformer++ and StripedHyena 2: width, depth, heads, SwiGLU rounding."""
+    return {"d_model": width, "n_layers": depth, "n_heads": _heads(width), "mlp_multiple": _mlp_multiple(width)}
+
+
+def _aspect_depth(aspect: float, min_depth: int) -> Callable[[int, str | None], int]:
+    return lambda width, variant=None: max(min_depth, int(round(width / aspect)))
+
+
+DNAHNET_TINY_LAYOUT = ["m2", ["T1m1", ["T{n}"], "m1T1"], "m2"]  # the `tiny` preset's layout, N main blocks
+DNAHNET_PAPER_LAYOUT = ["m4", ["T1m4", ["T{n}"], "m4T1"], "m4"]  # dnaHNet appendix layout
+DNAHNET_PAPER_FROM = 512  # main width from which the paper layout and Mamba-2 settings apply
+
+
+def _dnahnet_widths(width: int) -> tuple[int, int, int]:
+    g = 16 if width < 256 else 64
+    return (max(g, round_up(width / 2, g)), max(g, round_up(3 * width / 4, g)), width)
+
+
+def _dnahnet_shape(width: int, depth: int) -> dict:
+    d = _dnahnet_widths(width)
+    paper = width >= DNAHNET_PAPER_FROM
+    template = DNAHNET_PAPER_LAYOUT if paper else DNAHNET_TINY_LAYOUT
+    layout = [template[0], [template[1][0], [template[1][1][0].format(n=depth)], template[1][2]], template[2]]
+    d_int = (0,) + tuple(round_up(8 * x / 3, _mlp_multiple(width)) for x in d[1:])
+    out = {"layout": layout, "d_model": d, "d_intermediate": d_int, "n_heads": tuple(_heads(x) for x in d)}
+    if paper:  # the paper's Mamba-2 (state 128, head 64); small widths keep the tiny preset's
+        out.update(d_state=128, headdim=64, chunk_size=256)
+    return out
+
+
+def _dnahnet_preferred_depth(width: int, variant: str | None) -> int:
+    """Main-network depth giving it ~70% of the non-embedding parameters of the full two-stage layout
+    (DESIGN.md section 2). Every variant uses that depth: the one-stage variant "3" is the same model
+    without the inner stage's encoder and decoder (as `DNAHNetConfig.n_stages` defines it)."""
+    p1 = stats_of("dnahnet", None, _dnahnet_shape(width, 1), 64).params_non_embedding
+    p2 = stats_of("dnahnet", None, _dnahnet_shape(width, 2), 64).params_non_embedding
+    per_layer, rest = p2 - p1, p1 - (p2 - p1)
+    return max(1, int(round(0.7 / 0.3 * rest / per_layer)))
+
+
+SIZE_RULES: dict[str, SizeRule] = {
+    "transformer": SizeRule(
+        family="transformer", shape=_plain_shape, preferred_depth=_aspect_depth(64, 2), min_depth=2,
+        center_tokens_per_param=350.0,  # as StripedHyena 2 (no published DNA Transformer optimum)
+        note="depth = width/64 (>= 2); heads of 16/32/64 channels; SwiGLU 8/3 d",
+    ),
+    "stripedhyena": SizeRule(
+        family="stripedhyena", shape=_plain_shape, preferred_depth=_aspect_depth(64, 4), min_depth=4,
+        center_tokens_per_param=350.0,  # dnaHNet paper: SH2 compute-optimal ~68B tokens at 8e19 FLOPs
+        note="depth = width/64 (>= 4: one attention layer in SE-MR-LI-MHA); heads of 16/32/64 channels",
+    ),
+    "dnahnet": SizeRule(
+        family="dnahnet", shape=_dnahnet_shape, preferred_depth=_dnahnet_preferred_depth, min_depth=1,
+        widths=_width_grid(64, 3072), default_variant="3,2",
+        center_tokens_per_param=600.0,  # dnaHNet paper: compute-optimal ~140B tokens at 8e19 FLOPs
+        note="stage widths (w/2, 3w/4, w); main depth for ~70% of the parameters; tiny layout below w=512",
+    ),
+}
+
+
+def get_rule(family: str) -> SizeRule:
+    if family not in SIZE_RULES:
+        raise ValueError(f"no size rule for family {family!r}; families with rules: {', '.join(SIZE_RULES)}")
+    return SIZE_RULES[family]
+
+
+# ------------------------------------------------------------------------------------ model sizes
+@dataclass(frozen=True)
+class ModelStats:
+    params: int
+    params_non_embedding: int
+    flops_per_token: float  # training FLOPs per token at the context length (forward + backward)
+
+
+def _freeze(value):
+    """A hashable version of a config-override dict (for caching)."""
+    if isinstance(value, dict):
+        return ("__map__",) + tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return ("__seq__",) + tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value):
+    if isinstance(value, tuple) and value and value[0] == "__seq__":
+        return [_thaw(v) for v in value[1:]]
+    if isinstance(value, tuple) and value and value[0] == "__map__":
+        return {k: _thaw(v) for k, v in value[1:]}
+    return value
+
+
+@contextlib.contextmanager
+def _no_init():
+    """`torch.nn.init.*_` as no-ops: on the meta device there is nothing to initialise, and skipping the
+    calls makes a build ~3x faster. Only for the counting builds below (not thread-safe)."""
+    import torch
+
+    names = [n for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_")]
+    saved = {n: getattr(torch.nn.init, n) for n in names}
+    try:
+        for n in names:
+            setattr(torch.nn.init, n, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(torch.nn.init, n, fn)
+
+
+@functools.lru_cache(maxsize=8192)
+def _model_stats(family: str, variant: str | None, frozen: tuple, seq_len: int, preset: str) -> ModelStats:
+    import torch
+
+    from dnahnet.registry import build_model_from_config, get_config
+
+    cfg = get_config(family, preset, variant, **_thaw(frozen))
+    with _no_init(), torch.device("meta"):
+        model = build_model_from_config(family, cfg)
+    counts = model.param_counts()
+    return ModelStats(int(counts.total), int(counts.non_embedding), float(model.flops_per_token(seq_len).training))
+
+
+def stats_of(family: str, variant: str | None, overrides: dict, seq_len: int, preset: str = "tiny") -> ModelStats:
+    """Parameters and training FLOPs per token of a config; the model is built on the meta device (no
+    memory, no init), so this is cheap at any size. Cached."""
+    return _model_stats(family, variant, _freeze(overrides), int(seq_len), preset)
+
+
+@dataclass(frozen=True)
+class Size:
+    """One model of a ladder."""
+
+    name: str  # e.g. "d128x2" (width x depth), part of the run id
+    width: int
+    depth: int
+    overrides: dict  # model-config overrides of the rule's preset
+    stats: ModelStats
+
+
+def make_size(rule: SizeRule, variant: str | None, width: int, depth: int, seq_len: int) -> Size:
+    ov = rule.shape(width, depth)
+    return Size(rule.size_name(width, depth), width, depth, ov, stats_of(rule.family, variant, ov, seq_len, rule.preset))
+
+
+def reference_curve(rule: SizeRule, variant: str | None, seq_len: int, max_width: int) -> list[Size]:
+    """The rule's sizes at their preferred depth, one per width up to `max_width`, ascending."""
+    out = [make_size(rule, variant, w, rule.preferred_depth(w, variant), seq_len) for w in rule.widths if w <= max_width]
+    if len(out) < 2:
+        raise ValueError(f"{rule.family}: fewer than two model widths up to max_width={max_width}")
+    return out
+
+
+def center_params(rule: SizeRule, variant: str | None, budget: float, seq_len: int, max_width: int = 2048) -> float:
+    """N_c with budget = r N_c f(N_c) (r = the rule's tokens per parameter, f = training FLOPs per token),
+    interpolated in log space along the reference curve; clamped to its ends."""
+    curve = reference_curve(rule, variant, seq_len, max_width)
+    logn = np.log([s.stats.params for s in curve])
+    logc = np.log([rule.center_tokens_per_param * s.stats.params * s.stats.flops_per_token for s in curve])
+    return float(np.exp(np.interp(math.log(budget), logc, logn)))
+
+
+def _pick(rule: SizeRule, variant: str | None, target: float, seq_len: int, curve: list[Size]) -> Size:
+    """The (width, depth) nearest `target` in log-parameters, with a small penalty for leaving the rule's
+    depth (a 2x departure costs as much as a 7% parameter miss). Depths from 0.5x to 2x the preferred one
+    are scored with parameters linear in depth (exact for a stack of identical blocks; close for
+    StripedHyena's period-7 pattern); the chosen size is then built exactly."""
+    best, best_cost = None, math.inf
+    for ref in curve:
+        if not target / 4 <= ref.stats.params <= target * 4:
+            continue
+        up = make_size(rule, variant, ref.width, ref.depth + 1, seq_len)
+        per_layer = up.stats.params - ref.stats.params
+        lo, hi = max(rule.min_depth, ref.depth // 2), max(rule.min_depth + 2, 2 * ref.depth)
+        for depth in range(lo, hi + 1):
+            params = ref.stats.params + (depth - ref.depth) * per_layer
+            if params <= 0:
+                continue
+            cost = abs(math.log(params / target)) + 0.1 * abs(math.log(depth / ref.depth))
+            if cost < best_cost:
+                best, best_cost = (ref.width, depth), cost
+    if best is None:
+        ref = min(curve, key=lambda s: abs(math.log(s.stats.params / target)))
+        best = (ref.width, ref.depth)
+    return make_size(rule, variant, best[0], best[1], seq_len)
+
+
+def ladder_sizes(family: str, variant: str | None, budget: float, ladder: Ladder, seq_len: int | None = None) -> list[Size]:
+    """The ladder of model sizes for one budget: `ladder.sizes` models spanning >= `ladder.span` x,
+    log-spaced around the expected optimum (slid up to the smallest model when the optimum is smaller)."""
+    rule = get_rule(family)
+    L = int(seq_len or ladder.seq_len)
+    curve = reference_curve(rule, variant, L, ladder.max_width)
+    lo, hi = curve[0].stats.params, curve[-1].stats.params
+    if hi / lo < ladder.span:
+        raise ValueError(f"{family}: widths up to {ladder.max_width} span only {hi / lo:.1f}x in parameters "
+                         f"(ladder {ladder.name!r} needs {ladder.span}x)")
+    center = center_params(rule, variant, budget, L, ladder.max_width)
+    first = center / math.sqrt(ladder.span)
+    if first < lo:
+        log.info("%s, budget %.3g: the expected optimum (%s params) lies below the ladder's window; it starts "
+                 "at the smallest model (%s params)", family, budget, f"{center:,.0f}", f"{lo:,}")
+    picked: list[Size] = []
+    for widen in (1.0, 1.15, 1.3, 1.5, 1.75, 2.0):  # rounding to real shapes can shrink the span: widen, retry
+        span = ladder.span * widen
+        start = min(max(lo, first / math.sqrt(widen)), hi / span)
+        targets = start * span ** np.linspace(0.0, 1.0, ladder.sizes)
+        picked = []
+        for t in targets:
+            s = _pick(rule, variant, float(t), L, curve)
+            if all(s.name != p.name for p in picked):
+                picked.append(s)
+        picked.sort(key=lambda s: s.stats.params)
+        if len(picked) >= ladder.sizes and picked[-1].stats.params / picked[0].stats.params >= ladder.span:
+            return picked
+    if len(picked) >= 3 and picked[-1].stats.params / picked[0].stats.params >= 5.0:
+        return picked
+    raise ValueError(f"{family}: cannot build a ladder of {ladder.sizes} distinct sizes spanning >= 5x at budget "
+                     f"{budget:.3g} (got {', '.join(s.name for s in picked)})")

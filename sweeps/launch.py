@@ -1,0 +1,303 @@
+"""Launchers: where and how the runs of a sweep execute.
+
+- `local` (default): one run after another in this process. A multi-device run (`--devices N` or
+  `--num-nodes M` > 1) runs in a fresh worker process per run (`python -m sweeps.runner`), so that
+  Lightning's DDP/FSDP launcher starts (and, on failure, tears down) its ranks for that run alone.
+- `local-gpus`: a work queue over the GPUs of this machine: `--gpus N` GPUs, `N // devices` worker
+  processes at a time, each with its own `CUDA_VISIBLE_DEVICES`; a finished worker's GPUs take the next
+  run. (On a CPU-only machine the workers train on the CPU, which is how the tests exercise it.)
+- `slurm`: one submitit job per run, or one job array (`--slurm-array`); each job has `--num-nodes`
+  nodes x `--devices` tasks (one per GPU: Lightning reads its ranks from SLURM). Jobs are requeued on
+  timeout or preemption and resume from their last checkpoint (`submitit.helpers.Checkpointable`).
+  `--slurm-executor local` runs the same jobs through submitit's LocalExecutor (subprocesses on this
+  machine) and `debug` in this process: for tests, or a machine without SLURM.
+
+Every worker records its own row in results.csv (file-locked); the launcher records a failed row for a
+worker that died without one (killed, out of memory, timed out).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from sweeps.plan import RunSpec
+from sweeps.runner import _result_row, describe, execute_run, record_result, results_by_id, run_dir_of, step_bar_callback
+
+log = logging.getLogger("sweeps")
+
+LAUNCHERS = ("local", "local-gpus", "slurm")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bar(total: int, initial: int, desc: str, enabled: bool, position: int = 0):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="run", disable=not enabled, position=position,
+                leave=True, dynamic_ncols=True)
+
+
+def _worker_env(extra: dict | None = None) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    # Never inherit a parent's distributed identity: the worker's Lightning starts its own ranks.
+    for key in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK",
+                "LOCAL_WORLD_SIZE"):
+        env.pop(key, None)
+    env.update(extra or {})
+    return env
+
+
+def _finish(spec: RunSpec, sweep_dir: Path, returncode: int | None, why: str = "") -> dict:
+    """The row a worker wrote, or a failed row when it wrote none."""
+    row = results_by_id(sweep_dir / "results.csv").get(spec.run_id)
+    if row is None:
+        error = why or f"worker exited with code {returncode} without recording a result"
+        row = _result_row(spec, run_dir_of(spec, sweep_dir), "failed", error=error)
+        record_result(sweep_dir / "results.csv", row)
+    return row
+
+
+# ------------------------------------------------------------------------------------ local
+def run_local(specs: list[RunSpec], sweep_dir: Path, done: int, total: int, progress: bool = True) -> list[dict]:
+    """One run after another; multi-device runs each in a fresh worker process."""
+    rows = []
+    bar = _bar(total, done, "runs", progress)
+    steps = _bar(0, 0, "steps", progress, position=1)
+    steps.unit = "step"
+    try:
+        for spec in specs:
+            bar.set_description(f"runs ({spec.run_id})")
+            if spec.world_size > 1:
+                row = _run_subprocess(spec, sweep_dir)
+            else:
+                row = execute_run(spec, sweep_dir, callbacks=[step_bar_callback(steps)] if progress else [])
+            rows.append(row)
+            (log.info if row["status"] == "ok" else log.warning)("[%d/%d] %s", bar.n + 1, total, describe(row))
+            bar.update(1)
+    finally:
+        steps.close()
+        bar.close()
+    return rows
+
+
+def _worker_cmd(spec: RunSpec, sweep_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "sweeps.runner", "--sweep-dir", str(sweep_dir), "--run-id", spec.run_id]
+
+
+def _run_subprocess(spec: RunSpec, sweep_dir: Path, env: dict | None = None) -> dict:
+    log_path = run_dir_of(spec, sweep_dir).with_suffix(".log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as fh:
+        proc = subprocess.Popen(_worker_cmd(spec, sweep_dir), env=_worker_env(env), cwd=REPO_ROOT, stdout=fh,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code = proc.wait()
+        except BaseException:
+            _terminate(proc)
+            raise
+    return _finish(spec, sweep_dir, code, "" if code == 0 else f"worker exited with code {code} (log: {log_path})")
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    """Stop a worker we started (and its Lightning ranks: its own process group)."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, 9)
+        except ProcessLookupError:
+            pass
+
+
+# ------------------------------------------------------------------------------------ local GPUs
+def run_local_gpus(specs: list[RunSpec], sweep_dir: Path, done: int, total: int, gpus: int | None = None,
+                   progress: bool = True, poll_s: float = 0.5) -> list[dict]:
+    """A work queue over `gpus` GPUs: one worker process per run, `devices` GPUs per worker."""
+    if gpus is None:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    if gpus < 1:
+        raise ValueError("--launcher local-gpus needs --gpus N (N >= 1); no CUDA device was found")
+    per_run = max(1, specs[0].train.get("devices", 1)) if specs else 1
+    if specs and any(s.train.get("num_nodes", 1) > 1 for s in specs):
+        raise ValueError("--launcher local-gpus runs on one machine: --num-nodes must be 1 (use --launcher slurm)")
+    if per_run > gpus:
+        raise ValueError(f"--devices {per_run} per run but only --gpus {gpus}")
+    slots = [list(range(i * per_run, (i + 1) * per_run)) for i in range(gpus // per_run)]
+    queue, running, rows = deque(specs), {}, []
+    bar = _bar(total, done, f"runs on {gpus} GPU(s)", progress)
+    try:
+        while queue or running:
+            while queue and slots:
+                spec, slot = queue.popleft(), slots.pop(0)
+                log_path = run_dir_of(spec, sweep_dir).with_suffix(".log")
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                fh = open(log_path, "ab")
+                env = _worker_env({"CUDA_VISIBLE_DEVICES": ",".join(map(str, slot))})
+                proc = subprocess.Popen(_worker_cmd(spec, sweep_dir), env=env, cwd=REPO_ROOT, stdout=fh,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+                running[proc] = (spec, slot, fh, log_path)
+                log.info("started %s on GPU(s) %s (pid %d, log %s)", spec.run_id, slot, proc.pid, log_path)
+            time.sleep(poll_s)
+            for proc in [p for p in running if p.poll() is not None]:
+                spec, slot, fh, log_path = running.pop(proc)
+                fh.close()
+                slots.append(slot)
+                code = proc.returncode
+                row = _finish(spec, sweep_dir, code, "" if code == 0 else f"worker exited with code {code} (log: {log_path})")
+                rows.append(row)
+                (log.info if row["status"] == "ok" else log.warning)("[%d/%d] %s", bar.n + 1, total, describe(row))
+                bar.update(1)
+    except BaseException:
+        for proc, (_, _, fh, _) in running.items():
+            _terminate(proc)
+            fh.close()
+        raise
+    finally:
+        bar.close()
+    return rows
+
+
+# ------------------------------------------------------------------------------------ SLURM
+@dataclass
+class SlurmOptions:
+    partition: str | None = None  # --slurm-partition
+    time_min: int = 24 * 60  # --slurm-time (minutes, or [D-]HH:MM[:SS])
+    gpus_per_node: int | None = None  # --slurm-gpus-per-node (default: --devices)
+    cpus_per_task: int = 8  # --slurm-cpus-per-task
+    mem_gb: int | None = None  # --slurm-mem-gb
+    array: bool = False  # --slurm-array: one job array instead of one job per run
+    array_parallelism: int = 64  # --slurm-array-parallelism: array tasks running at once
+    executor: str = "slurm"  # "slurm" | "local" (submitit LocalExecutor) | "debug" (in process)
+    wait: bool = True  # wait for the jobs (progress bar), else submit and return
+    extra: dict | None = None  # further submitit parameters (e.g. {"slurm_account": "..."})
+
+
+def parse_slurm_time(text: str | int) -> int:
+    """"90" -> 90 min; "12:00:00" -> 720; "1-00:00" -> 1440."""
+    if isinstance(text, int):
+        return text
+    s = str(text).strip()
+    try:
+        if ":" not in s and "-" not in s:
+            return int(float(s))
+        days, _, rest = s.rpartition("-") if "-" in s else ("0", "", s)
+        parts = [int(p) for p in rest.split(":")]
+        if len(parts) == 2:
+            parts = parts + [0]
+        h, m, sec = parts
+        return int(days or 0) * 1440 + h * 60 + m + (1 if sec else 0)
+    except ValueError:
+        raise ValueError(f"--slurm-time {text!r}: expected minutes or [D-]HH:MM[:SS]") from None
+
+
+class RunJob:
+    """The callable a SLURM job runs: one planned run. Requeued (resuming from its checkpoint) when the
+    job times out or is preempted."""
+
+    def __call__(self, sweep_dir: str, spec_json: dict) -> dict:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from sweeps.runner import quiet_lightning
+
+        quiet_lightning()
+        row = execute_run(RunSpec.from_json(spec_json), sweep_dir)
+        log.info("%s", describe(row))
+        return row
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(RunJob(), *args, **kwargs)
+
+
+def build_executor(sweep_dir: Path, specs: list[RunSpec], opts: SlurmOptions):
+    """A configured submitit executor for the runs (one job = one run)."""
+    try:
+        import submitit
+    except ImportError:  # pragma: no cover - optional dependency
+        raise ValueError("--launcher slurm needs submitit: pip install submitit (or .[slurm])") from None
+    if opts.executor not in ("slurm", "local", "debug"):
+        raise ValueError(f"--slurm-executor must be slurm|local|debug, got {opts.executor!r}")
+    devices = max(s.train.get("devices", 1) for s in specs)
+    nodes = max(s.train.get("num_nodes", 1) for s in specs)
+    cluster = None if opts.executor == "slurm" else opts.executor
+    executor = submitit.AutoExecutor(folder=str(sweep_dir / "slurm" / "%j"), cluster=cluster)
+    params = dict(timeout_min=opts.time_min, nodes=nodes, tasks_per_node=devices, cpus_per_task=opts.cpus_per_task,
+                  name=f"isoflop-{specs[0].family}")
+    if opts.executor == "slurm":
+        params["gpus_per_node"] = opts.gpus_per_node if opts.gpus_per_node is not None else devices
+        params["slurm_setup"] = [f"export PYTHONPATH={REPO_ROOT}:$PYTHONPATH"]
+        if opts.partition:
+            params["slurm_partition"] = opts.partition
+        if opts.array:
+            params["slurm_array_parallelism"] = opts.array_parallelism
+        if opts.mem_gb:
+            params["mem_gb"] = opts.mem_gb
+    params.update(opts.extra or {})
+    executor.update_parameters(**params)
+    return executor
+
+
+def submit_jobs(specs: list[RunSpec], sweep_dir: Path, opts: SlurmOptions):
+    """Submit one job per run (or one array); returns [(spec, job)] and writes DIR/slurm_jobs.csv."""
+    import csv
+
+    executor = build_executor(sweep_dir, specs, opts)
+    os.environ["PYTHONPATH"] = _worker_env()["PYTHONPATH"]  # jobs unpickle `sweeps`: make it importable
+    args = [(str(sweep_dir), s.to_json()) for s in specs]
+    if opts.array:
+        with executor.batch():
+            jobs = [executor.submit(RunJob(), *a) for a in args]
+    else:
+        jobs = [executor.submit(RunJob(), *a) for a in args]
+    path = sweep_dir / "slurm_jobs.csv"
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        w = csv.writer(fh)
+        if new:
+            w.writerow(["run_id", "job_id", "submitted"])
+        for s, j in zip(specs, jobs):
+            w.writerow([s.run_id, j.job_id, time.strftime("%Y-%m-%d %H:%M:%S")])
+    log.info("submitted %d %s (%s); job ids in %s", len(jobs), "array tasks" if opts.array else "jobs",
+             opts.executor, path)
+    return list(zip(specs, jobs))
+
+
+def run_slurm(specs: list[RunSpec], sweep_dir: Path, done: int, total: int, opts: SlurmOptions,
+              progress: bool = True, poll_s: float = 2.0) -> list[dict]:
+    submitted = submit_jobs(specs, sweep_dir, opts)
+    if not opts.wait:
+        return []
+    rows, pending = [], list(submitted)
+    bar = _bar(total, done, "runs (slurm)", progress)
+    try:
+        while pending:
+            for spec, job in [p for p in pending if p[1].done()]:
+                pending.remove((spec, job))
+                try:
+                    result = job.result()
+                    why = ""
+                    if isinstance(result, list):  # multi-task jobs return one row per task
+                        result = result[0]
+                except Exception as exc:  # the job died (timeout without requeue, node failure, ...)
+                    why = f"job {job.job_id} failed: {str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else type(exc).__name__}"
+                row = _finish(spec, sweep_dir, None, why or f"job {job.job_id} recorded no result")
+                rows.append(row)
+                (log.info if row["status"] == "ok" else log.warning)("[%d/%d] %s", bar.n + 1, total, describe(row))
+                bar.update(1)
+            if pending:
+                time.sleep(poll_s)
+    finally:
+        bar.close()
+    return rows

@@ -1,0 +1,340 @@
+"""Run planning: (family, variants, ladder, overrides) -> one `RunSpec` per (budget, size).
+
+Per run (DESIGN.md section 8):
+- tokens D = budget / training FLOPs per token of that model at the context length (exact count,
+  `model.flops_per_token(seq_len).training`, the model built on the meta device);
+- global batch (windows) and peak learning rate by the ladder's rules of model size;
+- steps = D / (batch x seq_len), rounded; when rounding would miss the budget by more than 1%, the batch
+  is moved (within 0.75x-1.33x) to the size that lands closest, so that planned FLOPs = steps x batch x
+  seq_len x FLOPs per token are always within 2% of the budget (an error otherwise);
+- the learning-rate schedule spans the run's steps; checkpoints every `ckpt_fraction` of them.
+
+Override file (`--overrides FILE.yaml`, also what `sweeps/tune.py` writes as best_overrides.yaml):
+
+    train:                 # TrainConfig fields (dnahnet/lit.py), plus:
+      lr_scale: 0.8        #   multiplies the ladder's learning-rate rule (every size)
+      lr: 1.5e-3           #   or: one absolute peak learning rate for every size (replaces the rule)
+      warmup_fraction: 0.05
+    model:                 # the family's config fields, applied on top of each size's shape
+      alpha: 0.015         #   e.g. dnaHNet's ratio-loss weight, per-stage lr_multipliers
+    data:                  # DataConfig fields (dnahnet/data/module.py)
+      batch_size: 16       #   per-device batch (windows): fixes the batch instead of the size rule
+
+`--set section.KEY=VALUE` sets the same keys from the command line and wins over the file. Run length,
+context and parallelism are the sweep's own (train.max_steps, data.seq_len, train.devices/num_nodes/
+strategy are refused: use the budget, --seq-len, --devices/--num-nodes/--strategy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dnahnet import config as cfglib
+from sweeps.ladders import Ladder, get_rule, ladder_sizes, stats_of
+
+log = logging.getLogger(__name__)
+
+TOLERANCE = 0.02  # planned FLOPs within 2% of the budget (guaranteed, else an error)
+SOFT_TOLERANCE = 0.01  # rounding beyond this moves the batch size
+RUN_SECTIONS = ("train", "model", "data")
+REFUSED = {
+    "train.max_steps": "the run length follows from the budget",
+    "train.devices": "use --devices",
+    "train.num_nodes": "use --num-nodes",
+    "train.strategy": "use --strategy",
+    "data.seq_len": "use --seq-len",
+}
+EXTRA_TRAIN_KEYS = ("lr_scale",)  # planner-only keys of the train section
+
+
+# ------------------------------------------------------------------------------------ overrides
+@dataclass
+class Overrides:
+    """User overrides, by section; `source` names where each key came from (for error messages)."""
+
+    train: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, str] = field(default_factory=dict)  # "train.lr" -> "FILE.yaml" / "--set"
+
+    def update(self, section: str, key: str, value: Any, source: str) -> None:
+        if section not in RUN_SECTIONS:
+            raise ValueError(f"{source}: unknown section {section!r} (expected one of {', '.join(RUN_SECTIONS)})")
+        full = f"{section}.{key}"
+        if full in REFUSED:
+            raise ValueError(f"{source}: {full} cannot be overridden in a sweep: {REFUSED[full]}")
+        getattr(self, section)[key] = value
+        self.source[full] = source
+
+    def as_dict(self) -> dict:
+        return {s: dict(getattr(self, s)) for s in RUN_SECTIONS if getattr(self, s)}
+
+
+def load_overrides(path: str | os.PathLike | None = None, assignments: list[str] | None = None) -> Overrides:
+    """Overrides from a YAML file (sections train:, model:, data:) then `section.KEY=VALUE` assignments."""
+    out = Overrides()
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"--overrides {path}: no such file")
+        try:
+            body = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--overrides {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        body = body or {}
+        if not isinstance(body, dict):
+            raise ValueError(f"--overrides {path}: expected a mapping with train:, model: or data:, got {type(body).__name__}")
+        for section, values in body.items():
+            if section not in RUN_SECTIONS:
+                raise ValueError(f"--overrides {path}: unknown section {section!r} (expected {', '.join(RUN_SECTIONS)})")
+            if values is None:
+                continue
+            if not isinstance(values, dict):
+                raise ValueError(f"--overrides {path}: section {section!r} must be a mapping of KEY: VALUE")
+            for key, value in values.items():
+                out.update(section, str(key), value, str(path))
+    for key, value in cfglib.parse_assignments(assignments).items():
+        section, _, name = key.partition(".")
+        if not name:
+            raise ValueError(f"--set {key}={value}: write section.KEY=VALUE, e.g. train.lr_scale=0.5")
+        out.update(section, name, value, "--set")
+    return out
+
+
+# ------------------------------------------------------------------------------------ run specs
+@dataclass
+class RunSpec:
+    """Everything one run of a sweep needs; one row of plan.csv."""
+
+    run_id: str  # stable: family, variant, budget, size
+    family: str
+    variant: str | None
+    budget: float  # training FLOPs the run is planned for
+    size: str  # the ladder size's name, e.g. "d64x2"
+    seq_len: int
+    params: int
+    params_non_embedding: int
+    flops_per_token: float  # training FLOPs per token (analytic, target ratios for dnaHNet)
+    tokens: int  # steps x batch x seq_len
+    flops: float  # tokens x flops_per_token (planned)
+    steps: int
+    batch: int  # global batch, windows
+    batch_per_device: int
+    lr: float  # peak learning rate
+    tokens_per_param: float
+    preset: str = "tiny"  # base preset the model overrides apply to
+    model: dict = field(default_factory=dict)  # model-config overrides (size shape + user overrides)
+    train: dict = field(default_factory=dict)  # TrainConfig values
+    data: dict = field(default_factory=dict)  # DataConfig values
+    ladder: str = ""
+
+    @property
+    def world_size(self) -> int:
+        return int(self.train.get("devices", 1)) * int(self.train.get("num_nodes", 1))
+
+    def configs(self):
+        """(model_cfg, train_cfg, data_cfg) dataclasses for `dnahnet.train.train_run`."""
+        from dnahnet.data import DataConfig
+        from dnahnet.lit import TrainConfig
+        from dnahnet.registry import get_config
+
+        model_cfg = get_config(self.family, self.preset, self.variant, **self.model)
+        train_cfg = cfglib.replace(TrainConfig(), **self.train)
+        data_cfg = cfglib.replace(DataConfig(), **self.data)
+        return model_cfg, train_cfg, data_cfg
+
+    def row(self) -> dict:
+        """A flat plan.csv row (overrides as JSON)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("model", "train", "data")}
+        d["variant"] = self.variant or ""
+        d["flops_over_budget"] = self.flops / self.budget
+        d["model_overrides"] = json.dumps(self.model, sort_keys=True)
+        d["train_overrides"] = json.dumps(self.train, sort_keys=True)
+        d["data_overrides"] = json.dumps(self.data, sort_keys=True)
+        return d
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> RunSpec:
+        return cls(**data)
+
+
+def budget_tag(budget: float) -> str:
+    """1e13 -> "1e13", 2.5e13 -> "2.5e13" (run ids and tables)."""
+    text = f"{budget:.4g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        return f"{mantissa}e{int(exponent)}"
+    return text
+
+
+def make_run_id(family: str, variant: str | None, budget: float, size: str) -> str:
+    v = f"-v{variant.replace(',', '.')}" if variant else ""
+    return f"{family}{v}-C{budget_tag(budget)}-{size}"
+
+
+def _steps_and_batch(tokens_target: float, batch: int, seq_len: int, world: int, fixed: bool) -> tuple[int, int, float]:
+    """(steps, batch, relative FLOPs error) with steps x batch x seq_len close to tokens_target."""
+
+    def err(b: int) -> tuple[int, float]:
+        steps = max(1, int(round(tokens_target / (b * seq_len))))
+        return steps, abs(steps * b * seq_len - tokens_target) / tokens_target
+
+    steps, e = err(batch)
+    if e <= SOFT_TOLERANCE:
+        return steps, batch, e
+    candidates = [b for b in range(max(world, int(batch * 0.75) // world * world), int(batch * 4 / 3) + 1, world)
+                  if b >= world]
+    best = min(candidates, key=lambda b: (err(b)[1], abs(b - batch)))
+    if fixed:
+        log.warning("batch %d misses the budget by %.1f%%; using %d instead", batch, 100 * e, best)
+    steps, e = err(best)
+    return steps, best, e
+
+
+def plan_family(
+    family: str,
+    variant: str | None,
+    ladder: Ladder,
+    overrides: Overrides | None = None,
+    seq_len: int | None = None,
+    data_dir: str | None = None,
+    devices: int = 1,
+    num_nodes: int = 1,
+    strategy: str = "auto",
+    accelerator: str = "auto",
+    precision: str = "auto",
+) -> list[RunSpec]:
+    """Plan every run of one family/variant over the ladder's budgets."""
+    from dnahnet.data import DataConfig
+    from dnahnet.lit import TrainConfig
+    from dnahnet.registry import get_config, get_family
+
+    overrides = overrides or Overrides()
+    rule = get_rule(family)
+    fam = get_family(family)
+    if variant and variant not in fam.variants:
+        raise ValueError(f"--variant {variant!r}: {family} has variants {', '.join(fam.variants) or '(none)'}")
+    L = int(seq_len or ladder.seq_len)
+    world = int(devices) * int(num_nodes)
+    if world < 1:
+        raise ValueError(f"--devices {devices} x --num-nodes {num_nodes} must be >= 1")
+
+    # Validate user overrides once, naming their source; keep the coerced (typed) values.
+    def typed(section: str, values: dict, build) -> dict:
+        out = {}
+        for key, value in values.items():
+            try:
+                out[key] = cfglib.to_dict(getattr(build({key: value}), key))
+            except (ValueError, TypeError) as exc:
+                where = overrides.source.get(f"{section}.{key}", section)
+                raise ValueError(f"{where}: {section}.{key}={value!r}: {exc}") from None
+        return out
+
+    train_user = typed("train", {k: v for k, v in overrides.train.items() if k not in EXTRA_TRAIN_KEYS},
+                       lambda kv: cfglib.replace(TrainConfig(), **kv))
+    data_user = typed("data", overrides.data, lambda kv: cfglib.replace(DataConfig(), **kv))
+    model_user = typed("model", overrides.model, lambda kv: get_config(family, rule.preset, variant, **kv))
+    try:
+        lr_scale = float(overrides.train.get("lr_scale", 1.0))
+    except (TypeError, ValueError):
+        lr_scale = float("nan")
+    if not lr_scale > 0:
+        raise ValueError(f"{overrides.source.get('train.lr_scale')}: train.lr_scale must be > 0, got {lr_scale}")
+    fixed_batch = data_user.get("batch_size")
+
+    specs: list[RunSpec] = []
+    for budget in ladder.budgets:
+        for size in ladder_sizes(family, variant, budget, ladder, L):
+            model = {**size.overrides, **model_user}
+            st = stats_of(family, variant, model, L, rule.preset) if model_user else size.stats
+            tokens_target = budget / st.flops_per_token
+            if fixed_batch is not None:
+                batch = int(fixed_batch) * world
+            else:
+                batch = max(world, ladder.batch_windows(st.params, L) // world * world)
+            # Few tokens: shrink the batch (down to one window per device) before giving up on the run.
+            while fixed_batch is None and batch > world and tokens_target / (batch * L) < ladder.min_steps:
+                batch = max(world, batch // 2 // world * world)
+            steps, batch, err = _steps_and_batch(tokens_target, batch, L, world, fixed_batch is not None)
+            run_id = make_run_id(family, variant, budget, size.name)
+            if steps < ladder.min_steps:
+                log.warning("%s: only %d steps (< %d) at this budget; dropped", run_id, steps, ladder.min_steps)
+                continue
+            if err > TOLERANCE:
+                raise ValueError(f"{run_id}: planned FLOPs miss the budget by {100 * err:.1f}% (> 2%)")
+            lr = float(train_user["lr"]) if "lr" in train_user else ladder.lr(st.params_non_embedding) * lr_scale
+            ckpt_every = max(1, int(math.ceil(steps * ladder.ckpt_fraction)))
+            train = {
+                "lr": lr, "max_steps": steps, "ckpt_every": ckpt_every, "log_every": max(1, min(50, steps // 50)),
+                "val_every": 0, "devices": int(devices), "num_nodes": int(num_nodes), "strategy": strategy,
+                "accelerator": accelerator, "precision": precision,
+                **{k: v for k, v in train_user.items() if k != "lr"},
+            }
+            data = {"seq_len": L, "batch_size": batch // world, "n_val_windows": ladder.n_val_windows,
+                    **({"data_dir": str(data_dir)} if data_dir else {}), **data_user}
+            data["batch_size"] = batch // world
+            tokens = steps * batch * L
+            specs.append(RunSpec(
+                run_id=run_id, family=family, variant=variant, budget=float(budget), size=size.name, seq_len=L,
+                params=st.params, params_non_embedding=st.params_non_embedding, flops_per_token=st.flops_per_token,
+                tokens=tokens, flops=tokens * st.flops_per_token, steps=steps, batch=batch,
+                batch_per_device=batch // world, lr=lr, tokens_per_param=tokens / st.params, preset=rule.preset,
+                model=cfglib.to_dict(model), train=train, data=data, ladder=ladder.name,
+            ))
+    ids = [s.run_id for s in specs]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"duplicate run ids in the plan: {sorted({i for i in ids if ids.count(i) > 1})}")
+    return specs
+
+
+# ------------------------------------------------------------------------------------ plan files
+def write_plan(specs: list[RunSpec], out_dir: str | os.PathLike, meta: dict | None = None) -> tuple[Path, Path]:
+    """DIR/plan.csv (the table) and DIR/plan.json (full specs, what workers and jobs read), atomically."""
+    import pandas as pd
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = out_dir / "plan.csv", out_dir / "plan.json"
+    cfglib.atomic_write_text(csv_path, pd.DataFrame([s.row() for s in specs]).to_csv(index=False))
+    cfglib.atomic_write_text(json_path, json.dumps({"meta": meta or {}, "runs": [s.to_json() for s in specs]}, indent=1))
+    return csv_path, json_path
+
+
+def read_plan(out_dir: str | os.PathLike) -> list[RunSpec]:
+    path = Path(out_dir) / "plan.json"
+    if not path.is_file():
+        raise ValueError(f"{path}: no plan (run sweeps/isoflop.py first)")
+    try:
+        runs = json.loads(path.read_text())["runs"]
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise ValueError(f"{path}: not a sweep plan ({exc})") from None
+    return [RunSpec.from_json(r) for r in runs]
+
+
+def _human(x: float) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def format_table(specs: list[RunSpec]) -> str:
+    """A readable plan table."""
+    head = ("run_id", "budget", "params", "tokens", "tok/param", "flops", "flops/C", "steps", "batch", "lr")
+    rows = [(s.run_id, f"{s.budget:.3g}", _human(s.params), _human(s.tokens), f"{s.tokens_per_param:.3g}",
+             f"{s.flops:.4g}", f"{s.flops / s.budget:.4f}", str(s.steps), str(s.batch), f"{s.lr:.3g}") for s in specs]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])

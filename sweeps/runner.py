@@ -1,0 +1,288 @@
+"""Executing planned runs and recording them in `DIR/results.csv`.
+
+Each run trains with `dnahnet.train.train_run` into `DIR/runs/<run_id>` (which skips a finished run and
+resumes an interrupted one from `checkpoints/last.ckpt`). When it ends, one row goes into results.csv:
+read, replace any row of the same run_id, write a temporary file, `os.replace` - under an exclusive
+`fcntl.flock` on `results.csv.lock`, so concurrent workers (local GPUs, SLURM jobs on one filesystem)
+never lose or duplicate a row. A run that raises (a NaN loss raises FloatingPointError) is recorded as
+`failed` with its error (the traceback goes to `<run_dir>/error.log`) and the sweep moves on.
+
+Also the entry point of one worker process (the local-gpus and multi-device launchers):
+
+    python -m sweeps.runner --sweep-dir DIR --run-id RUN_ID
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import fcntl
+import io
+import json
+import logging
+import math
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sweeps.plan import RunSpec, read_plan  # noqa: E402
+
+log = logging.getLogger("sweeps")
+
+RESULT_COLUMNS = (
+    "run_id", "family", "variant", "budget", "size", "params", "params_non_embedding", "tokens", "flops",
+    "flops_planned", "val_loss", "val_bpn", "status", "steps", "planned_steps", "resumed_from_step", "batch",
+    "lr", "seq_len", "tokens_per_param", "wall_s", "run_dir", "error",
+)
+# Config entries that define a run: a run directory made with other values is not this run.
+IDENTITY_TRAIN = ("lr", "max_steps", "schedule", "warmup_fraction", "min_lr_ratio", "decay_fraction", "weight_decay",
+                  "beta1", "beta2", "grad_clip", "seed")
+IDENTITY_DATA = ("seq_len", "seed", "split_seed", "n_val_windows", "rc_augment")
+
+
+# ------------------------------------------------------------------------------------ results.csv
+@contextlib.contextmanager
+def locked(path: Path):
+    """An exclusive advisory lock on `path` (created if needed), held for the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def read_results(path: str | os.PathLike) -> list[dict]:
+    """Rows of a results.csv (empty list when it does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def results_by_id(path: str | os.PathLike) -> dict[str, dict]:
+    return {r["run_id"]: r for r in read_results(path)}
+
+
+def record_result(path: str | os.PathLike, row: dict) -> None:
+    """Insert or replace the row of `row["run_id"]` in results.csv: locked, read, write temp, os.replace."""
+    from dnahnet.config import atomic_write_text
+
+    path = Path(path)
+    with locked(path.with_name(path.name + ".lock")):
+        rows = [r for r in read_results(path) if r.get("run_id") != row["run_id"]]
+        rows.append({k: row.get(k, "") for k in RESULT_COLUMNS})
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(RESULT_COLUMNS), extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(path, buf.getvalue())
+
+
+# ------------------------------------------------------------------------------------ one run
+def global_rank() -> int:
+    """This process's rank in a multi-process run (0 when alone)."""
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank()
+    except Exception:  # pragma: no cover - torch without distributed
+        pass
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
+        return int(os.environ["SLURM_PROCID"])
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    node = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0)))
+    return node * int(os.environ.get("LOCAL_WORLD_SIZE", 1)) + local if (local or node) else 0
+
+
+def run_dir_of(spec: RunSpec, sweep_dir: str | os.PathLike) -> Path:
+    return Path(sweep_dir).resolve() / "runs" / spec.run_id
+
+
+def checkpoint_step(run_dir: Path) -> int | None:
+    """The global step of `run_dir`'s resume point (None: none, or unreadable, then set aside)."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        return None
+    if last.is_dir():  # a distributed (FSDP2) checkpoint: the step is not cheap to read
+        return -1
+    import torch
+
+    try:
+        ckpt = torch.load(last, map_location="cpu", mmap=True, weights_only=False)
+        return int(ckpt.get("global_step", 0))
+    except Exception as exc:  # a truncated or corrupt file: train_run would crash on it
+        aside = last.with_name(f"last.corrupt-{int(time.time())}.ckpt")
+        log.warning("%s is unreadable (%s); moved to %s, the run restarts", last, exc, aside.name)
+        os.replace(last, aside)
+        return None
+
+
+def _check_identity(spec: RunSpec, run_dir: Path) -> None:
+    """Refuse to resume a run directory made with a different model, recipe or data window."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return
+    import yaml
+
+    old = yaml.safe_load(path.read_text()) or {}
+    model_cfg, train_cfg, data_cfg = spec.configs()
+    from dnahnet import config as cfglib
+
+    new = {"family": spec.family, "variant": spec.variant, "model": cfglib.to_dict(model_cfg),
+           "train": cfglib.to_dict(train_cfg), "data": cfglib.to_dict(data_cfg)}
+    diffs = []
+    for key in ("family", "variant"):
+        if old.get(key) != new[key]:
+            diffs.append(f"{key}: {old.get(key)!r} -> {new[key]!r}")
+    for section, keys in (("model", None), ("train", IDENTITY_TRAIN), ("data", IDENTITY_DATA)):
+        o, n = old.get(section) or {}, new[section]
+        for k in keys or sorted(set(o) | set(n)):
+            if k in ("mamba_backend", "attn_backend"):
+                continue
+            if o.get(k) != n.get(k):
+                diffs.append(f"{section}.{k}: {o.get(k)!r} -> {n.get(k)!r}")
+    if (old.get("data") or {}).get("batch_size", 0) * old.get("train", {}).get("devices", 1) * old.get(
+            "train", {}).get("num_nodes", 1) != spec.batch:
+        diffs.append("global batch changed")
+    if diffs:
+        raise ValueError(f"{run_dir} was made with a different configuration ({'; '.join(diffs[:6])}); "
+                         "use another --out directory for a changed sweep")
+
+
+def _result_row(spec: RunSpec, run_dir: Path, status: str, **values) -> dict:
+    row = {
+        "run_id": spec.run_id, "family": spec.family, "variant": spec.variant or "", "budget": spec.budget,
+        "size": spec.size, "params": spec.params, "params_non_embedding": spec.params_non_embedding,
+        "tokens": "", "flops": "", "flops_planned": spec.flops, "val_loss": "", "val_bpn": "", "status": status,
+        "steps": "", "planned_steps": spec.steps, "resumed_from_step": 0, "batch": spec.batch, "lr": spec.lr,
+        "seq_len": spec.seq_len, "tokens_per_param": "", "wall_s": "", "run_dir": str(run_dir), "error": "",
+    }
+    row.update(values)
+    return row
+
+
+def _short(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ").strip()
+    return text[:400]
+
+
+def execute_run(spec: RunSpec, sweep_dir: str | os.PathLike, callbacks=(), datamodule=None, record: bool = True,
+                train_fn=None) -> dict:
+    """Train one run (or resume it, or read its finished result) and record its row; returns the row.
+
+    Never raises for a failed run (it is recorded as failed); KeyboardInterrupt propagates.
+    """
+    from dnahnet import train as trainlib
+
+    train_fn = train_fn or trainlib.train_run
+    sweep_dir = Path(sweep_dir).resolve()
+    run_dir = run_dir_of(spec, sweep_dir)
+    start = time.perf_counter()
+    resumed_from = 0
+    try:
+        _check_identity(spec, run_dir)
+        if not (run_dir / "result.json").exists():
+            step = checkpoint_step(run_dir)
+            if step is not None:
+                resumed_from = step
+                log.info("%s: resuming from its checkpoint at step %s", spec.run_id, step if step >= 0 else "?")
+        model_cfg, train_cfg, data_cfg = spec.configs()
+        result = train_fn(spec.family, model_cfg, train_cfg, data_cfg, run_dir, preset=spec.preset,
+                          variant=spec.variant, callbacks=list(callbacks), progress=False, datamodule=datamodule)
+        status, error = result.status, result.error
+        if status == "ok" and not math.isfinite(result.val_loss):
+            status, error = "failed", f"non-finite validation loss {result.val_loss}"
+        row = _result_row(
+            spec, run_dir, status, tokens=result.tokens, flops=result.flops, flops_planned=result.flops_planned,
+            val_loss=result.val_loss, val_bpn=result.val_bpn, steps=result.steps, resumed_from_step=resumed_from,
+            tokens_per_param=result.tokens / max(1, result.params), params=result.params,
+            params_non_embedding=result.params_non_embedding, wall_s=round(result.wall_s, 2), error=error,
+        )
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if global_rank() == 0:
+            (run_dir / "error.log").write_text(traceback.format_exc())
+        log.error("%s failed: %s", spec.run_id, _short(exc))
+        row = _result_row(spec, run_dir, "failed", error=_short(exc), resumed_from_step=resumed_from,
+                          wall_s=round(time.perf_counter() - start, 2))
+    if record and global_rank() == 0:
+        record_result(sweep_dir / "results.csv", row)
+    return row
+
+
+def describe(row: dict) -> str:
+    """One readable line per finished run."""
+    if row.get("status") != "ok":
+        return f"{row['run_id']}: FAILED ({row.get('error') or 'no error recorded'})"
+    params, tokens = float(row["params"]), float(row["tokens"])
+    resumed = int(float(row.get("resumed_from_step") or 0))
+    return (f"{row['run_id']}: val {float(row['val_loss']):.4f} nats/nt ({float(row['val_bpn']):.4f} bits/nt), "
+            f"{params / 1e6:.3g}M params, {tokens / 1e6:.3g}M tokens, {float(row['flops']):.3g} FLOPs, "
+            f"{float(row['wall_s']):.0f} s" + (f", resumed from step {resumed}" if resumed > 0 else ""))
+
+
+# ------------------------------------------------------------------------------------ progress
+def step_bar_callback(bar):
+    """A Lightning callback moving a tqdm bar over the current run's optimizer steps."""
+    from lightning.pytorch.callbacks import Callback
+
+    class _StepBar(Callback):
+        def on_train_start(self, trainer, pl_module):
+            bar.reset(total=trainer.max_steps)
+            bar.update(trainer.global_step)
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            bar.n = trainer.global_step
+            loss = trainer.callback_metrics.get("loss")
+            if loss is not None:
+                bar.set_postfix(loss=f"{float(loss):.3f}", refresh=False)
+            bar.refresh()
+
+    return _StepBar()
+
+
+# ------------------------------------------------------------------------------------ worker CLI
+def worker_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sweeps.runner", description="Run one planned run of a sweep.")
+    parser.add_argument("--sweep-dir", required=True, help="the sweep directory (holds plan.json)")
+    parser.add_argument("--run-id", required=True, help="the run to execute")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_lightning()
+    specs = {s.run_id: s for s in read_plan(args.sweep_dir)}
+    if args.run_id not in specs:
+        print(f"error: run {args.run_id!r} is not in {Path(args.sweep_dir) / 'plan.json'}", file=sys.stderr)
+        return 2
+    row = execute_run(specs[args.run_id], args.sweep_dir)
+    if global_rank() == 0:
+        log.info("%s", describe(row))
+    return 0 if row["status"] == "ok" else 1
+
+
+def quiet_lightning() -> None:
+    """Lightning's per-run banners (GPU available, LOCAL_RANK, ...) drown the sweep's own log."""
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*does not have many workers.*", ".*GPU available but not used.*", ".*exists and is not empty.*",
+                    ".*srun.*", ".*Checkpoint directory.*exists and is not empty.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main())

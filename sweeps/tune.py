@@ -1,0 +1,115 @@
+"""Hyperparameter search with Optuna: every trial trains one model for the same compute budget.
+
+    python sweeps/tune.py --model dnahnet --preset tiny --budget 3e11 --trials 20 --out runs/tune-tiny \
+        --seq-len 512 data.n_val_windows=32
+    python sweeps/tune.py --model transformer --budget 1e12 --trials 40 --out runs/tune-tf \
+        --storage postgresql://user@db/optuna --batch-sizes 16 32 64 -- data.n_val_windows=64
+
+Fixed settings (model.K=V, train.K=V, data.K=V) apply to every trial; after an option that takes a list
+(--batch-sizes), put `--` before them.
+
+Searched: peak learning rate (log-uniform), warmup fraction, weight decay, batch size (categorical) and,
+for dnaHNet, the ratio-loss weight alpha and the per-stage learning-rate multipliers (the outermost one and
+a geometric decay inward, the main network at 1). TPE sampler (seeded); trials validate `--evals` times and
+a median (or successive-halving) pruner stops the clearly worse ones; a diverged trial (NaN) is marked
+failed and the study goes on.
+
+The study is stored in `--storage` (default sqlite:///OUT/study.db). Rerunning the command continues it:
+`--trials N` means N finished trials in total. Several workers may run the same command against one
+storage (e.g. a PostgreSQL/MySQL URL on a cluster, or the SQLite file on one machine) and share the study.
+
+Writes into OUT: trials/trial_<n>/ (each trial's run directory), trials.csv, best_overrides.yaml (the
+best configuration, accepted by `sweeps/isoflop.py --overrides`), history.png, intermediate.png and
+importances.png (from two completed trials on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python sweeps/tune.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sweeps import tuning  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python sweeps/tune.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="model family (transformer, dnahnet, stripedhyena)")
+    p.add_argument("--preset", default="tiny", help="size preset of the family (default: tiny)")
+    p.add_argument("--variant", default=None, help="family variant, e.g. dnaHNet hierarchy 3,2 | 2,2 | 3")
+    p.add_argument("--budget", type=float, required=True, help="training FLOPs per trial, e.g. 1e12")
+    p.add_argument("--trials", type=int, default=20, help="finished trials the study should hold in total")
+    p.add_argument("--out", required=True, help="output directory (study.db, trials/, figures, best_overrides.yaml)")
+    p.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite:///OUT/study.db)")
+    p.add_argument("--study", default=None, help="study name (default: FAMILY-PRESET[-VARIANT]-BUDGET)")
+    p.add_argument("--data-dir", default=None, help="data directory (else $DNAHNET_DATA_DIR, ../shared/data)")
+    p.add_argument("--seq-len", type=int, default=None, help="context length in nucleotides (default: DataConfig's)")
+    p.add_argument("--evals", type=int, default=4, help="validations per trial; all but the last can prune")
+    p.add_argument("--pruner", default="median", choices=["median", "halving", "none"], help="pruning rule")
+    p.add_argument("--pruner-startup", type=int, default=2, help="trials finished before any pruning")
+    p.add_argument("--sampler-startup", type=int, default=5, help="random trials before TPE models the space")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed (trial n draws with seed and n)")
+    space = tuning.SearchSpace()
+    p.add_argument("--lr", type=float, nargs=2, default=space.lr, metavar=("LO", "HI"), help="peak lr (log)")
+    p.add_argument("--warmup", type=float, nargs=2, default=space.warmup_fraction, metavar=("LO", "HI"),
+                   help="warmup fraction")
+    p.add_argument("--weight-decay", type=float, nargs=2, default=space.weight_decay, metavar=("LO", "HI"),
+                   help="AdamW weight decay")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=space.batch_size, metavar="B",
+                   help="batch sizes to choose from (windows per device and step)")
+    p.add_argument("--alpha", type=float, nargs=2, default=space.alpha, metavar=("LO", "HI"),
+                   help="dnaHNet ratio-loss weight (log)")
+    p.add_argument("--lr-outer", type=float, nargs=2, default=space.lr_outer, metavar=("LO", "HI"),
+                   help="dnaHNet outermost stage's lr multiplier (log)")
+    p.add_argument("--lr-decay", type=float, nargs=2, default=space.lr_decay, metavar=("LO", "HI"),
+                   help="dnaHNet multiplier ratio between consecutive stages")
+    p.add_argument("--no-progress", action="store_true", help="hide the per-trial progress bars")
+    p.add_argument("settings", nargs="*", help="fixed settings for every trial: model.K=V, train.K=V, data.K=V")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    out = Path(args.out)
+    try:
+        if args.trials < 1:
+            raise ValueError(f"--trials must be >= 1, got {args.trials}")
+        if args.evals < 1:
+            raise ValueError(f"--evals must be >= 1, got {args.evals}")
+        if not args.budget > 0:
+            raise ValueError(f"--budget must be a positive number of FLOPs, got {args.budget}")
+        base = tuning.parse_base(args.settings)
+        for key in ("max_steps", "val_every"):
+            if key in base["train"]:
+                raise ValueError(f"train.{key} is set by the tuner (from --budget and --evals); drop it")
+        if args.seq_len is not None:
+            base["data"]["seq_len"] = args.seq_len
+        if args.data_dir is not None:
+            base["data"]["data_dir"] = args.data_dir
+        space = tuning.SearchSpace(lr=args.lr, warmup_fraction=args.warmup, weight_decay=args.weight_decay,
+                                   batch_size=args.batch_sizes, alpha=args.alpha, lr_outer=args.lr_outer,
+                                   lr_decay=args.lr_decay)
+        spec = tuning.TuneSpec(args.model, args.preset, args.variant, args.budget, args.evals, space, base)
+        # Bad family/preset/variant/setting or a budget too small: fail here, before any file is written.
+        objective = tuning.make_objective(spec, out, progress=not args.no_progress)
+        out.mkdir(parents=True, exist_ok=True)
+        storage = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+        name = args.study or tuning.default_study_name(spec)
+        study = tuning.open_study(spec, storage, name, seed=args.seed, pruner=args.pruner,
+                                  pruner_startup=args.pruner_startup, sampler_startup=args.sampler_startup)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    tuning.optimize(study, objective, args.trials)
+    tuning.write_outputs(study, spec, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

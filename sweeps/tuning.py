@@ -1,0 +1,488 @@
+"""Hyperparameter search with Optuna at a fixed compute budget (the logic behind `sweeps/tune.py`).
+
+Every trial is a normal run of the shared training loop (`dnahnet.train.train_run`) in its own run
+directory `OUT/trials/trial_<n>`, trained for exactly the budget:
+
+    steps = budget / (training FLOPs per token x tokens per step)
+
+rounded to a multiple of `evals`, the number of validations per trial. Validation k (k = 1..evals)
+therefore happens after the fraction k / evals of the budget in every trial, whatever its batch size, and
+is reported to Optuna at step k: the pruner compares trials at equal compute. The last validation is the
+trial's value and is never pruned (the budget is already spent).
+
+The study lives in an RDB storage (SQLite `OUT/study.db` by default; any SQLAlchemy URL lets workers on
+a cluster share it). Rerunning the command continues the study: `--trials N` means N finished trials in
+total. Trials whose worker died (no heartbeat) are retried in their own run directory, resuming from its
+last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import socket
+import random
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+import yaml
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+from optuna_integration import PyTorchLightningPruningCallback
+
+from dnahnet import config as cfglib
+from dnahnet.lit import TrainConfig
+from dnahnet.registry import build_model_from_config, get_config
+from dnahnet.train import train_run
+
+log = logging.getLogger("sweeps.tuning")
+
+# Exceptions that fail one trial and let the study go on: a diverged run (the training loop raises
+# FloatingPointError on a non-finite loss) or a batch that does not fit in memory.
+TRIAL_ERRORS: tuple[type[Exception], ...] = (FloatingPointError, torch.OutOfMemoryError)
+HEARTBEAT_S = 60  # a RUNNING trial whose worker sent no heartbeat for GRACE_S is failed and retried
+GRACE_S = 180
+
+
+# --------------------------------------------------------------------------------------- search space
+@dataclass
+class SearchSpace:
+    """Ranges searched by every study (the dnaHNet ones only for that family)."""
+
+    lr: tuple[float, float] = (1e-4, 3e-2)  # peak learning rate, log-uniform
+    warmup_fraction: tuple[float, float] = (0.0, 0.2)  # share of the steps in linear warmup, uniform
+    weight_decay: tuple[float, float] = (0.0, 0.2)  # AdamW weight decay, uniform
+    batch_size: tuple[int, ...] = (8, 16, 32)  # training windows per step (per device), categorical
+    alpha: tuple[float, float] = (0.003, 0.05)  # dnaHNet ratio-loss weight, log-uniform (paper: 0.01-0.02)
+    lr_outer: tuple[float, float] = (1.0, 4.0)  # dnaHNet outermost stage's lr multiplier, log-uniform
+    lr_decay: tuple[float, float] = (0.5, 1.0)  # dnaHNet factor between a stage's multiplier and the next one's
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = tuple(getattr(self, f.name))
+            setattr(self, f.name, value)
+            if f.name == "batch_size":
+                if not value or any(not isinstance(b, int) or b < 1 for b in value):
+                    raise ValueError(f"--batch-sizes must be positive integers, got {list(value)}")
+                continue
+            lo, hi = value
+            if not lo <= hi:
+                raise ValueError(f"search range for {f.name} must have low <= high, got {lo} > {hi}")
+            if f.name in ("lr", "alpha", "lr_outer") and lo <= 0:
+                raise ValueError(f"search range for {f.name} is log-uniform: its low end must be > 0, got {lo}")
+        if self.lr_decay[0] <= 0:
+            raise ValueError(f"search range for lr_decay must be positive, got {self.lr_decay}")
+
+
+def n_stages(family: str, model_cfg) -> int:
+    """Number of hierarchy stages of a dnaHNet config (after a variant dropped inner ones); 0 otherwise."""
+    if family != "dnahnet":
+        return 0
+    from dnahnet.model import resolve
+
+    return len(resolve(model_cfg).ratios)
+
+
+def stage_multipliers(lr_outer: float, lr_decay: float, stages: int) -> list[float]:
+    """Per-stage lr multipliers, outermost first, main network last: geometric decay inward from
+    `lr_outer`, the main network at 1.0 (the peak lr, searched separately, sets the overall scale)."""
+    return [lr_outer * lr_decay**s for s in range(stages)] + [1.0]
+
+
+def suggest(trial: optuna.Trial, space: SearchSpace, family: str, stages: int) -> dict[str, Any]:
+    """Draw one configuration; returns the trial's params (what `overrides_from_params` reads)."""
+    trial.suggest_float("lr", *space.lr, log=True)
+    trial.suggest_float("warmup_fraction", *space.warmup_fraction)
+    trial.suggest_float("weight_decay", *space.weight_decay)
+    trial.suggest_categorical("batch_size", list(space.batch_size))
+    if family == "dnahnet":
+        trial.suggest_float("alpha", *space.alpha, log=True)
+        trial.suggest_float("lr_outer", *space.lr_outer, log=True)
+        if stages >= 2:  # with one stage only the outer multiplier exists
+            trial.suggest_float("lr_decay", *space.lr_decay)
+    return dict(trial.params)
+
+
+def overrides_from_params(params: dict[str, Any], family: str, stages: int) -> dict[str, dict[str, Any]]:
+    """Trial params -> {"train": ..., "model": ..., "data": ...} config overrides."""
+    out: dict[str, dict[str, Any]] = {
+        "train": {k: float(params[k]) for k in ("lr", "warmup_fraction", "weight_decay")},
+        "model": {},
+        "data": {"batch_size": int(params["batch_size"])},
+    }
+    if family == "dnahnet":
+        out["model"]["alpha"] = float(params["alpha"])
+        out["model"]["lr_multipliers"] = stage_multipliers(
+            float(params["lr_outer"]), float(params.get("lr_decay", 1.0)), stages
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------- budget
+def training_flops_per_token(family: str, model_cfg, seq_len: int) -> float:
+    """Analytic training FLOPs per token; the model is built on the meta device (no memory, no init)."""
+    with torch.device("meta"):
+        model = build_model_from_config(family, model_cfg)
+    return float(model.flops_per_token(seq_len).training)
+
+
+def plan_steps(budget: float, flops_per_token: float, tokens_per_step: int, evals: int) -> int:
+    """Optimizer steps that spend `budget` training FLOPs, rounded to a multiple of `evals` (>= evals)."""
+    raw = budget / (flops_per_token * tokens_per_step)
+    if raw < evals:
+        raise ValueError(
+            f"--budget {budget:.3g} FLOPs buys only {raw:.2f} steps of {tokens_per_step} tokens at "
+            f"{flops_per_token:.3g} training FLOPs/token; need at least --evals {evals} steps: raise --budget "
+            f"to >= {evals * flops_per_token * tokens_per_step:.3g}"
+        )
+    return evals * max(1, round(raw / evals))
+
+
+# --------------------------------------------------------------------------------------- pruning
+class _AtValidation:
+    """What `PyTorchLightningPruningCallback` reads from the LightningModule: its reporting step."""
+
+    def __init__(self, index: int):
+        self.current_epoch = index
+
+
+class StepPruningCallback(PyTorchLightningPruningCallback):
+    """Optuna's Lightning pruning callback, reporting at the validation index instead of the epoch.
+
+    The training stream is infinite (one epoch), so the stock callback would report every validation at
+    step 0 and Optuna would keep only the first. Here validation k (every `val_every` steps) is reported
+    at step k, which is the same fraction of the budget in every trial. The final validation (at
+    `max_steps`) is left alone: it is the trial's value, and pruning there would only throw it away.
+    """
+
+    def __init__(self, trial: optuna.Trial, monitor: str, val_every: int, max_steps: int):
+        super().__init__(trial, monitor=monitor)
+        self.val_every = val_every
+        self.max_steps = max_steps
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or trainer.global_step >= self.max_steps:
+            return
+        super().on_validation_end(trainer, _AtValidation(trainer.global_step // self.val_every))
+
+
+# --------------------------------------------------------------------------------------- sampler
+class TrialSeededTPESampler(optuna.samplers.TPESampler):
+    """TPE whose random draws are seeded by (seed, trial number).
+
+    A plain seeded TPESampler restarts its random stream in every process: a resumed study would replay
+    its first random (startup) configurations, and two workers would draw the same ones. Trial numbers
+    are unique within a study, so seeding by them keeps a study reproducible and its trials distinct.
+    """
+
+    def __init__(self, seed: int = 0, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self._base_seed = int(seed)
+
+    def before_trial(self, study, trial: FrozenTrial) -> None:
+        super().before_trial(study, trial)
+        seed = (self._base_seed * 1_000_003 + trial.number) % 2**32
+        # TPE's own RNG and the RandomSampler it uses for startup trials (optuna's LazyRandomState).
+        for rng_owner in (self, getattr(self, "_random_sampler", None)):
+            state = getattr(rng_owner, "_rng", None)
+            if state is not None and hasattr(state, "rng"):
+                state.rng.seed(seed)
+
+
+def make_pruner(kind: str, startup: int) -> optuna.pruners.BasePruner:
+    if kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=0, interval_steps=1)
+    if kind == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2, bootstrap_count=startup)
+    if kind == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"--pruner must be median, halving or none, got {kind!r}")
+
+
+# --------------------------------------------------------------------------------------- study
+@dataclass
+class TuneSpec:
+    """What a study optimises; stored with the study so that a rerun cannot silently change it."""
+
+    family: str
+    preset: str
+    variant: str | None
+    budget: float  # training FLOPs per trial
+    evals: int = 4  # validations per trial (pruning points: all but the last)
+    space: SearchSpace = field(default_factory=SearchSpace)
+    base: dict[str, dict[str, Any]] = field(default_factory=lambda: {"model": {}, "train": {}, "data": {}})
+
+    def base_configs(self):
+        """(model, train, data) configs before the searched values: preset, variant and fixed settings."""
+        from dnahnet.data import DataConfig
+
+        return (get_config(self.family, self.preset, self.variant, **self.base["model"]),
+                cfglib.replace(TrainConfig(), **self.base["train"]),
+                cfglib.replace(DataConfig(), **self.base["data"]))
+
+    def identity(self) -> dict[str, Any]:
+        """What must not change between reruns and workers (paths may: workers can sit on other machines).
+        Fixed settings are compared as resolved values, so `data.seq_len=64` equals `--seq-len 64`."""
+        configs = dict(zip(("model", "train", "data"), self.base_configs()))
+        base = {section: {k: cfglib.to_dict(getattr(configs[section], k)) for k in sorted(values)
+                          if k not in ("data_dir", "store_dir")}
+                for section, values in self.base.items()}
+        return {"family": self.family, "preset": self.preset, "variant": self.variant, "budget": float(self.budget),
+                "evals": self.evals, "space": cfglib.to_dict(self.space), "base": base}
+
+
+def default_study_name(spec: TuneSpec) -> str:
+    variant = f"-{spec.variant.replace(',', '_')}" if spec.variant else ""
+    return f"{spec.family}-{spec.preset}{variant}-{spec.budget:.2e}"
+
+
+def open_storage(url: str) -> RDBStorage:
+    engine_kwargs = {}
+    if url.startswith("sqlite"):
+        # Concurrent workers on one SQLite file wait for its lock instead of failing at once.
+        engine_kwargs = {"connect_args": {"timeout": 120}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2,
+                                                                             inherit_intermediate_values=True),
+        )
+
+
+def open_study(spec: TuneSpec, storage: str, name: str, seed: int = 0, pruner: str = "median",
+               pruner_startup: int = 2, sampler_startup: int = 5) -> optuna.Study:
+    """Create the study or load it (continuing it); refuse one created for a different spec."""
+    import sqlalchemy.exc
+
+    sampler = TrialSeededTPESampler(seed=seed, n_startup_trials=sampler_startup)
+    for attempt in range(5):
+        try:
+            study = optuna.create_study(
+                storage=open_storage(storage), study_name=name, direction="minimize", sampler=sampler,
+                pruner=make_pruner(pruner, pruner_startup), load_if_exists=True,
+            )
+            break
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as exc:
+            # Workers starting together race to create the tables and the study; the loser retries
+            # and finds them made (any other database error repeats and is raised).
+            if attempt == 4:
+                raise
+            log.info("storage %s is being initialised by another worker (%s); retrying", storage,
+                     str(exc).splitlines()[0])
+            time.sleep(0.5 + random.random() * (attempt + 1))
+    want = yaml.safe_load(yaml.safe_dump(spec.identity()))  # the same plain types as stored
+    have = study.user_attrs.get("spec")
+    if have is None:
+        study.set_user_attr("spec", want)
+    elif have != want:
+        diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+        raise ValueError(
+            f"study {name!r} in {storage} was created for different settings ({', '.join(diff)}: "
+            f"{ {k: have.get(k) for k in diff} } vs now { {k: want.get(k) for k in diff} }); "
+            f"use another --study name or --out directory"
+        )
+    return study
+
+
+def _failed_by_run(trial: FrozenTrial) -> bool:
+    return "error" in trial.user_attrs
+
+
+def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Trials that count toward --trials: complete, pruned, or failed by the run itself (e.g. NaN).
+
+    A trial failed because its worker died is not counted: it is retried."""
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (t.state == TrialState.FAIL and _failed_by_run(t)):
+            out.append(t)
+    return out
+
+
+def retried_trial_number(trial: optuna.Trial) -> int | None:
+    """The number of the trial this one retries (its worker died), or None."""
+    running = trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    frozen = next(t for t in running if t.number == trial.number)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+
+
+def make_objective(spec: TuneSpec, out_dir: Path, progress: bool = True,
+                   train_fn: Callable[..., Any] = train_run) -> Callable[[optuna.Trial], float]:
+    """The objective: one training run at the budget; returns the final validation loss (nats/nt)."""
+    base_model, base_train, base_data = spec.base_configs()
+    stages = n_stages(spec.family, base_model)
+    fpt = training_flops_per_token(spec.family, base_model, base_data.seq_len)
+    world = base_train.devices * base_train.num_nodes
+    # Fail before any training when the budget cannot pay for the largest batch.
+    plan_steps(spec.budget, fpt, max(spec.space.batch_size) * base_data.seq_len * world, spec.evals)
+
+    def objective(trial: optuna.Trial) -> float:
+        original = retried_trial_number(trial)
+        number = trial.number if original is None else original  # a retry resumes the original's run
+        run_dir = out_dir / "trials" / f"trial_{number}"
+        overrides = overrides_from_params(suggest(trial, spec.space, spec.family, stages), spec.family, stages)
+        model_cfg = cfglib.replace(base_model, **overrides["model"])
+        data_cfg = cfglib.replace(base_data, **overrides["data"])
+        tokens_per_step = data_cfg.batch_size * data_cfg.seq_len * world
+        steps = plan_steps(spec.budget, fpt, tokens_per_step, spec.evals)
+        train_cfg = cfglib.replace(base_train, **overrides["train"], max_steps=steps, val_every=steps // spec.evals)
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("steps", steps)
+        trial.set_user_attr("flops_planned", steps * tokens_per_step * fpt)
+        log.info("trial %d: %d steps of %d tokens, %s", trial.number, steps, tokens_per_step, overrides)
+        pruning = StepPruningCallback(trial, "val/loss", val_every=train_cfg.val_every, max_steps=steps)
+        try:
+            result = train_fn(spec.family, model_cfg, train_cfg, data_cfg, run_dir, preset=spec.preset,
+                              variant=spec.variant, callbacks=[pruning], progress=progress)
+            if not math.isfinite(result.val_loss):
+                raise FloatingPointError(f"non-finite validation loss {result.val_loss}")
+        except optuna.TrialPruned:
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # a pruned run is never resumed
+            raise
+        except TRIAL_ERRORS as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+            raise
+        for key in ("val_bpn", "tokens", "flops", "params", "params_non_embedding", "wall_s"):
+            trial.set_user_attr(key, getattr(result, key))
+        return float(result.val_loss)
+
+    return objective
+
+
+def optimize(study: optuna.Study, objective, n_trials: int) -> int:
+    """Run trials until the study holds `n_trials` finished ones (shared with any other worker).
+    Returns how many this call started."""
+    done = len(finished_trials(study))
+    if done >= n_trials:
+        log.info("study %r already has %d finished trials (--trials %d): nothing to run",
+                 study.study_name, done, n_trials)
+        return 0
+    log.info("study %r: %d of %d trials finished; running the rest", study.study_name, done, n_trials)
+    started = [0]
+
+    def stop_when_done(study: optuna.Study, trial: FrozenTrial) -> None:
+        started[0] += 1
+        if len(finished_trials(study)) >= n_trials:
+            study.stop()
+
+    # n_trials=None: a finished trial (counted) or an uncaught error (raised) ends each iteration, and the
+    # callback stops once the study is full, counting other workers' trials too.
+    study.optimize(objective, n_trials=None, catch=TRIAL_ERRORS, callbacks=[stop_when_done], gc_after_trial=True)
+    return started[0]
+
+
+# --------------------------------------------------------------------------------------- outputs
+def best_overrides_yaml(study: optuna.Study, spec: TuneSpec) -> str:
+    """The best trial as an override file for `sweeps/isoflop.py --overrides` (train:, model:, data:)."""
+    best = study.best_trial
+    overrides = overrides_from_params(best.params, spec.family, n_stages(spec.family, spec.base_configs()[0]))
+    body = {k: v for k, v in overrides.items() if v}
+    header = (
+        f"# Best of Optuna study {study.study_name!r}: trial {best.number}, val/loss {best.value:.5f} nats/nt\n"
+        f"# ({best.value / math.log(2):.5f} bits/nt) at {spec.budget:.3g} training FLOPs per trial; "
+        f"{spec.family} preset {spec.preset}{' variant ' + spec.variant if spec.variant else ''}.\n"
+        f"# Usage: python sweeps/isoflop.py ... --overrides THIS_FILE\n"
+    )
+    return header + yaml.safe_dump(body, sort_keys=False)
+
+
+def _save_figure(ax, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+    fig.set_size_inches(8, 5)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+        plt.close(fig)
+
+
+def importance_evaluator():
+    """fANOVA (needs scikit-learn) when available, else PED-ANOVA (pure Optuna)."""
+    import importlib.util
+
+    if importlib.util.find_spec("sklearn") is not None:
+        return optuna.importance.FanovaImportanceEvaluator(seed=0)
+    log.info("scikit-learn is not installed: parameter importances by PED-ANOVA instead of fANOVA")
+    return optuna.importance.PedAnovaImportanceEvaluator()
+
+
+def write_figures(study: optuna.Study, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from optuna.visualization import matplotlib as ovm
+
+    written = []
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    plots: list[tuple[str, Callable[[], Any]]] = [
+        ("history.png", lambda: ovm.plot_optimization_history(study, target_name="val/loss (nats/nt)")),
+        ("intermediate.png", lambda: ovm.plot_intermediate_values(study)),
+    ]
+    if len(complete) >= 2:
+        plots.append(("importances.png", lambda: ovm.plot_param_importances(study, evaluator=importance_evaluator())))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        for name, plot in plots:
+            try:
+                _save_figure(plot(), out_dir / name)
+                written.append(out_dir / name)
+            except (ValueError, RuntimeError) as exc:  # e.g. importances when no parameter varied
+                log.warning("could not draw %s: %s", name, exc)
+    return written
+
+
+def trials_table(study: optuna.Study):
+    df = study.trials_dataframe(attrs=("number", "state", "value", "duration", "params", "user_attrs"))
+    keep = [c for c in df.columns if c in ("number", "state", "value", "duration") or c.startswith("params_")
+            or c in ("user_attrs_steps", "user_attrs_flops_planned", "user_attrs_val_bpn", "user_attrs_error")]
+    return df, df[keep]
+
+
+def write_outputs(study: optuna.Study, spec: TuneSpec, out_dir: Path, echo: Callable[[str], None] = print) -> None:
+    """best_overrides.yaml (when a trial completed), trials.csv and the figures, each written atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df, short = trials_table(study)
+    cfglib.atomic_write_text(out_dir / "trials.csv", df.to_csv(index=False))
+    import pandas as pd
+
+    with pd.option_context("display.max_columns", None, "display.width", 200, "display.float_format", "{:.4g}".format):
+        echo(short.to_string(index=False))
+    if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        text = best_overrides_yaml(study, spec)
+        cfglib.atomic_write_text(out_dir / "best_overrides.yaml", text)
+        echo(f"best configuration -> {out_dir / 'best_overrides.yaml'}\n{text}")
+    else:
+        log.warning("no trial completed yet: no best_overrides.yaml")
+    for path in write_figures(study, out_dir):
+        echo(f"figure -> {path}")
+
+
+def parse_base(items: Sequence[str]) -> dict[str, dict[str, str]]:
+    """["model.n_layers=4", "data.n_val_windows=8"] -> {"model": {...}, "train": {...}, "data": {...}}."""
+    out: dict[str, dict[str, str]] = {"model": {}, "train": {}, "data": {}}
+    for key, value in cfglib.parse_assignments(list(items)).items():
+        section, _, name = key.partition(".")
+        if section not in out or not name:
+            raise ValueError(f"setting {key!r} must start with model., train. or data. (e.g. data.n_val_windows=16)")
+        out[section][name] = value
+    return out

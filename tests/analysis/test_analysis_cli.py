@@ -1,0 +1,110 @@
+"""`python -m analysis`: end to end on synthetic sweeps, and the one-line errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import CHINCHILLA, EPOCH
+
+from analysis.__main__ import main
+
+REPO = Path(__file__).resolve().parents[2]
+BUDGETS = tuple(np.logspace(18, 20, 4))
+FIGURES = ("isoflop_transformer", "isoflop_hnet__2stage", "frontier", "optimal_allocation",
+           "approach3_residuals")
+
+
+def test_cli_end_to_end_two_families(tmp_path, sweep):
+    a = sweep(CHINCHILLA, budgets=BUDGETS, sizes=7, noise=0.002, family="transformer")
+    b = sweep(EPOCH, budgets=BUDGETS, sizes=7, noise=0.002, seed=1, family="hnet", variant="2stage")
+    b.loc[2, ["status", "val_loss"]] = ["failed", np.nan]
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_csv(tmp_path / "b.csv", index=False)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "analysis", "--results", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"),
+         "--out", str(out), "--bootstrap", "20", "--seed", "3", "--quiet"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for stem in FIGURES:
+        for ext in ("png", "pdf"):
+            path = out / "figures" / f"{stem}.{ext}"
+            assert path.stat().st_size > 1000, path
+    assert not list(out.rglob(".*.tmp"))  # nothing half-written left behind
+
+    fits = json.loads((out / "fits.json").read_text())
+    assert set(fits) == {"transformer", "hnet/2stage", "comparisons"}
+    for key, law in (("transformer", CHINCHILLA), ("hnet/2stage", EPOCH)):
+        a2, a3 = fits[key]["approach2"], fits[key]["approach3"]
+        assert {"a", "b", "a_ci", "b_ci", "optima"} <= set(a2)
+        assert len(a2["optima"]) == len(BUDGETS)
+        assert {"budget", "params", "tokens", "loss", "flagged"} <= set(a2["optima"][0])
+        assert a2["a_ci"][0] < a2["a"] < a2["a_ci"][1]
+        assert a2["a"] == pytest.approx(law.a, abs=0.03)
+        assert {"E", "A", "B", "alpha", "beta", "ci"} <= set(a3)
+        assert set(a3["ci"]) >= {"E", "A", "B", "alpha", "beta"}
+        assert a3["alpha"] == pytest.approx(law.alpha, abs=0.06)
+    assert fits["hnet/2stage"]["runs"] == {"ok": 27, "failed": 1}
+    multipliers = fits["comparisons"]["compute_multipliers"]
+    assert {(m["family"], m["reference"]) for m in multipliers} == {
+        ("transformer", "hnet/2stage"), ("hnet/2stage", "transformer")}
+
+    summary = (out / "summary.md").read_text()
+    for text in ("## transformer", "## hnet/2stage", "N_opt ~ C^a", "| alpha |",
+                 "Compute multiplier", "failed runs (dropped)"):
+        assert text in summary
+
+
+def _bad(tmp_path, sweep, case):
+    table = sweep(CHINCHILLA, budgets=(1e18, 1e19), sizes=4).astype({"tokens": object})
+    path = tmp_path / "results.csv"
+    if case == "missing_column":
+        table.drop(columns=["flops"]).to_csv(path, index=False)
+    elif case == "empty_file":
+        path.write_text("")
+    elif case == "all_failed":
+        table.assign(status="failed").to_csv(path, index=False)
+    elif case == "non_numeric":
+        table.loc[0, "tokens"] = "lots"
+        table.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing_column", "results.csv: missing column(s) flops"),
+    ("empty_file", "results.csv: empty file"),
+    ("all_failed", "results.csv: all 8 runs failed"),
+    ("non_numeric", "results.csv: line 2, column tokens: non-numeric value 'lots'"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, sweep, capsys, case, message):
+    path = _bad(tmp_path, sweep, case)
+    assert main(["--results", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_single_budget_writes_what_it_can_and_exits_2(tmp_path, sweep, capsys):
+    path = tmp_path / "results.csv"
+    sweep(CHINCHILLA, budgets=(1e19,), sizes=7).to_csv(path, index=False)
+    out = tmp_path / "out"
+    assert main(["--results", str(path), "--out", str(out), "--bootstrap", "10", "--quiet"]) == 2
+    captured = capsys.readouterr().err
+    last = captured.strip().splitlines()[-1]
+    assert last.startswith("error: no family has a scaling-law fit") and "only one budget" in last
+    assert "WARNING" in captured  # the warnings precede the error line
+    assert (out / "figures" / "isoflop_synth.png").exists()
+    fits = json.loads((out / "fits.json").read_text())
+    assert fits["synth"]["approach2"]["a"] is None
+    assert len(fits["synth"]["approach2"]["optima"]) == 1
+    assert fits["synth"]["approach3"]["skipped"]
+    assert "only one budget" in (out / "summary.md").read_text()

@@ -1,0 +1,271 @@
+"""The Optuna tuner (sweeps/tune.py, sweeps/tuning.py): equal-compute trials, resume, pruning, failures,
+shared studies, and the best-configuration file.
+
+Trials train the tiny Transformer on a small random-DNA corpus at 64 nt, a few dozen steps each.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+import yaml
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # `sweeps` is not an installed package
+    sys.path.insert(0, str(ROOT))
+
+from dnahnet import config as cfglib  # noqa: E402
+from dnahnet.registry import build_model_from_config, get_config  # noqa: E402
+from sweeps import tune, tuning  # noqa: E402
+
+SEQ_LEN = 64
+EVALS = 4
+FPT = 708096.0  # tiny Transformer, training FLOPs per token at 64 nt (checked in test_flops_per_token)
+BUDGET = 8 * 8 * SEQ_LEN * FPT  # 8 steps at batch 8, 16 at batch 4
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict[str, Path]:
+    """A data directory of 4 random 6-kb genomes (train 2 / val 1 / test 1) and a store directory."""
+    root = tmp_path_factory.mktemp("tune_corpus")
+    rng = np.random.default_rng(0)
+    (root / "data" / "genomes").mkdir(parents=True)
+    for g in range(4):
+        seq = "".join(rng.choice(list("ACGT"), size=6000))
+        lines = "\n".join(seq[i : i + 60] for i in range(0, len(seq), 60))
+        (root / "data" / "genomes" / f"g{g}.fna").write_text(f">G{g} random genome {g}\n{lines}\n")
+    return {"data": root / "data", "store": root / "store"}
+
+
+def cli_args(corpus, out: Path, trials: int, *options: str, settings: tuple[str, ...] = ()) -> list[str]:
+    return [
+        "--model", "transformer", "--preset", "tiny", "--budget", repr(BUDGET), "--trials", str(trials),
+        "--out", str(out), "--data-dir", str(corpus["data"]), "--seq-len", str(SEQ_LEN), "--evals", str(EVALS),
+        "--batch-sizes", "4", "8", "--lr", "3e-3", "2e-2", "--warmup", "0.0", "0.1", "--no-progress",
+        *options, "--", "data.n_val_windows=4", f"data.store_dir={corpus['store']}", *settings,
+    ]
+
+
+def load(out: Path) -> optuna.Study:
+    (name,) = optuna.get_all_study_names(storage=f"sqlite:///{out / 'study.db'}")
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}")
+
+
+# ----------------------------------------------------------------------------------- unit checks
+def test_flops_per_token_and_plan_steps():
+    cfg = get_config("transformer", "tiny")
+    assert tuning.training_flops_per_token("transformer", cfg, SEQ_LEN) == FPT
+    assert build_model_from_config("transformer", cfg).flops_per_token(SEQ_LEN).training == FPT  # real build
+    # steps = budget / (FLOPs/token x tokens/step), rounded to a multiple of the validations
+    assert tuning.plan_steps(BUDGET, FPT, 8 * SEQ_LEN, EVALS) == 8
+    assert tuning.plan_steps(BUDGET, FPT, 4 * SEQ_LEN, EVALS) == 16
+    assert tuning.plan_steps(BUDGET, FPT, 5 * SEQ_LEN, EVALS) == 12  # 12.8 -> 12
+    assert tuning.plan_steps(1e12, 1e6, 1000, 3) == 999  # 1000 -> nearest multiple of 3
+    with pytest.raises(ValueError, match="--budget"):
+        tuning.plan_steps(BUDGET, FPT, 8 * SEQ_LEN, evals=9)
+
+
+def test_dnahnet_multipliers_reach_the_model():
+    assert tuning.stage_multipliers(2.0, 0.75, 2) == [2.0, 1.5, 1.0]  # the paper's (2.0, 1.5, 1.0)
+    for variant, stages in (("3,2", 2), ("3", 1), (None, 2)):
+        base = get_config("dnahnet", "tiny", variant)
+        assert tuning.n_stages("dnahnet", base) == stages
+        params = {"lr": 1e-3, "warmup_fraction": 0.05, "weight_decay": 0.1, "batch_size": 8, "alpha": 0.01,
+                  "lr_outer": 3.0, "lr_decay": 0.5}
+        over = tuning.overrides_from_params(params, "dnahnet", stages)
+        assert over["model"]["lr_multipliers"] == ([3.0, 1.5, 1.0] if stages == 2 else [3.0, 1.0])
+        cfg = cfglib.replace(base, **over["model"])
+        with torch.device("meta"):
+            model = build_model_from_config("dnahnet", cfg)
+        assert model.config.alpha == 0.01
+        assert set(model.lr_multipliers().values()) <= set(over["model"]["lr_multipliers"])
+        assert max(model.lr_multipliers().values()) == 3.0  # the outermost stage (and embeddings)
+
+
+def test_trial_seeded_sampler_is_reproducible_and_distinct():
+    def draws(n: int, seed: int) -> list[dict]:
+        study = optuna.create_study(sampler=tuning.TrialSeededTPESampler(seed=seed, n_startup_trials=10))
+        study.optimize(lambda t: tuning.suggest(t, tuning.SearchSpace(), "dnahnet", 2)["lr"], n_trials=n)
+        return [t.params for t in study.trials]
+
+    first, again = draws(3, seed=0), draws(3, seed=0)
+    assert first == again  # reproducible
+    assert len({p["lr"] for p in first}) == 3  # distinct trials
+    assert draws(1, seed=1)[0] != first[0]
+    # a fresh process continuing a study draws what one uninterrupted process would have drawn
+    study = optuna.create_study(sampler=tuning.TrialSeededTPESampler(seed=0, n_startup_trials=10))
+    study.optimize(lambda t: tuning.suggest(t, tuning.SearchSpace(), "dnahnet", 2)["lr"], n_trials=2)
+    study.sampler = tuning.TrialSeededTPESampler(seed=0, n_startup_trials=10)
+    study.optimize(lambda t: tuning.suggest(t, tuning.SearchSpace(), "dnahnet", 2)["lr"], n_trials=1)
+    assert study.trials[2].params == first[2]
+
+
+def test_cli_errors_name_the_argument(corpus, tmp_path, capsys):
+    assert tune.main(cli_args(corpus, tmp_path / "a", 1, "--budget", "1e6")) == 2
+    assert "--budget" in capsys.readouterr().err
+    assert tune.main(cli_args(corpus, tmp_path / "b", 1, settings=("train.max_steps=5",))) == 2
+    assert "train.max_steps" in capsys.readouterr().err
+    assert tune.main(cli_args(corpus, tmp_path / "c", 1, "--batch-sizes", "0")) == 2
+    assert "--batch-sizes" in capsys.readouterr().err
+    assert not any((tmp_path / d).exists() for d in "abc")  # nothing written before the error
+
+
+# ----------------------------------------------------------------------------------- one study, resumed
+@pytest.fixture(scope="module")
+def resumed_study(corpus, tmp_path_factory):
+    """Run 2 trials; enqueue an absurd learning rate and rerun with --trials 3; rerun once more."""
+    out = tmp_path_factory.mktemp("tune") / "study"
+    snapshots = {}
+    assert tune.main(cli_args(corpus, out, 2)) == 0
+    snapshots["first"] = [t.state for t in load(out).trials]
+    # lr = 1e-7 (far below the searched range) cannot learn in the budget: the pruner must stop it
+    load(out).enqueue_trial({"lr": 1e-7, "warmup_fraction": 0.0, "weight_decay": 0.1, "batch_size": 4})
+    assert tune.main(cli_args(corpus, out, 3)) == 0
+    snapshots["second"] = [t.state for t in load(out).trials]
+    assert tune.main(cli_args(corpus, out, 3)) == 0  # the study is full: nothing more to run
+    return out, snapshots
+
+
+def test_rerun_continues_the_study(resumed_study):
+    out, snapshots = resumed_study
+    # the pruner waits for 2 finished trials, so both complete
+    assert snapshots["first"] == [TrialState.COMPLETE] * 2
+    assert len(snapshots["second"]) == 3 and snapshots["second"][:2] == snapshots["first"]
+    study = load(out)
+    assert [t.number for t in study.trials] == [0, 1, 2]  # the third run added nothing
+
+
+def test_every_trial_spends_the_budget(resumed_study):
+    out, _ = resumed_study
+    for t in load(out).trials:
+        if t.state != TrialState.COMPLETE:
+            continue
+        result = json.loads((out / "trials" / f"trial_{t.number}" / "result.json").read_text())
+        batch = t.params["batch_size"]
+        assert result["steps"] == {4: 16, 8: 8}[batch]
+        assert result["tokens"] == result["steps"] * batch * SEQ_LEN  # counted by the training loop
+        assert math.isclose(result["flops_planned"], BUDGET, rel_tol=1e-9)
+        assert math.isclose(t.value, result["val_loss"])
+        # validations 1..3 (of 4) are reported at their index; the last one is the trial's value
+        assert sorted(t.intermediate_values) == [1, 2, 3]
+        metrics = (out / "trials" / f"trial_{t.number}" / "metrics.csv").read_text().splitlines()
+        header = metrics[0].split(",")
+        vals = [float(r.split(",")[header.index("val/loss")]) for r in metrics[1:]
+                if r.split(",")[header.index("val/loss")]]
+        assert np.allclose(vals[:3], [t.intermediate_values[k] for k in (1, 2, 3)], rtol=1e-6)
+
+
+def test_absurd_learning_rate_is_pruned(resumed_study):
+    out, _ = resumed_study
+    study = load(out)
+    bad = study.trials[2]
+    assert bad.params["lr"] == 1e-7
+    assert bad.state == TrialState.PRUNED
+    assert bad.intermediate_values and max(bad.intermediate_values) < EVALS  # stopped before the end
+    good = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    step = max(bad.intermediate_values)
+    median = float(np.median([t.intermediate_values[step] for t in good]))
+    assert bad.intermediate_values[step] > median  # the median rule, recomputed
+    assert not (out / "trials" / "trial_2" / "result.json").exists()
+    assert not (out / "trials" / "trial_2" / "checkpoints").exists()  # a pruned run is not kept for resuming
+
+
+def test_outputs(resumed_study):
+    out, _ = resumed_study
+    study = load(out)
+    best = study.best_trial
+    text = (out / "best_overrides.yaml").read_text()
+    assert f"trial {best.number}" in text
+    data = yaml.safe_load(text)
+    assert data["train"] == {k: best.params[k] for k in ("lr", "warmup_fraction", "weight_decay")}
+    assert data["data"] == {"batch_size": best.params["batch_size"]}
+    # the overrides apply to the configs as the tuner applied them
+    cfglib.replace(cfglib.from_dict(tuning.TrainConfig, {}), **data["train"])
+    csv = (out / "trials.csv").read_text().splitlines()
+    assert len(csv) == 1 + 3 and csv[0].startswith("number,state,value")
+    for name in ("history.png", "intermediate.png", "importances.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp") or p.name.startswith(".")]
+
+
+def test_isoflop_accepts_best_overrides(resumed_study, tmp_path):
+    isoflop = ROOT / "sweeps" / "isoflop.py"
+    if not isoflop.exists():
+        pytest.skip("sweeps/isoflop.py does not exist yet: cannot check that it accepts best_overrides.yaml")
+    out, _ = resumed_study
+    plan_dir = tmp_path / "plan"
+    proc = subprocess.run(
+        [sys.executable, str(isoflop), "--model", "transformer", "--ladder", "cpu-smoke", "--out", str(plan_dir),
+         "--overrides", str(out / "best_overrides.yaml"), "--dry-run"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (plan_dir / "plan.csv").is_file()
+    best = yaml.safe_load((out / "best_overrides.yaml").read_text())
+    runs = json.loads((plan_dir / "plan.json").read_text())["runs"]
+    assert runs
+    for run in runs:  # every planned run carries the tuned values
+        assert run["train"]["lr"] == best["train"]["lr"]
+        assert run["train"]["warmup_fraction"] == best["train"]["warmup_fraction"]
+        assert run["train"]["weight_decay"] == best["train"]["weight_decay"]
+        assert run["data"]["batch_size"] == best["data"]["batch_size"]
+
+
+# ----------------------------------------------------------------------------------- failures
+def test_a_diverged_trial_fails_and_the_study_goes_on(corpus, tmp_path):
+    """The training loop raises FloatingPointError on a NaN loss; here trial 1's run diverges."""
+    spec = tuning.TuneSpec("transformer", "tiny", None, BUDGET / 2, evals=2,
+                           space=tuning.SearchSpace(batch_size=(8,), lr=(3e-3, 2e-2)),
+                           base={"model": {}, "train": {}, "data": {
+                               "seq_len": SEQ_LEN, "n_val_windows": 2, "data_dir": str(corpus["data"]),
+                               "store_dir": str(corpus["store"])}})
+    calls = []
+
+    def train_fn(*args, **kwargs):
+        calls.append(Path(args[4]).name)
+        if len(calls) == 2:
+            raise FloatingPointError("non-finite training loss nan at step 3")
+        return tuning.train_run(*args, **kwargs)
+
+    study = tuning.open_study(spec, f"sqlite:///{tmp_path / 'study.db'}", "nan", pruner="none")
+    tuning.optimize(study, tuning.make_objective(spec, tmp_path, progress=False, train_fn=train_fn), n_trials=3)
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert "FloatingPointError" in study.trials[1].user_attrs["error"]
+    assert calls == ["trial_0", "trial_1", "trial_2"]
+    assert len(tuning.finished_trials(study)) == 3  # the failure counts toward --trials
+    with pytest.raises(ValueError, match="budget"):  # the same study for another budget is refused
+        tuning.open_study(tuning.TuneSpec(**{**spec.__dict__, "budget": BUDGET}),
+                          f"sqlite:///{tmp_path / 'study.db'}", "nan")
+
+
+# ----------------------------------------------------------------------------------- two workers
+@pytest.mark.slow
+def test_two_workers_share_one_study(corpus, tmp_path):
+    out = tmp_path / "shared"
+    cmd = [sys.executable, str(ROOT / "sweeps" / "tune.py"), *cli_args(corpus, out, 4, "--pruner", "none")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    workers = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    logs = [w.communicate(timeout=600)[0] for w in workers]
+    for w, log in zip(workers, logs):
+        assert w.returncode == 0, log[-3000:]
+    study = load(out)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert 4 <= len(done) <= 5  # each worker stops once the study holds 4; one may be mid-trial then
+    assert len({t.number for t in done}) == len(done)
+    assert len({t.user_attrs["worker"] for t in done}) == 2  # both workers ran trials
+    assert len({json.dumps(t.params, sort_keys=True) for t in done}) == len(done)  # distinct configurations
+    for t in done:
+        assert (out / "trials" / f"trial_{t.number}" / "result.json").exists()
