@@ -15,7 +15,7 @@ import zlib
 from pathlib import Path
 
 from analysis.approach2 import fit_approach2
-from analysis.approach3 import fit_approach3
+from analysis.approach3 import InitGrid, fit_approach3
 from analysis.collect import ResultsError, load_results
 from analysis.compare import compare
 from analysis.figures import write_figures
@@ -34,6 +34,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--params-column", default="params", choices=("params", "params_non_embedding"),
                         help="parameter count used as N (default params)")
+    parser.add_argument("--a3-grid", default="default", choices=("coarse", "default", "chinchilla"),
+                        help="Approach 3 L-BFGS starts: coarse 162, default 768, chinchilla 4500")
     parser.add_argument("--quiet", action="store_true", help="warnings only, no progress bars")
     args = parser.parse_args(argv)
     if args.bootstrap < 0:
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         seed = _key_seed(args.seed, key)
         approach2[key] = fit_approach2(key, sub, n_boot=args.bootstrap, seed=seed)
         approach3[key] = fit_approach3(key, sub, n_boot=args.bootstrap, seed=seed + 1,
-                                       progress=not args.quiet)
+                                       grid=InitGrid.named(args.a3_grid), progress=not args.quiet)
     comparison = compare(approach2)
 
     try:

@@ -4,7 +4,10 @@
   family used (so families swept at different budgets still line up).
 - **Compute multiplier** (as the dnaHNet paper: "StripedHyena 2 needs ~3.75x"): at the largest budget
   both families used (usable in both), the compute C_X at which family X's frontier reaches family
-  Y's loss, divided by that budget. Above 1: X needs more compute than Y for the same loss.
+  Y's loss, divided by that budget. Above 1: X needs more compute than Y for the same loss. Exact
+  when frontiers are power laws; with an irreducible loss E > 0 they curve in log-log space, and as
+  the frontier is flat (c ~ 0.07) a 1% error in loss moves the multiplier by a factor
+  ~10^(0.0043 / c) ~ 1.15: read it with its bootstrap interval.
 - **Exponents**: c of L_opt ~ C^-c, and the perplexity exponent c_ppl of PPL_opt = exp(L_opt) ~
   C^-c_ppl (equivalently L_opt = const - c_ppl ln C, the slope of loss against ln C).
 

@@ -85,9 +85,13 @@ def isoflop_figure(key: str, runs: pd.DataFrame, result: Approach2Result, stem: 
             x = np.linspace(lo - pad, hi + pad, 200)
             ax.plot(10**x, np.polyval(o.coeffs, x), color=colour, lw=1.2,
                     ls="--" if o.flagged else "-", zorder=2)
-        ax.scatter([o.params], [o.loss], marker="*", s=140, color=colour, edgecolors="black",
-                   linewidths=0.6, zorder=4)
-    ax.scatter([], [], marker="*", s=140, color="white", edgecolors="black", label="optimum")
+        ax.scatter([o.params], [o.loss], marker="*", s=140, color="white" if o.flagged else colour,
+                   edgecolors=colour if o.flagged else "black", linewidths=1.0 if o.flagged else 0.6,
+                   zorder=4)
+    ax.scatter([], [], marker="*", s=140, color="0.5", edgecolors="black", label="optimum")
+    if any(o.flagged for o in result.optima):
+        ax.scatter([], [], marker="*", s=140, color="white", edgecolors="0.5",
+                   label="flagged optimum\n(not fitted)")
     ax.set_xscale("log")
     ax.set_xlabel(PARAMS_LABEL)
     ax.set_ylabel(LOSS_LABEL)

@@ -198,7 +198,9 @@ def summary_markdown(collected: Collected, a2: dict[str, Approach2Result],
         lines += _table(["C (FLOPs)"] + keys, rows) + [""]
     if comparison.multipliers:
         lines += ["Compute multiplier: compute family X needs to reach family Y's frontier loss at "
-                  "the largest budget both used, relative to that budget (> 1: X needs more).", ""]
+                  "the largest budget both used, relative to that budget (> 1: X needs more), from the L_opt "
+                  "power laws. The frontiers are flat, so a 1% loss difference is a large compute "
+                  "factor: read the multiplier with its interval.", ""]
         rows = [[m.family, m.reference, _g(m.budget), _f(m.target_loss, 4), _g(m.multiplier, 3),
                  _interval(m.ci), "yes" if m.extrapolated else "no"] for m in comparison.multipliers]
         lines += _table(["X", "Y", "budget (FLOPs)", "Y's loss (nats/nt)", "multiplier", "95% CI",

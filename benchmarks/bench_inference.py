@@ -32,7 +32,7 @@ from dnahnet.registry import build_model  # noqa: E402
 
 DEFAULT_MODELS = [
     "transformer:small",
-    "dnahnet:bench",
+    "dnahnet:mini",
     "stripedhyena:small",
 ]
 QUICK_MODELS = ["transformer:tiny", "dnahnet:tiny", "stripedhyena:tiny"]
@@ -53,8 +53,6 @@ def parse_spec(spec: str):
 
 def make_model(spec: str, device: str):
     family, preset, overrides = parse_spec(spec)
-    if family == "dnahnet" and preset == "bench":  # a two-stage (3,2) model matched to the 3M baselines
-        preset, overrides = "small", {"n_main_layers": 4, **overrides}
     model = build_model(family, preset, **overrides).to(device).eval()
     return family, model
 

@@ -26,7 +26,7 @@ from dnahnet.registry import build_model  # noqa: E402
 
 FAMILIES = {
     "transformer": ("small", {}),
-    "dnahnet": ("small", {"n_main_layers": 4}),
+    "dnahnet": ("mini", {}),
     "stripedhyena": ("small", {}),
 }
 

@@ -156,6 +156,26 @@ class LitLM(L.LightningModule):
         self.log_dict({"val/loss": loss, "val/bpn": loss / LN2, "val/ppl": torch.exp(loss)}, prog_bar=True)
         self.log_dict({"tokens": float(self.tokens_seen), "flops": float(self.flops_actual)})
 
+    # ------------------------------------------------------------------ parallelism
+    def configure_model(self) -> None:
+        """FSDP2 (`train.strategy="fsdp2"`: Lightning's ModelParallelStrategy, which sets `device_mesh`):
+        `fully_shard` every residual Block, then the whole model, over the data-parallel mesh dimension.
+        Lightning calls this hook again for `validate` after `fit`: sharding happens once."""
+        mesh = self.device_mesh
+        if mesh is None:
+            return
+        from torch.distributed.fsdp import FSDPModule, fully_shard
+
+        from dnahnet.nn.block import Block
+
+        if isinstance(self.model, FSDPModule):
+            return
+        dp_mesh = mesh["data_parallel"] if mesh.mesh_dim_names and "data_parallel" in mesh.mesh_dim_names else mesh
+        for module in self.model.modules():
+            if isinstance(module, Block):
+                fully_shard(module, mesh=dp_mesh)
+        fully_shard(self.model, mesh=dp_mesh)
+
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
         c = self.train_cfg

@@ -536,6 +536,12 @@ PRESETS = {
         d_intermediate=(0, 0, 192, 256), n_heads=(4, 4, 4, 4), window=(1023, 1023, 1023),
         ratios=(3.0, 2.0, 2.0), lr_multipliers=(2.0, 1.75, 1.5, 1.0),
     ),
+    # ~3.3M parameters with the appendix layout: matched to Transformer++/StripedHyena 2 `small` (3.2M) in
+    # the throughput and inference benchmarks and small enough for CPU sweeps.
+    "mini": lambda: DNAHNetConfig(
+        layout=["m4", ["T1m4", ["T3"], "m4T1"], "m4"], d_model=(96, 128, 192), d_intermediate=(0, 384, 512),
+        n_heads=(2, 2, 3), d_state=64, headdim=32, chunk_size=128,
+    ),
 }
 for _name, (_d, _n) in PAPER_SIZES.items():
     PRESETS[_name] = (lambda d=_d, n=_n: _paper(d, n))

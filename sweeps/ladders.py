@@ -95,7 +95,7 @@ class Ladder:
 
 LADDERS: dict[str, Ladder] = {
     "cpu-smoke": Ladder(
-        name="cpu-smoke", budgets=(1.5e11, 3e11, 6e11), seq_len=256, sizes=3, span=7.0, min_steps=30,
+        name="cpu-smoke", budgets=(2.5e11, 5e11, 1e12), seq_len=256, sizes=3, span=7.0, min_steps=30,
         batch_ref_tokens=2048, batch_ref_params=1e5, batch_exponent=0.0, min_batch_windows=8,
         max_batch_windows=8, n_val_windows=32, ckpt_fraction=0.15, max_width=256,
         description="3 budgets x 3 tiny models at context 256: a few minutes on 2 CPU cores (demo, tests)",
@@ -247,7 +247,7 @@ SIZE_RULES: dict[str, SizeRule] = {
     ),
     "dnahnet": SizeRule(
         family="dnahnet", shape=_dnahnet_shape, preferred_depth=_dnahnet_preferred_depth, min_depth=1,
-        widths=_width_grid(64, 3072), default_variant="3,2",
+        widths=_width_grid(32, 3072), default_variant="3,2",
         center_tokens_per_param=600.0,  # dnaHNet paper: compute-optimal ~140B tokens at 8e19 FLOPs
         note="stage widths (w/2, 3w/4, w); main depth for ~70% of the parameters; tiny layout below w=512",
     ),

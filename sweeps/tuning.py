@@ -21,9 +21,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import shutil
 import socket
-import random
 import tempfile
 import time
 import warnings

@@ -31,7 +31,7 @@ def test_cli_end_to_end_two_families(tmp_path, sweep):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
         [sys.executable, "-m", "analysis", "--results", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"),
-         "--out", str(out), "--bootstrap", "20", "--seed", "3", "--quiet"],
+         "--out", str(out), "--bootstrap", "20", "--seed", "3", "--a3-grid", "coarse", "--quiet"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr

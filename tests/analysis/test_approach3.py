@@ -51,21 +51,29 @@ def test_optimal_allocation_matches_numerical_minimum():
 
 
 @pytest.mark.parametrize("law", [CHINCHILLA, EPOCH], ids=["chinchilla", "epoch"])
-def test_recovers_generating_law(sweep, law):
-    """Noise-free: the objective's global minimum (0) is the generating law, and the multi-start
-    L-BFGS must find it to 1e-4 relative. With 0.3% noise, over 6 seeds alpha and beta scatter
-    by SD ~0.012 / ~0.014 (E, alpha and beta trade off against each other along a shallow valley), so
-    0.05 is a 3.5-sigma bound; the implied a = beta/(alpha+beta) is much better determined (0.02)."""
-    exact = fit_approach3("synth", as_runs(sweep(law)), n_boot=0, progress=False)
+def test_converges_to_noise_free_law(sweep, law):
+    """Noise-free data: the objective's global minimum (0) is the generating law; the tight L-BFGS
+    tolerances must reach it to 1e-4 relative (the coarse grid keeps this test quick)."""
+    exact = fit_approach3("synth", as_runs(sweep(law)), n_boot=0, grid=InitGrid.coarse(),
+                          progress=False)
     for name in ("E", "A", "B", "alpha", "beta"):
         assert getattr(exact.law, name) == pytest.approx(getattr(law, name), rel=1e-4)
     assert exact.objective < 1e-8
 
+
+@pytest.mark.parametrize("law", [CHINCHILLA, EPOCH], ids=["chinchilla", "epoch"])
+def test_recovers_generating_law_from_noisy_sweep(sweep, law):
+    """0.3% multiplicative noise, 7 budgets x 9 sizes, the default 768-start grid. Over 6 seeds the
+    fitted alpha and beta scattered by SD 0.004 / 0.0025 (Chinchilla) and 0.0035 / 0.0027 (Epoch)
+    around the truth (largest deviation 0.007), so 0.02 is a ~5-sigma bound, loose enough for any seed
+    and tight enough to catch a wrong objective, gradient or a local minimum (E, alpha, beta trade off
+    along a shallow valley: a wrong basin misses by ~0.1)."""
     noisy = fit_approach3("synth", as_runs(sweep(law, noise=0.003, seed=1)), n_boot=30, seed=0,
                           progress=False)
-    assert noisy.law.alpha == pytest.approx(law.alpha, abs=0.05)
-    assert noisy.law.beta == pytest.approx(law.beta, abs=0.05)
+    assert noisy.law.alpha == pytest.approx(law.alpha, abs=0.02)
+    assert noisy.law.beta == pytest.approx(law.beta, abs=0.02)
     assert noisy.law.a == pytest.approx(law.a, abs=0.02)
+    assert noisy.law.E == pytest.approx(law.E, abs=0.03)
     ci = noisy.ci()
     assert noisy.boot.shape == (30, 5)
     for name in ("E", "alpha", "beta", "a"):

@@ -17,21 +17,25 @@ def _fit(sweep, law, family):
 
 
 def test_compute_multiplier_of_a_less_data_efficient_family(sweep):
-    """Family X learns from D tokens what the reference learns from D / k: L_X(N, D) = L(N, D / k),
-    i.e. B_X = B k^beta. Then exactly L_opt,X(C) = L_opt(C / k): X needs k times the compute for
-    any loss. The fitted power laws only approximate the curved frontiers (E > 0), and the
-    multiplier is read at the top budget where X's fit extrapolates; a 5% tolerance covers that."""
+    """Family "slow" learns from D tokens what "fast" learns from D / k: L_slow(N, D) = L(N, D / k),
+    i.e. B_slow = B k^beta, so exactly L_opt,slow(C) = L_opt,fast(C / k): slow needs k times the
+    compute for any loss. With E = 0 both frontiers are exact power laws (C^(-alpha beta/(alpha+beta)))
+    and the parabola's vertex bias is the same constant factor for both (same alpha, beta, same ladder
+    around each optimum), so the multiplier must come out as k to rounding.
+
+    (With E > 0 the frontier curves in log-log space and the power-law multiplier is only
+    approximate: a 1% loss error moves it by a factor 10^(0.0043 / c) ~ 1.16 at c = 0.066.)"""
     k = 3.0
-    slow = Law(CHINCHILLA.E, CHINCHILLA.A, CHINCHILLA.B * k**CHINCHILLA.beta, CHINCHILLA.alpha,
-               CHINCHILLA.beta)
-    results = {"fast": _fit(sweep, CHINCHILLA, "fast"), "slow": _fit(sweep, slow, "slow")}
+    fast = Law(0.0, CHINCHILLA.A, CHINCHILLA.B, CHINCHILLA.alpha, CHINCHILLA.beta)
+    slow = Law(0.0, fast.A, fast.B * k**fast.beta, fast.alpha, fast.beta)
+    results = {"fast": _fit(sweep, fast, "fast"), "slow": _fit(sweep, slow, "slow")}
     comparison = compare(results)
     by_pair = {(m.family, m.reference): m for m in comparison.multipliers}
     slow_vs_fast = by_pair[("slow", "fast")]
     assert slow_vs_fast.budget == pytest.approx(BUDGETS[-1])
-    assert slow_vs_fast.multiplier == pytest.approx(k, rel=0.05)
+    assert slow_vs_fast.multiplier == pytest.approx(k, rel=1e-6)
     assert slow_vs_fast.extrapolated  # 3e20 lies beyond the swept 1e20
-    assert by_pair[("fast", "slow")].multiplier == pytest.approx(1 / k, rel=0.05)
+    assert by_pair[("fast", "slow")].multiplier == pytest.approx(1 / k, rel=1e-6)
     lo, hi = slow_vs_fast.ci
     assert lo <= slow_vs_fast.multiplier <= hi
     # Frontier at matched compute: the slow family's loss is higher at every budget.
