@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -71,6 +71,7 @@ def _read_one(path: Path) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise ResultsError(f"{path}: not a readable CSV ({str(err).strip().splitlines()[0]})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
+    frame = frame.fillna("")  # short rows: missing trailing fields are empty, like empty fields
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise ResultsError(f"{path}: missing column(s) {', '.join(missing)}")

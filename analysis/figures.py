@@ -88,7 +88,8 @@ def isoflop_figure(key: str, runs: pd.DataFrame, result: Approach2Result, stem: 
         ax.scatter([o.params], [o.loss], marker="*", s=140, color="white" if o.flagged else colour,
                    edgecolors=colour if o.flagged else "black", linewidths=1.0 if o.flagged else 0.6,
                    zorder=4)
-    ax.scatter([], [], marker="*", s=140, color="0.5", edgecolors="black", label="optimum")
+    if not all(o.flagged for o in result.optima):
+        ax.scatter([], [], marker="*", s=140, color="0.5", edgecolors="black", label="optimum")
     if any(o.flagged for o in result.optima):
         ax.scatter([], [], marker="*", s=140, color="white", edgecolors="0.5",
                    label="flagged optimum\n(not fitted)")

@@ -117,9 +117,8 @@ class StripedHyenaLM(LanguageModel):
     def hyena_operators(self) -> list[HyenaOperator]:
         return [b.mixer for b in self.backbone.blocks if isinstance(b.mixer, HyenaOperator)]
 
-    def forward(self, input_ids: torch.Tensor, cache: list | None = None) -> LMOutput:
-        """input_ids (B, L); with a fresh cache (`init_cache`) this is also a prefill."""
-        h = self.backbone(self.embedding(input_ids), cache=cache)  # (B, L, D)
+    def forward(self, input_ids: torch.Tensor) -> LMOutput:
+        h = self.backbone(self.embedding(input_ids))  # (B, L, D)
         return LMOutput(logits=self.lm_head(h))  # (B, L, V)
 
     # ------------------------------------------------------------------ FLOPs
@@ -157,6 +156,12 @@ class StripedHyenaLM(LanguageModel):
     def init_cache(self, batch_size: int, max_seqlen: int) -> list:
         p = self.lm_head.weight
         return self.backbone.allocate_cache(batch_size, max_seqlen, device=p.device, dtype=p.dtype)
+
+    def prefill(self, input_ids: torch.Tensor, cache: list) -> torch.Tensor:
+        """The prompt (B, P) in one parallel pass (FFT convolutions, the LI state in closed form) into a
+        fresh cache; the logits (B, V) after its last position."""
+        h = self.backbone(self.embedding(input_ids), cache=cache)  # (B, P, D)
+        return self.lm_head(h[:, -1])  # (B, V)
 
     def step(self, tokens: torch.Tensor, cache: list) -> torch.Tensor:
         h = self.backbone.step(self.embedding(tokens), cache)  # (B, D)

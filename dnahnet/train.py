@@ -80,10 +80,65 @@ def _strategy(train_cfg: TrainConfig):
     raise ValueError(f"train.strategy must be auto|ddp|fsdp|fsdp2, got {name!r}")
 
 
+def _checkpoint_step(path: Path) -> int | None:
+    """global_step of a checkpoint (a file, memory-mapped: cheap; or a distributed checkpoint directory's
+    meta.pt); None when there is none or it is unreadable."""
+    target = path / "meta.pt" if path.is_dir() else path
+    if not target.is_file():
+        return None
+    try:
+        return int(torch.load(target, map_location="cpu", mmap=True, weights_only=False).get("global_step", 0))
+    except Exception:
+        return None
+
+
+def _resumable_csv_logger(run_dir: Path):
+    """Lightning's CSVLogger, except that a resumed run keeps the metrics.csv rows it logged before its
+    checkpoint (Lightning deletes the file when the log directory is not empty). Rows at or after the
+    checkpoint's step are dropped: the resumed run logs those steps again."""
+    import csv
+    import io
+    import os
+
+    from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+    from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+    resume_step = _checkpoint_step(run_dir / "checkpoints" / "last.ckpt")
+
+    class _Writer(ExperimentWriter):
+        def _check_log_dir_exists(self) -> None:
+            if not os.path.isfile(self.metrics_file_path):
+                return
+            if resume_step is None:  # a fresh start (or an unreadable checkpoint): start a fresh file
+                os.remove(self.metrics_file_path)
+                return
+            with open(self.metrics_file_path, newline="") as fh:
+                reader = csv.DictReader(fh)
+                keys = list(reader.fieldnames or [])
+                rows = [r for r in reader if r.get("step") not in (None, "") and float(r["step"]) < resume_step]
+            self.metrics_keys = sorted(keys)
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=self.metrics_keys, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+            cfglib.atomic_write_text(self.metrics_file_path, buf.getvalue())
+
+    class _Logger(CSVLogger):
+        @property
+        @rank_zero_experiment
+        def experiment(self):
+            if self._experiment is None:
+                self._fs.makedirs(self.root_dir, exist_ok=True)
+                self._experiment = _Writer(log_dir=self.log_dir)
+            return self._experiment
+
+    return _Logger(save_dir=str(run_dir), name="", version="")
+
+
 def build_trainer(train_cfg: TrainConfig, run_dir: Path, callbacks=(), progress: bool = True):
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
@@ -103,7 +158,7 @@ def build_trainer(train_cfg: TrainConfig, run_dir: Path, callbacks=(), progress:
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         log_every_n_steps=train_cfg.log_every,
-        logger=CSVLogger(save_dir=str(run_dir), name="", version=""),
+        logger=_resumable_csv_logger(run_dir),
         callbacks=[checkpoint, *callbacks],
         enable_progress_bar=progress,
         enable_model_summary=False,

@@ -16,7 +16,8 @@ failed and the study goes on.
 
 The study is stored in `--storage` (default sqlite:///OUT/study.db). Rerunning the command continues it:
 `--trials N` means N finished trials in total. Several workers may run the same command against one
-storage (e.g. a PostgreSQL/MySQL URL on a cluster, or the SQLite file on one machine) and share the study.
+storage (e.g. a PostgreSQL/MySQL URL on a cluster, or the SQLite file on one machine) and share the study;
+each trial trains on one device, so start one worker per GPU (CUDA_VISIBLE_DEVICES=k).
 
 Writes into OUT: trials/trial_<n>/ (each trial's run directory), trials.csv, best_overrides.yaml (the
 best configuration, accepted by `sweeps/isoflop.py --overrides`), history.png, intermediate.png and
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pruner-startup", type=int, default=2, help="trials finished before any pruning")
     p.add_argument("--sampler-startup", type=int, default=5, help="random trials before TPE models the space")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (trial n draws with seed and n)")
+    p.add_argument("--heartbeat", type=int, default=tuning.HEARTBEAT_S, metavar="S",
+                   help="seconds between worker heartbeats; a trial silent for 3 is retried, resuming its run")
     space = tuning.SearchSpace()
     p.add_argument("--lr", type=float, nargs=2, default=space.lr, metavar=("LO", "HI"), help="peak lr (log)")
     p.add_argument("--warmup", type=float, nargs=2, default=space.warmup_fraction, metavar=("LO", "HI"),
@@ -80,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.trials < 1:
             raise ValueError(f"--trials must be >= 1, got {args.trials}")
+        if args.heartbeat < 1:
+            raise ValueError(f"--heartbeat must be >= 1 second, got {args.heartbeat}")
         if args.evals < 1:
             raise ValueError(f"--evals must be >= 1, got {args.evals}")
         if not args.budget > 0:
@@ -88,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         for key in ("max_steps", "val_every"):
             if key in base["train"]:
                 raise ValueError(f"train.{key} is set by the tuner (from --budget and --evals); drop it")
+        for key in ("devices", "num_nodes"):
+            if int(float(base["train"].get(key, 1))) != 1:
+                raise ValueError(f"train.{key}: a trial trains on one device; to use more devices, start one "
+                                 f"worker per device on the same --storage (e.g. CUDA_VISIBLE_DEVICES=k)")
         if args.seq_len is not None:
             base["data"]["seq_len"] = args.seq_len
         if args.data_dir is not None:
@@ -102,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         storage = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
         name = args.study or tuning.default_study_name(spec)
         study = tuning.open_study(spec, storage, name, seed=args.seed, pruner=args.pruner,
-                                  pruner_startup=args.pruner_startup, sampler_startup=args.sampler_startup)
+                                  pruner_startup=args.pruner_startup, sampler_startup=args.sampler_startup,
+                                  heartbeat=args.heartbeat)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -49,8 +49,7 @@ log = logging.getLogger("sweeps.tuning")
 # Exceptions that fail one trial and let the study go on: a diverged run (the training loop raises
 # FloatingPointError on a non-finite loss) or a batch that does not fit in memory.
 TRIAL_ERRORS: tuple[type[Exception], ...] = (FloatingPointError, torch.OutOfMemoryError)
-HEARTBEAT_S = 60  # a RUNNING trial whose worker sent no heartbeat for GRACE_S is failed and retried
-GRACE_S = 180
+HEARTBEAT_S = 60  # workers record a heartbeat this often; a RUNNING trial silent for 3 beats is retried
 
 
 # --------------------------------------------------------------------------------------- search space
@@ -172,7 +171,15 @@ class StepPruningCallback(PyTorchLightningPruningCallback):
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or trainer.global_step >= self.max_steps:
             return
-        super().on_validation_end(trainer, _AtValidation(trainer.global_step // self.val_every))
+        index = trainer.global_step // self.val_every
+        try:
+            super().on_validation_end(trainer, _AtValidation(index))
+        except optuna.TrialPruned:
+            value = float(trainer.callback_metrics[self.monitor])
+            raise optuna.TrialPruned(
+                f"pruned at validation {index} of {self.max_steps // self.val_every} (step {trainer.global_step} "
+                f"of {self.max_steps}): {self.monitor} {value:.4f}"
+            ) from None
 
 
 # --------------------------------------------------------------------------------------- sampler
@@ -187,15 +194,21 @@ class TrialSeededTPESampler(optuna.samplers.TPESampler):
     def __init__(self, seed: int = 0, **kwargs):
         super().__init__(seed=seed, **kwargs)
         self._base_seed = int(seed)
+        self._warned = False
 
     def before_trial(self, study, trial: FrozenTrial) -> None:
         super().before_trial(study, trial)
         seed = (self._base_seed * 1_000_003 + trial.number) % 2**32
         # TPE's own RNG and the RandomSampler it uses for startup trials (optuna's LazyRandomState).
-        for rng_owner in (self, getattr(self, "_random_sampler", None)):
-            state = getattr(rng_owner, "_rng", None)
-            if state is not None and hasattr(state, "rng"):
-                state.rng.seed(seed)
+        states = [getattr(owner, "_rng", None) for owner in (self, getattr(self, "_random_sampler", None))]
+        if not all(hasattr(state, "rng") for state in states):
+            if not self._warned:
+                log.warning("this Optuna's TPESampler keeps its random state elsewhere: trials are drawn from "
+                            "one seeded stream per process (a resumed study may repeat startup draws)")
+                self._warned = True
+            return
+        for state in states:
+            state.rng.seed(seed)
 
 
 def make_pruner(kind: str, startup: int) -> optuna.pruners.BasePruner:
@@ -245,7 +258,9 @@ def default_study_name(spec: TuneSpec) -> str:
     return f"{spec.family}-{spec.preset}{variant}-{spec.budget:.2e}"
 
 
-def open_storage(url: str) -> RDBStorage:
+def open_storage(url: str, heartbeat: int = HEARTBEAT_S) -> RDBStorage:
+    """An RDB storage with heartbeats: a trial whose worker died (silent for 3 heartbeats) is failed when
+    the next trial starts anywhere, and queued again with the same parameters (twice at most)."""
     engine_kwargs = {}
     if url.startswith("sqlite"):
         # Concurrent workers on one SQLite file wait for its lock instead of failing at once.
@@ -253,14 +268,14 @@ def open_storage(url: str) -> RDBStorage:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2,
                                                                              inherit_intermediate_values=True),
         )
 
 
 def open_study(spec: TuneSpec, storage: str, name: str, seed: int = 0, pruner: str = "median",
-               pruner_startup: int = 2, sampler_startup: int = 5) -> optuna.Study:
+               pruner_startup: int = 2, sampler_startup: int = 5, heartbeat: int = HEARTBEAT_S) -> optuna.Study:
     """Create the study or load it (continuing it); refuse one created for a different spec."""
     import sqlalchemy.exc
 
@@ -268,7 +283,7 @@ def open_study(spec: TuneSpec, storage: str, name: str, seed: int = 0, pruner: s
     for attempt in range(5):
         try:
             study = optuna.create_study(
-                storage=open_storage(storage), study_name=name, direction="minimize", sampler=sampler,
+                storage=open_storage(storage, heartbeat), study_name=name, direction="minimize", sampler=sampler,
                 pruner=make_pruner(pruner, pruner_startup), load_if_exists=True,
             )
             break

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BUDGETS, CHINCHILLA, EPOCH, as_runs
+from synthetic_scaling import BUDGETS, CHINCHILLA, EPOCH, as_runs, synthetic_sweep
 
 from analysis.approach2 import bootstrap_weights, fit_approach2, weighted_polyfit
 
@@ -32,7 +32,7 @@ def test_bootstrap_weights_resample_within_groups():
 
 @pytest.mark.parametrize("law", [CHINCHILLA, EPOCH], ids=["chinchilla", "epoch"])
 @pytest.mark.parametrize("half_width", [0.5, 0.6])
-def test_vertex_matches_analytic_optimum(sweep, law, half_width):
+def test_vertex_matches_analytic_optimum(law, half_width):
     """Noise-free isoFLOP profiles: the vertex sits at N_opt = G (C/6)^(beta/(alpha+beta)) up to the
     parabola's known bias. Along an isoFLOP, f(u) = L(N_opt e^u) - E is proportional to
     e^(-alpha u) + (alpha/beta) e^(beta u) at every budget. A least-squares parabola over points u_i
@@ -40,7 +40,7 @@ def test_vertex_matches_analytic_optimum(sweep, law, half_width):
     u* = (alpha - beta) m4 / (6 m2) (natural log; m_k = mean u_i^k), about +1.4% of N for Chinchilla
     and -0.4% for Epoch over +-0.6 decades. Higher orders are O(u^4 alpha^2 beta^2) and measured
     < 1e-5 here, so the vertex must match N_opt e^(u*) to 1e-4 in log N."""
-    result = fit_approach2("synth", as_runs(sweep(law, half_width=half_width)), n_boot=0)
+    result = fit_approach2("synth", as_runs(synthetic_sweep(law, half_width=half_width)), n_boot=0)
     u = np.log(10) * np.linspace(-half_width, half_width, 9)
     bias = (law.alpha - law.beta) * np.mean(u**4) / (6 * np.mean(u**2))
     assert len(result.optima) == len(BUDGETS)
@@ -59,12 +59,12 @@ def test_vertex_matches_analytic_optimum(sweep, law, half_width):
 
 
 @pytest.mark.parametrize("law", [CHINCHILLA, EPOCH], ids=["chinchilla", "epoch"])
-def test_recovers_exponents_from_noisy_sweep(sweep, law):
+def test_recovers_exponents_from_noisy_sweep(law):
     """0.3% multiplicative noise, 7 budgets x 9 sizes. Over 12 seeds the estimate of a scattered by
     SD 0.0058 (Chinchilla) / 0.0054 (Epoch) around the truth, so 0.02 is a ~3.5-sigma bound. The
     bootstrap interval (within-budget resampling of 9 runs is wider than that scatter, ~0.012 SD)
     must cover both the truth and the estimate."""
-    runs = as_runs(sweep(law, noise=0.003, seed=1))
+    runs = as_runs(synthetic_sweep(law, noise=0.003, seed=1))
     result = fit_approach2("synth", runs, n_boot=200, seed=0)
     assert result.n_boot_valid > 190
     assert result.a == pytest.approx(law.a, abs=0.02)
@@ -76,11 +76,11 @@ def test_recovers_exponents_from_noisy_sweep(sweep, law):
     assert 0 < result.c < 0.2  # the loss falls with compute
 
 
-def test_edge_and_sparse_budgets_are_flagged_and_excluded(sweep):
-    clean = sweep(CHINCHILLA, budgets=BUDGETS[:5])
+def test_edge_and_sparse_budgets_are_flagged_and_excluded():
+    clean = synthetic_sweep(CHINCHILLA, budgets=BUDGETS[:5])
     # The top budget's ladder sits entirely below the optimum: its minimum is the largest model.
-    shifted = sweep(CHINCHILLA, budgets=BUDGETS[5:6], offset=-1.0)
-    sparse = sweep(CHINCHILLA, budgets=BUDGETS[6:], sizes=2)
+    shifted = synthetic_sweep(CHINCHILLA, budgets=BUDGETS[5:6], offset=-1.0)
+    sparse = synthetic_sweep(CHINCHILLA, budgets=BUDGETS[6:], sizes=2)
     result = fit_approach2("synth", as_runs(pd.concat([clean, shifted, sparse])), n_boot=20)
     flags = {o.budget: o.flags for o in result.optima}
     assert "lowest loss at the largest size of the ladder" in flags[BUDGETS[5]]
@@ -93,8 +93,8 @@ def test_edge_and_sparse_budgets_are_flagged_and_excluded(sweep):
     assert sparse_opt.loss == pytest.approx(sparse["val_loss"].min())
 
 
-def test_single_budget_reports_optimum_without_power_law(sweep):
-    result = fit_approach2("synth", as_runs(sweep(CHINCHILLA, budgets=(1e19,))), n_boot=10)
+def test_single_budget_reports_optimum_without_power_law():
+    result = fit_approach2("synth", as_runs(synthetic_sweep(CHINCHILLA, budgets=(1e19,))), n_boot=10)
     assert result.n_law is None and "only one budget" in result.skipped
     assert len(result.optima) == 1 and not result.optima[0].flagged
     assert result.optima[0].params == pytest.approx(float(CHINCHILLA.n_opt(1e19)), rel=0.02)

@@ -6,11 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from conftest import CHINCHILLA, EPOCH, as_runs
 from scipy.optimize import minimize_scalar
+from synthetic_scaling import CHINCHILLA, EPOCH, as_runs, synthetic_sweep
 
-from analysis.approach3 import (HUBER_DELTA, InitGrid, ParametricLaw, fit_approach3,
-                                huber_objective)
+from analysis.approach3 import HUBER_DELTA, InitGrid, ParametricLaw, fit_approach3, huber_objective
 
 
 def _naive_objective(theta, n, d, loss, weights, delta=HUBER_DELTA):
@@ -24,8 +23,8 @@ def _naive_objective(theta, n, d, loss, weights, delta=HUBER_DELTA):
     return total / sum(weights) / delta
 
 
-def test_huber_objective_value_and_gradient(sweep):
-    table = sweep(CHINCHILLA, budgets=(1e18, 1e19), sizes=4)
+def test_huber_objective_value_and_gradient():
+    table = synthetic_sweep(CHINCHILLA, budgets=(1e18, 1e19), sizes=4)
     n, d, loss = (table[c].to_numpy() for c in ("params", "tokens", "val_loss"))
     weights = np.array([1, 0, 2, 1, 3, 1, 0, 1], float)
     args = (np.log(n), np.log(d), np.log(loss), weights)
@@ -42,7 +41,7 @@ def test_huber_objective_value_and_gradient(sweep):
 def test_optimal_allocation_matches_numerical_minimum():
     law = ParametricLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
     for compute in (1e18, 1e21):
-        res = minimize_scalar(lambda x: law.loss(np.exp(x), compute / (6 * np.exp(x))),
+        res = minimize_scalar(lambda x, c=compute: law.loss(np.exp(x), c / (6 * np.exp(x))),
                               bounds=(np.log(1e5), np.log(1e13)), method="bounded",
                               options={"xatol": 1e-10})
         assert float(law.optimal_params(compute)) == pytest.approx(np.exp(res.x), rel=1e-5)
@@ -51,10 +50,10 @@ def test_optimal_allocation_matches_numerical_minimum():
 
 
 @pytest.mark.parametrize("law", [CHINCHILLA, EPOCH], ids=["chinchilla", "epoch"])
-def test_converges_to_noise_free_law(sweep, law):
+def test_converges_to_noise_free_law(law):
     """Noise-free data: the objective's global minimum (0) is the generating law; the tight L-BFGS
     tolerances must reach it to 1e-4 relative (the coarse grid keeps this test quick)."""
-    exact = fit_approach3("synth", as_runs(sweep(law)), n_boot=0, grid=InitGrid.coarse(),
+    exact = fit_approach3("synth", as_runs(synthetic_sweep(law)), n_boot=0, grid=InitGrid.coarse(),
                           progress=False)
     for name in ("E", "A", "B", "alpha", "beta"):
         assert getattr(exact.law, name) == pytest.approx(getattr(law, name), rel=1e-4)
@@ -62,29 +61,29 @@ def test_converges_to_noise_free_law(sweep, law):
 
 
 @pytest.mark.parametrize("law", [CHINCHILLA, EPOCH], ids=["chinchilla", "epoch"])
-def test_recovers_generating_law_from_noisy_sweep(sweep, law):
+def test_recovers_generating_law_from_noisy_sweep(law):
     """0.3% multiplicative noise, 7 budgets x 9 sizes, the default 768-start grid. Over 6 seeds the
     fitted alpha and beta scattered by SD 0.004 / 0.0025 (Chinchilla) and 0.0035 / 0.0027 (Epoch)
     around the truth (largest deviation 0.007), so 0.02 is a ~5-sigma bound, loose enough for any seed
     and tight enough to catch a wrong objective, gradient or a local minimum (E, alpha, beta trade off
     along a shallow valley: a wrong basin misses by ~0.1)."""
-    noisy = fit_approach3("synth", as_runs(sweep(law, noise=0.003, seed=1)), n_boot=30, seed=0,
+    noisy = fit_approach3("synth", as_runs(synthetic_sweep(law, noise=0.003, seed=1)), n_boot=20, seed=0,
                           progress=False)
     assert noisy.law.alpha == pytest.approx(law.alpha, abs=0.02)
     assert noisy.law.beta == pytest.approx(law.beta, abs=0.02)
     assert noisy.law.a == pytest.approx(law.a, abs=0.02)
     assert noisy.law.E == pytest.approx(law.E, abs=0.03)
     ci = noisy.ci()
-    assert noisy.boot.shape == (30, 5)
+    assert noisy.boot.shape == (20, 5)
     for name in ("E", "alpha", "beta", "a"):
         lo, hi = ci[name]
         assert lo <= getattr(noisy.law, name) <= hi
 
 
-def test_skips_with_too_few_runs_or_one_budget(sweep):
-    one_budget = fit_approach3("synth", as_runs(sweep(CHINCHILLA, budgets=(1e19,))), progress=False)
+def test_skips_with_too_few_runs_or_one_budget():
+    one_budget = fit_approach3("synth", as_runs(synthetic_sweep(CHINCHILLA, budgets=(1e19,))), progress=False)
     assert one_budget.law is None and "1 budget(s)" in one_budget.skipped
-    few = fit_approach3("synth", as_runs(sweep(CHINCHILLA, budgets=(1e18, 1e19), sizes=2)),
+    few = fit_approach3("synth", as_runs(synthetic_sweep(CHINCHILLA, budgets=(1e18, 1e19), sizes=2)),
                         progress=False)
     assert few.law is None and "4 usable run(s)" in few.skipped
 

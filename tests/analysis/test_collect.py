@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synthetic_scaling import CHINCHILLA, synthetic_sweep
 
 from analysis.collect import REQUIRED_COLUMNS, ResultsError, load_results, run_key
 
@@ -14,11 +15,9 @@ def _write(tmp_path, table, name="results.csv"):
     return path
 
 
-def test_keys_variants_and_failed_runs(tmp_path, sweep):
-    from conftest import CHINCHILLA
-
-    plain = sweep(CHINCHILLA, budgets=(1e18, 1e19), sizes=4, family="transformer")
-    staged = sweep(CHINCHILLA, budgets=(1e18,), sizes=4, family="hnet", variant="2stage")
+def test_keys_variants_and_failed_runs(tmp_path):
+    plain = synthetic_sweep(CHINCHILLA, budgets=(1e18, 1e19), sizes=4, family="transformer")
+    staged = synthetic_sweep(CHINCHILLA, budgets=(1e18,), sizes=4, family="hnet", variant="2stage")
     staged.loc[1, ["status", "val_loss"]] = ["failed", np.nan]
     collected = load_results([_write(tmp_path, plain, "a.csv"), _write(tmp_path, staged, "b.csv")])
     assert collected.keys == ["hnet/2stage", "transformer"]
@@ -30,18 +29,14 @@ def test_keys_variants_and_failed_runs(tmp_path, sweep):
     assert run_key("x", float("nan")) == "x" and run_key("x", " ") == "x" and run_key("x", "v") == "x/v"
 
 
-def test_params_column_choice(tmp_path, sweep):
-    from conftest import CHINCHILLA
-
-    path = _write(tmp_path, sweep(CHINCHILLA, budgets=(1e18,), sizes=3))
+def test_params_column_choice(tmp_path):
+    path = _write(tmp_path, synthetic_sweep(CHINCHILLA, budgets=(1e18,), sizes=3))
     runs = load_results([path], params_column="params_non_embedding").runs
     assert np.allclose(runs["N"], runs["params_non_embedding"])
 
 
-def test_rerecorded_run_dir_keeps_last_row(tmp_path, sweep):
-    from conftest import CHINCHILLA
-
-    table = sweep(CHINCHILLA, budgets=(1e18,), sizes=3)
+def test_rerecorded_run_dir_keeps_last_row(tmp_path):
+    table = synthetic_sweep(CHINCHILLA, budgets=(1e18,), sizes=3)
     again = table.iloc[[0]].assign(val_loss=9.0)
     collected = load_results([_write(tmp_path, table, "a.csv"), _write(tmp_path, again, "b.csv")])
     assert collected.duplicates_dropped == 1
@@ -58,10 +53,8 @@ def test_rerecorded_run_dir_keeps_last_row(tmp_path, sweep):
     ("ok_without_loss", r"bad\.csv: line 4, column val_loss: an ok run needs a positive number"),
     ("no_such_file", r"nowhere\.csv: no such file"),
 ])
-def test_bad_input_names_file_line_and_column(tmp_path, sweep, case, pattern):
-    from conftest import CHINCHILLA
-
-    table = sweep(CHINCHILLA, budgets=(1e18,), sizes=3).astype({"params": object})
+def test_bad_input_names_file_line_and_column(tmp_path, case, pattern):
+    table = synthetic_sweep(CHINCHILLA, budgets=(1e18,), sizes=3).astype({"params": object})
     path = tmp_path / "bad.csv"
     if case == "missing_column":
         table.drop(columns="val_loss").to_csv(path, index=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import CHINCHILLA, Law, as_runs
+from synthetic_scaling import CHINCHILLA, Law, as_runs, synthetic_sweep
 
 from analysis.approach2 import fit_approach2
 from analysis.compare import compare, perplexity_law
@@ -12,11 +12,11 @@ from analysis.compare import compare, perplexity_law
 BUDGETS = tuple(np.logspace(18, 20, 5))
 
 
-def _fit(sweep, law, family):
-    return fit_approach2(family, as_runs(sweep(law, budgets=BUDGETS, family=family)), n_boot=50, seed=1)
+def _fit(law, family):
+    return fit_approach2(family, as_runs(synthetic_sweep(law, budgets=BUDGETS, family=family)), n_boot=50, seed=1)
 
 
-def test_compute_multiplier_of_a_less_data_efficient_family(sweep):
+def test_compute_multiplier_of_a_less_data_efficient_family():
     """Family "slow" learns from D tokens what "fast" learns from D / k: L_slow(N, D) = L(N, D / k),
     i.e. B_slow = B k^beta, so exactly L_opt,slow(C) = L_opt,fast(C / k): slow needs k times the
     compute for any loss. With E = 0 both frontiers are exact power laws (C^(-alpha beta/(alpha+beta)))
@@ -28,7 +28,7 @@ def test_compute_multiplier_of_a_less_data_efficient_family(sweep):
     k = 3.0
     fast = Law(0.0, CHINCHILLA.A, CHINCHILLA.B, CHINCHILLA.alpha, CHINCHILLA.beta)
     slow = Law(0.0, fast.A, fast.B * k**fast.beta, fast.alpha, fast.beta)
-    results = {"fast": _fit(sweep, fast, "fast"), "slow": _fit(sweep, slow, "slow")}
+    results = {"fast": _fit(fast, "fast"), "slow": _fit(slow, "slow")}
     comparison = compare(results)
     by_pair = {(m.family, m.reference): m for m in comparison.multipliers}
     slow_vs_fast = by_pair[("slow", "fast")]
@@ -42,8 +42,8 @@ def test_compute_multiplier_of_a_less_data_efficient_family(sweep):
     assert all(s > f for s, f in zip(comparison.frontier["slow"], comparison.frontier["fast"]))
 
 
-def test_perplexity_exponent_is_slope_of_loss_against_log_compute(sweep):
-    result = _fit(sweep, CHINCHILLA, "x")
+def test_perplexity_exponent_is_slope_of_loss_against_log_compute():
+    result = _fit(CHINCHILLA, "x")
     compute = np.array([o.budget for o in result.usable])
     loss = np.array([o.loss for o in result.usable])
     # exp(L) ~ C^-c_ppl  <=>  L = const - c_ppl ln C: an independent straight-line fit.

@@ -31,17 +31,16 @@ SEQ_LEN, GLOBAL_BATCH, STEPS, N_VAL = 32, 8, 40, 8
 
 
 def _markov_windows(generator, n: int, length: int):
-    """Order-2 Markov DNA (a learnable signal): x_t depends on (x_{t-2}, x_{t-1}). (n, length) int64"""
+    """First-order Markov DNA (a learnable signal): with probability 0.8 the next nucleotide is the
+    successor of the previous one (A->C->G->T->A), else uniform. Entropy ~0.59 nats. (n, length) int64"""
     import torch
 
-    table = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0], [2, 3, 0, 1], [3, 0, 1, 2]])  # (4, 4) favoured next token
     x = torch.empty(n, length, dtype=torch.long)
-    x[:, :2] = torch.randint(0, 4, (n, 2), generator=generator)
-    noise = torch.rand(n, length, generator=generator)
+    x[:, 0] = torch.randint(0, 4, (n,), generator=generator)
+    keep = torch.rand(n, length, generator=generator) < 0.8
     rand = torch.randint(0, 4, (n, length), generator=generator)
-    for t in range(2, length):
-        favoured = table[x[:, t - 2], x[:, t - 1]]
-        x[:, t] = torch.where(noise[:, t] < 0.8, favoured, rand[:, t])
+    for t in range(1, length):
+        x[:, t] = torch.where(keep[:, t], (x[:, t - 1] + 1) % 4, rand[:, t])
     return x
 
 
@@ -73,47 +72,46 @@ def deterministic_datamodule(seq_len: int = SEQ_LEN, global_batch: int = GLOBAL_
     return _DM()
 
 
-def _script(argv: list[str] | None = None) -> int:
-    """Subprocess entry: train one tiny run and write result + final weights to --out."""
-    p = argparse.ArgumentParser()
-    p.add_argument("--family", default="transformer")
-    p.add_argument("--devices", type=int, default=1)
-    p.add_argument("--strategy", default="auto")
-    p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
-    import torch
-
+def _train_one(family: str, devices: int, strategy: str, out: Path) -> dict:
+    """Train one tiny run with `train_run` on the deterministic data; returns its RunResult as a dict."""
     from dnahnet import config as cfglib
     from dnahnet.data import DataConfig
     from dnahnet.lit import TrainConfig
     from dnahnet.registry import get_config
     from dnahnet.train import train_run
 
-    torch.set_num_threads(1)
     overrides = {"transformer": dict(d_model=32, n_layers=2, n_heads=2, mlp_multiple=16),
                  "dnahnet": dict(d_model=(16, 32, 32), d_intermediate=(0, 64, 64), n_heads=(2, 2, 2),
-                                 layout=["m1", ["T1", ["T1"], "T1"], "m1"], chunk_size=16, ema_chunk_size=16)}[args.family]
-    model_cfg = get_config(args.family, "tiny", None, **overrides)
+                                 layout=["m1", ["T1", ["T1"], "T1"], "m1"], chunk_size=16, ema_chunk_size=16)}[family]
+    model_cfg = get_config(family, "tiny", None, **overrides)
     train_cfg = cfglib.replace(TrainConfig(), lr=1e-2, max_steps=STEPS, ckpt_every=STEPS, log_every=4,
-                               accelerator="cpu", devices=args.devices, strategy=args.strategy, warmup_fraction=0.1)
-    data_cfg = cfglib.replace(DataConfig(), seq_len=SEQ_LEN, batch_size=GLOBAL_BATCH // args.devices, n_val_windows=N_VAL)
-    out = Path(args.out)
-    result = train_run(args.family, model_cfg, train_cfg, data_cfg, out / "run", progress=False,
+                               accelerator="cpu", devices=devices, strategy=strategy, warmup_fraction=0.1)
+    data_cfg = cfglib.replace(DataConfig(), seq_len=SEQ_LEN, batch_size=GLOBAL_BATCH // devices, n_val_windows=N_VAL)
+    result = train_run(family, model_cfg, train_cfg, data_cfg, out, progress=False,
                        datamodule=deterministic_datamodule())
-    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
-        (out / "result.json").write_text(json.dumps(result.__dict__))
+    return dict(result.__dict__)
+
+
+def _script(argv: list[str] | None = None) -> int:
+    """Subprocess entry: `--jobs family:strategy,...` on 2 processes, each into OUT/<family>-<strategy>/.
+
+    Lightning re-runs this command for rank 1, so both ranks run the jobs in the same order; the process
+    group made by the first job is reused by the next ones."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--jobs", required=True)
+    p.add_argument("--devices", type=int, default=2)
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    for job in args.jobs.split(","):
+        family, strategy = job.split(":")
+        out = Path(args.out) / f"{family}-{strategy}"
+        result = _train_one(family, args.devices, strategy, out / "run")
+        if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+            (out / "result.json").write_text(json.dumps(result))
     return 0
-
-
-def _train(tmp_path: Path, name: str, **kw) -> tuple[dict, Path]:
-    out = tmp_path / name
-    out.mkdir()
-    args = [f"--{k}={v}" for k, v in kw.items()]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "tests.sweeps.test_multidevice", "--out", str(out), *args],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads((out / "result.json").read_text()), out / "run"
 
 
 def _weights(run_dir: Path) -> dict:
@@ -123,34 +121,51 @@ def _weights(run_dir: Path) -> dict:
     return ckpt["state_dict"]
 
 
+@pytest.fixture(scope="module")
+def two_process_runs(tmp_path_factory) -> Path:
+    """One 2-process launch (gloo) training: transformer with DDP, dnaHNet with DDP and with FSDP2."""
+    pytest.importorskip("dnahnet.model", reason="dnaHNet (dnahnet/model.py) is not there")
+    out = tmp_path_factory.mktemp("multidevice")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.sweeps.test_multidevice", "--out", str(out), "--devices", "2",
+         "--jobs", "transformer:ddp,dnahnet:ddp,dnahnet:fsdp2"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out
+
+
 @pytest.mark.slow
-def test_ddp_two_processes_match_one(tmp_path):
-    single, single_dir = _train(tmp_path, "single", devices=1, strategy="auto")
-    ddp, ddp_dir = _train(tmp_path, "ddp", devices=2, strategy="ddp")
+def test_ddp_two_processes_match_one(two_process_runs, tmp_path):
+    ddp = json.loads((two_process_runs / "transformer-ddp" / "result.json").read_text())
+    single = _train_one("transformer", 1, "auto", tmp_path / "single")
     assert single["status"] == ddp["status"] == "ok"
     assert single["steps"] == ddp["steps"] == STEPS
     # Same tokens seen: the global batch is the same (2 ranks x 4 windows = 8 windows).
     assert single["tokens"] == ddp["tokens"] == STEPS * GLOBAL_BATCH * SEQ_LEN
     assert abs(single["val_loss"] - ddp["val_loss"]) < 1e-4, (single["val_loss"], ddp["val_loss"])
-    # It learned (the order-2 Markov source is far below log 4 = 1.386 nats): the comparison is not vacuous.
-    assert single["val_loss"] < 1.3
-    a, b = _weights(single_dir), _weights(ddp_dir)
+    # It learned (the Markov source's entropy, 0.59 nats, is far below log 4 = 1.386): not vacuous.
+    assert single["val_loss"] < 1.0
+    a, b = _weights(tmp_path / "single"), _weights(two_process_runs / "transformer-ddp" / "run")
     assert a.keys() == b.keys()
     diff = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
     assert diff < 1e-4, diff
 
 
 @pytest.mark.slow
-def test_fsdp2_two_processes_train_dnahnet(tmp_path):
-    pytest.importorskip("dnahnet.model")
-    single, _ = _train(tmp_path, "single", family="dnahnet", devices=1, strategy="auto")
-    fsdp2, fsdp2_dir = _train(tmp_path, "fsdp2", family="dnahnet", devices=2, strategy="fsdp2")
+def test_fsdp2_two_processes_train_dnahnet(two_process_runs):
+    """FSDP2 shards parameters, gradients and optimizer state but is the same optimisation as DDP on the
+    same per-rank batches: equal to DDP up to rounding. (Not to one process exactly: dnaHNet's ratio loss
+    is a nonlinear function of each rank's batch statistics F and G, like batch norm.)"""
+    ddp = json.loads((two_process_runs / "dnahnet-ddp" / "result.json").read_text())
+    fsdp2 = json.loads((two_process_runs / "dnahnet-fsdp2" / "result.json").read_text())
     assert fsdp2["status"] == "ok" and fsdp2["steps"] == STEPS
     assert fsdp2["tokens"] == STEPS * GLOBAL_BATCH * SEQ_LEN
-    # Sharded training is the same optimisation as one process on the global batch (up to rounding).
-    assert abs(single["val_loss"] - fsdp2["val_loss"]) < 1e-3, (single["val_loss"], fsdp2["val_loss"])
-    assert fsdp2["val_loss"] < 1.3
-    assert (fsdp2_dir / "checkpoints" / "last.ckpt").exists()  # a distributed (sharded) checkpoint
+    assert abs(ddp["val_loss"] - fsdp2["val_loss"]) < 1e-4, (ddp["val_loss"], fsdp2["val_loss"])
+    assert fsdp2["val_loss"] < 1.0
+    ckpt = two_process_runs / "dnahnet-fsdp2" / "run" / "checkpoints" / "last.ckpt"
+    assert ckpt.is_dir() and (ckpt / ".metadata").exists()  # a distributed (sharded) checkpoint
 
 
 if __name__ == "__main__":

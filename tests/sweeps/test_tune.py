@@ -7,10 +7,12 @@ Trials train the tiny Transformer on a small random-DNA corpus at 64 nt, a few d
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -269,3 +271,38 @@ def test_two_workers_share_one_study(corpus, tmp_path):
     assert len({json.dumps(t.params, sort_keys=True) for t in done}) == len(done)  # distinct configurations
     for t in done:
         assert (out / "trials" / f"trial_{t.number}" / "result.json").exists()
+
+
+@pytest.mark.slow
+def test_a_dead_workers_trial_is_retried_and_resumes_its_run(corpus, tmp_path, caplog):
+    out = tmp_path / "crash"
+    budget = 40 * 4 * SEQ_LEN * FPT  # 40 steps at batch 4
+    args = cli_args(corpus, out, 1, "--batch-sizes", "4", "--budget", repr(budget), "--heartbeat", "1",
+                    "--pruner", "none", settings=("train.ckpt_every=8",))
+    worker = subprocess.Popen([sys.executable, str(ROOT / "sweeps" / "tune.py"), *args], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    ckpt = out / "trials" / "trial_0" / "checkpoints" / "last.ckpt"
+    deadline, sizes = time.monotonic() + 300, []
+    try:
+        while len(sizes) < 3 or sizes[-1] != sizes[-3] or not sizes[-1]:  # written, and not being written
+            assert worker.poll() is None, "the worker ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            sizes.append(ckpt.stat().st_size if ckpt.exists() else 0)
+            time.sleep(0.05)
+    finally:
+        worker.kill()  # the worker dies mid-trial, as on a preempted node
+        worker.wait()
+    assert not (out / "trials" / "trial_0" / "result.json").exists()
+    time.sleep(4)  # more than 3 missed heartbeats: the trial is stale
+    with caplog.at_level(logging.INFO, logger="dnahnet.train"):
+        assert tune.main(args) == 0
+    study = load(out)
+    dead, retry = study.trials
+    assert dead.state == TrialState.FAIL and "error" not in dead.user_attrs  # not counted as a trial
+    assert retry.state == TrialState.COMPLETE and retry.params == dead.params
+    assert retry.system_attrs["failed_trial"] == 0
+    assert "resuming" in caplog.text and "trial_0" in caplog.text  # from the dead trial's checkpoint
+    result = json.loads((out / "trials" / "trial_0" / "result.json").read_text())
+    assert result["steps"] == 40 and result["tokens"] == 40 * 4 * SEQ_LEN  # counters survived the crash
+    assert not (out / "trials" / "trial_1").exists()

@@ -1,4 +1,7 @@
-"""Synthetic isoFLOP sweeps drawn from a known L(N, D) = E + A/N^alpha + B/D^beta."""
+"""Synthetic isoFLOP sweeps drawn from a known L(N, D) = E + A/N^alpha + B/D^beta (test helper).
+
+A plain module, not conftest.py: tests/ has several conftest.py files, and `from conftest import`
+would depend on which one was imported last."""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pytest
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,3 @@ def synthetic_sweep(law: Law, budgets=BUDGETS, sizes: int = 9, half_width: float
 def as_runs(table: pd.DataFrame) -> pd.DataFrame:
     """The columns the fits read (what analysis.collect adds)."""
     return table.assign(N=table["params"], D=table["tokens"], C=table["budget"], L=table["val_loss"])
-
-
-@pytest.fixture
-def sweep():
-    return synthetic_sweep

@@ -1,0 +1,129 @@
+"""Budget ladders and size rules: every named ladder, every family that builds, every variant."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from sweeps import ladders as lad
+from sweeps.plan import Overrides, plan_family
+
+FAMILIES = ("transformer", "stripedhyena", "dnahnet")
+
+
+def _family_or_skip(family: str):
+    """The family's registry entry, or a skip naming why it does not build (e.g. not written yet)."""
+    from dnahnet.registry import get_config, get_family
+
+    try:
+        fam = get_family(family)
+        get_config(family, lad.get_rule(family).preset)
+    except Exception as exc:  # ImportError, a config that does not validate, ...
+        pytest.skip(f"family {family!r} does not build here: {type(exc).__name__}: {exc}")
+    return fam
+
+
+def _variants(family: str) -> list:
+    fam = _family_or_skip(family)
+    return list(fam.variants) or [None]
+
+
+@pytest.mark.parametrize("ladder_name", list(lad.LADDERS))
+@pytest.mark.parametrize("family", FAMILIES)
+def test_named_ladders_hit_budgets_and_span(family, ladder_name):
+    """Acceptance: planned FLOPs within 2% of the budget; each budget's ladder spans >= 5x in parameters."""
+    ladder = lad.get_ladder(ladder_name)
+    for variant in _variants(family):
+        specs = plan_family(family, variant, ladder)
+        assert {s.budget for s in specs} == set(ladder.budgets), "a budget lost all its runs"
+        for budget in ladder.budgets:
+            runs = [s for s in specs if s.budget == budget]
+            assert len(runs) >= 3, (family, variant, budget, [s.run_id for s in runs])
+            params = sorted(s.params for s in runs)
+            assert params[-1] / params[0] >= 5.0, (family, variant, budget, params)
+            assert len(set(params)) == len(params)  # distinct sizes
+        for s in specs:
+            # Independent recount: tokens from steps x batch x context, FLOPs from a fresh model build.
+            assert s.tokens == s.steps * s.batch * s.seq_len
+            fresh = lad.stats_of(family, variant, s.model, s.seq_len, s.preset)
+            assert fresh.params == s.params
+            assert abs(s.tokens * fresh.flops_per_token / s.budget - 1) <= 0.02, s.run_id
+            assert s.steps >= ladder.min_steps and s.train["max_steps"] == s.steps
+            assert 1 <= s.train["ckpt_every"] <= s.steps
+
+
+def test_flops_per_token_matches_a_real_model():
+    """stats_of builds on the meta device with init skipped: same numbers as a real CPU model."""
+    from dnahnet.registry import build_model
+
+    ov = lad.SIZE_RULES["transformer"].shape(48, 3)
+    s = lad.stats_of("transformer", None, ov, 256)
+    model = build_model("transformer", "tiny", **ov)
+    assert s.params == sum(p.numel() for p in model.parameters())
+    assert s.params_non_embedding == model.param_counts().non_embedding
+    assert s.flops_per_token == model.flops_per_token(256).training
+    # init was restored after the meta build
+    assert model.lm_head.weight.std() > 0
+
+
+def test_transformer_shapes_follow_the_rule():
+    rule = lad.get_rule("transformer")
+    assert rule.preferred_depth(512, None) == 8 and rule.preferred_depth(32, None) == 2
+    ov = rule.shape(512, 8)
+    assert ov["d_model"] % ov["n_heads"] == 0 and ov["d_model"] // ov["n_heads"] == 64
+    assert lad.get_rule("stripedhyena").preferred_depth(64, None) == 4  # one attention layer in SE-MR-LI-MHA
+
+
+def test_dnahnet_rule_keeps_main_network_near_70_percent():
+    _family_or_skip("dnahnet")
+    rule = lad.get_rule("dnahnet")
+    for width in (64, 512, 1024):
+        depth = rule.preferred_depth(width, None)
+        full = lad.stats_of("dnahnet", None, rule.shape(width, depth), 64).params_non_embedding
+        one = lad.stats_of("dnahnet", None, rule.shape(width, 1), 64).params_non_embedding
+        two = lad.stats_of("dnahnet", None, rule.shape(width, 2), 64).params_non_embedding
+        share = depth * (two - one) / full
+        assert 0.6 <= share <= 0.8, (width, depth, share)
+        d = rule.shape(width, depth)["d_model"]
+        assert d[0] <= d[1] <= d[2] == width
+
+
+def test_center_moves_with_budget_and_ladder_spans_a_decade_for_paper():
+    ladder = lad.get_ladder("paper")
+    rule = lad.get_rule("transformer")
+    centers = [lad.center_params(rule, None, b, ladder.seq_len) for b in ladder.budgets]
+    assert all(a < b for a, b in zip(centers, centers[1:]))
+    sizes = lad.ladder_sizes("transformer", None, 2e19, ladder)
+    assert len(sizes) == ladder.sizes
+    ratio = sizes[-1].stats.params / sizes[0].stats.params
+    assert 8 <= ratio <= 20  # "about a decade"
+    # The expected optimum lies inside the ladder.
+    assert sizes[0].stats.params < centers[2] < sizes[-1].stats.params
+
+
+def test_rules_batch_and_lr():
+    ladder = lad.get_ladder("paper")
+    assert ladder.batch_windows(1e8) * ladder.seq_len == 2**19
+    assert ladder.batch_windows(1e9) >= ladder.batch_windows(1e8) >= ladder.batch_windows(1e7)
+    assert ladder.lr(1e7) > ladder.lr(1e8) > ladder.lr(1e9)
+    assert math.isclose(ladder.lr(1e8), 1e-3)
+
+
+def test_bad_ladders_and_budgets_are_refused():
+    with pytest.raises(ValueError, match="unknown ladder"):
+        lad.get_ladder("gpu-huge")
+    with pytest.raises(ValueError, match="not a number"):
+        lad.parse_budgets("1e13,abc")
+    with pytest.raises(ValueError, match="positive"):
+        lad.parse_budgets("-1e13")
+    with pytest.raises(ValueError, match="span"):
+        lad.custom_ladder([1e12], span=2.0)
+    assert lad.parse_budgets("3e13, 1e13,1e13") == [1e13, 3e13]
+    assert lad.custom_ladder([1e12]).seq_len == lad.LADDERS["cpu"].seq_len
+    assert lad.custom_ladder([1e19]).seq_len == lad.LADDERS["paper"].seq_len
+
+
+def test_plan_unknown_variant_is_refused():
+    with pytest.raises(ValueError, match="variant"):
+        plan_family("transformer", "3,2", lad.get_ladder("cpu-smoke"), Overrides())
