@@ -178,7 +178,6 @@ def summary_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    quiet_lightning()
     try:
         specs = plan_from_args(args)
         slurm = SlurmOptions(
@@ -198,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{len(specs)} runs, {sum(s.flops for s in specs):.3g} training FLOPs in total; plan: {csv_path}")
     if args.dry_run:
         return 0
+    quiet_lightning()
     try:
         rows = run_sweep(specs, out, launcher=args.launcher, retry_failed=args.retry_failed,
                          progress=rank0 and not args.no_progress, gpus=args.gpus, slurm=slurm)

@@ -28,7 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sweeps.plan import RunSpec
-from sweeps.runner import _result_row, describe, execute_run, record_result, results_by_id, run_dir_of, step_bar_callback
+from sweeps.runner import (
+    _result_row,
+    describe,
+    execute_run,
+    record_result,
+    results_by_id,
+    run_dir_of,
+    step_bar_callback,
+)
 
 log = logging.getLogger("sweeps")
 
@@ -135,6 +143,9 @@ def run_local_gpus(specs: list[RunSpec], sweep_dir: Path, done: int, total: int,
     if per_run > gpus:
         raise ValueError(f"--devices {per_run} per run but only --gpus {gpus}")
     slots = [list(range(i * per_run, (i + 1) * per_run)) for i in range(gpus // per_run)]
+    # CPU threads per worker: share the cores instead of oversubscribing them (spinning OpenMP threads of
+    # concurrent workers slow each other down by orders of magnitude on a small machine).
+    threads = {} if "OMP_NUM_THREADS" in os.environ else {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // len(slots)))}
     queue, running, rows = deque(specs), {}, []
     bar = _bar(total, done, f"runs on {gpus} GPU(s)", progress)
     try:
@@ -144,7 +155,7 @@ def run_local_gpus(specs: list[RunSpec], sweep_dir: Path, done: int, total: int,
                 log_path = run_dir_of(spec, sweep_dir).with_suffix(".log")
                 log_path.parent.mkdir(parents=True, exist_ok=True)
                 fh = open(log_path, "ab")
-                env = _worker_env({"CUDA_VISIBLE_DEVICES": ",".join(map(str, slot))})
+                env = _worker_env({"CUDA_VISIBLE_DEVICES": ",".join(map(str, slot)), **threads})
                 proc = subprocess.Popen(_worker_cmd(spec, sweep_dir), env=env, cwd=REPO_ROOT, stdout=fh,
                                         stderr=subprocess.STDOUT, start_new_session=True)
                 running[proc] = (spec, slot, fh, log_path)
@@ -231,11 +242,16 @@ def build_executor(sweep_dir: Path, specs: list[RunSpec], opts: SlurmOptions):
         raise ValueError(f"--slurm-executor must be slurm|local|debug, got {opts.executor!r}")
     devices = max(s.train.get("devices", 1) for s in specs)
     nodes = max(s.train.get("num_nodes", 1) for s in specs)
-    cluster = None if opts.executor == "slurm" else opts.executor
-    executor = submitit.AutoExecutor(folder=str(sweep_dir / "slurm" / "%j"), cluster=cluster)
-    params = dict(timeout_min=opts.time_min, nodes=nodes, tasks_per_node=devices, cpus_per_task=opts.cpus_per_task,
-                  name=f"isoflop-{specs[0].family}")
+    try:
+        executor = submitit.AutoExecutor(folder=str(sweep_dir / "slurm" / "%j"), cluster=opts.executor)
+    except RuntimeError as exc:  # submitit: 'Could not detect "srun"'
+        raise ValueError(f"--launcher slurm: {exc} (on a machine without SLURM use --slurm-executor local)") from None
+    # On SLURM each job has one task per device and Lightning reads its ranks from SLURM; on this machine
+    # (local/debug) a job is one process and Lightning starts the ranks of a multi-device run itself.
+    params = dict(timeout_min=opts.time_min, nodes=nodes if opts.executor == "slurm" else 1,
+                  tasks_per_node=devices if opts.executor == "slurm" else 1, name=f"isoflop-{specs[0].family}")
     if opts.executor == "slurm":
+        params["cpus_per_task"] = opts.cpus_per_task
         params["gpus_per_node"] = opts.gpus_per_node if opts.gpus_per_node is not None else devices
         params["slurm_setup"] = [f"export PYTHONPATH={REPO_ROOT}:$PYTHONPATH"]
         if opts.partition:
@@ -280,10 +296,12 @@ def run_slurm(specs: list[RunSpec], sweep_dir: Path, done: int, total: int, opts
     if not opts.wait:
         return []
     rows, pending = [], list(submitted)
-    bar = _bar(total, done, "runs (slurm)", progress)
+    bar = _bar(total, done, f"runs ({opts.executor})", progress)
     try:
         while pending:
-            for spec, job in [p for p in pending if p[1].done()]:
+            # A debug job runs in this process when its result is asked for: ask in order.
+            ready = pending[:1] if opts.executor == "debug" else [p for p in pending if p[1].done()]
+            for spec, job in ready:
                 pending.remove((spec, job))
                 try:
                     result = job.result()

@@ -19,7 +19,6 @@ import contextlib
 import csv
 import fcntl
 import io
-import json
 import logging
 import math
 import os
@@ -115,9 +114,13 @@ def checkpoint_step(run_dir: Path) -> int | None:
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.exists():
         return None
-    if last.is_dir():  # a distributed (FSDP2) checkpoint: the step is not cheap to read
-        return -1
     import torch
+
+    if last.is_dir():  # a distributed (FSDP2) checkpoint: its meta.pt holds the step
+        try:
+            return int(torch.load(last / "meta.pt", map_location="cpu", weights_only=False).get("global_step", 0))
+        except Exception:
+            return -1
 
     try:
         ckpt = torch.load(last, map_location="cpu", mmap=True, weights_only=False)
@@ -277,10 +280,13 @@ def quiet_lightning() -> None:
     """Lightning's per-run banners (GPU available, LOCAL_RANK, ...) drown the sweep's own log."""
     import warnings
 
+    import lightning.pytorch  # noqa: F401  (importing it sets its loggers to INFO: import first, then quiet)
+
     for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*does not have many workers.*", ".*GPU available but not used.*", ".*exists and is not empty.*",
-                    ".*srun.*", ".*Checkpoint directory.*exists and is not empty.*"):
+                    ".*srun.*", ".*Checkpoint directory.*exists and is not empty.*", ".*LeafSpec.*",
+                    ".*sync_dist=True.*"):
         warnings.filterwarnings("ignore", message=pattern)
 
 

@@ -10,12 +10,14 @@ Fixed settings (model.K=V, train.K=V, data.K=V) apply to every trial; after an o
 
 Searched: peak learning rate (log-uniform), warmup fraction, weight decay, batch size (categorical) and,
 for dnaHNet, the ratio-loss weight alpha and the per-stage learning-rate multipliers (the outermost one and
-a geometric decay inward, the main network at 1). TPE sampler (seeded); trials validate `--evals` times and
+a geometric decay inward of the excess over the main network's 1.0). TPE sampler (seeded); trials validate `--evals` times and
 a median (or successive-halving) pruner stops the clearly worse ones; a diverged trial (NaN) is marked
 failed and the study goes on.
 
 The study is stored in `--storage` (default sqlite:///OUT/study.db). Rerunning the command continues it:
-`--trials N` means N finished trials in total. Several workers may run the same command against one
+`--trials N` means N finished trials in total. A trial stopped by Ctrl-C, or whose worker died or was
+preempted (no heartbeat for 3 x --heartbeat seconds), is run again with the same parameters and resumes
+its run directory's last checkpoint. Several workers may run the same command against one
 storage (e.g. a PostgreSQL/MySQL URL on a cluster, or the SQLite file on one machine) and share the study;
 each trial trains on one device, so start one worker per GPU (CUDA_VISIBLE_DEVICES=k).
 
@@ -53,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evals", type=int, default=4, help="validations per trial; all but the last can prune")
     p.add_argument("--pruner", default="median", choices=["median", "halving", "none"], help="pruning rule")
     p.add_argument("--pruner-startup", type=int, default=2, help="trials finished before any pruning")
+    p.add_argument("--prune-from", type=int, default=2, metavar="K",
+                   help="first validation (1..evals-1) at which a trial may be pruned (default 2)")
     p.add_argument("--sampler-startup", type=int, default=5, help="random trials before TPE models the space")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (trial n draws with seed and n)")
     p.add_argument("--heartbeat", type=int, default=tuning.HEARTBEAT_S, metavar="S",
@@ -70,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-outer", type=float, nargs=2, default=space.lr_outer, metavar=("LO", "HI"),
                    help="dnaHNet outermost stage's lr multiplier (log)")
     p.add_argument("--lr-decay", type=float, nargs=2, default=space.lr_decay, metavar=("LO", "HI"),
-                   help="dnaHNet multiplier ratio between consecutive stages")
+                   help="dnaHNet: share of the excess multiplier (over 1) kept from one stage to the next inward")
     p.add_argument("--no-progress", action="store_true", help="hide the per-trial progress bars")
     p.add_argument("settings", nargs="*", help="fixed settings for every trial: model.K=V, train.K=V, data.K=V")
     return p
@@ -87,16 +91,14 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--heartbeat must be >= 1 second, got {args.heartbeat}")
         if args.evals < 1:
             raise ValueError(f"--evals must be >= 1, got {args.evals}")
+        if args.prune_from < 1:
+            raise ValueError(f"--prune-from must be >= 1 (a validation index), got {args.prune_from}")
         if not args.budget > 0:
             raise ValueError(f"--budget must be a positive number of FLOPs, got {args.budget}")
         base = tuning.parse_base(args.settings)
         for key in ("max_steps", "val_every"):
             if key in base["train"]:
                 raise ValueError(f"train.{key} is set by the tuner (from --budget and --evals); drop it")
-        for key in ("devices", "num_nodes"):
-            if int(float(base["train"].get(key, 1))) != 1:
-                raise ValueError(f"train.{key}: a trial trains on one device; to use more devices, start one "
-                                 f"worker per device on the same --storage (e.g. CUDA_VISIBLE_DEVICES=k)")
         if args.seq_len is not None:
             base["data"]["seq_len"] = args.seq_len
         if args.data_dir is not None:
@@ -105,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
                                    batch_size=args.batch_sizes, alpha=args.alpha, lr_outer=args.lr_outer,
                                    lr_decay=args.lr_decay)
         spec = tuning.TuneSpec(args.model, args.preset, args.variant, args.budget, args.evals, space, base)
+        train_cfg = spec.base_configs()[1]
+        if train_cfg.devices * train_cfg.num_nodes != 1:
+            raise ValueError("train.devices / train.num_nodes: a trial trains on one device; to use more devices, "
+                             "start one worker per device on the same --storage (e.g. CUDA_VISIBLE_DEVICES=k)")
         # Bad family/preset/variant/setting or a budget too small: fail here, before any file is written.
         objective = tuning.make_objective(spec, out, progress=not args.no_progress)
         out.mkdir(parents=True, exist_ok=True)
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         name = args.study or tuning.default_study_name(spec)
         study = tuning.open_study(spec, storage, name, seed=args.seed, pruner=args.pruner,
                                   pruner_startup=args.pruner_startup, sampler_startup=args.sampler_startup,
-                                  heartbeat=args.heartbeat)
+                                  heartbeat=args.heartbeat, prune_from=args.prune_from)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

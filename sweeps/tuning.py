@@ -7,8 +7,8 @@ directory `OUT/trials/trial_<n>`, trained for exactly the budget:
 
 rounded to a multiple of `evals`, the number of validations per trial. Validation k (k = 1..evals)
 therefore happens after the fraction k / evals of the budget in every trial, whatever its batch size, and
-is reported to Optuna at step k: the pruner compares trials at equal compute. The last validation is the
-trial's value and is never pruned (the budget is already spent).
+is reported to Optuna at step k: the pruner compares trials at equal compute, from validation
+`prune_from` on. The last validation is the trial's value and is never pruned (the budget is spent).
 
 The study lives in an RDB storage (SQLite `OUT/study.db` by default; any SQLAlchemy URL lets workers on
 a cluster share it). Rerunning the command continues the study: `--trials N` means N finished trials in
@@ -63,7 +63,7 @@ class SearchSpace:
     batch_size: tuple[int, ...] = (8, 16, 32)  # training windows per step (per device), categorical
     alpha: tuple[float, float] = (0.003, 0.05)  # dnaHNet ratio-loss weight, log-uniform (paper: 0.01-0.02)
     lr_outer: tuple[float, float] = (1.0, 4.0)  # dnaHNet outermost stage's lr multiplier, log-uniform
-    lr_decay: tuple[float, float] = (0.5, 1.0)  # dnaHNet factor between a stage's multiplier and the next one's
+    lr_decay: tuple[float, float] = (0.25, 1.0)  # dnaHNet: each stage inward keeps this share of the excess over 1
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -92,9 +92,11 @@ def n_stages(family: str, model_cfg) -> int:
 
 
 def stage_multipliers(lr_outer: float, lr_decay: float, stages: int) -> list[float]:
-    """Per-stage lr multipliers, outermost first, main network last: geometric decay inward from
-    `lr_outer`, the main network at 1.0 (the peak lr, searched separately, sets the overall scale)."""
-    return [lr_outer * lr_decay**s for s in range(stages)] + [1.0]
+    """Per-stage lr multipliers, outermost first, main network last (at 1.0: the peak lr, searched
+    separately, sets the overall scale). Stage s gets 1 + (lr_outer - 1) * lr_decay^s: the excess over the
+    main network decays geometrically inward, so outer stages are never slower than inner ones
+    (DESIGN.md section 2). lr_outer 2, lr_decay 0.5 gives the paper's (2.0, 1.5, 1.0)."""
+    return [1.0 + (lr_outer - 1.0) * lr_decay**s for s in range(stages)] + [1.0]
 
 
 def suggest(trial: optuna.Trial, space: SearchSpace, family: str, stages: int) -> dict[str, Any]:
@@ -211,11 +213,14 @@ class TrialSeededTPESampler(optuna.samplers.TPESampler):
             state.rng.seed(seed)
 
 
-def make_pruner(kind: str, startup: int) -> optuna.pruners.BasePruner:
+def make_pruner(kind: str, startup: int, prune_from: int = 2) -> optuna.pruners.BasePruner:
+    """`startup`: finished trials before any pruning; `prune_from`: the first validation index that may
+    prune (the first quarter of a short run mostly measures the warmup, not the configuration)."""
     if kind == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=0, interval_steps=1)
+        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=prune_from, interval_steps=1)
     if kind == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2, bootstrap_count=startup)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=prune_from, reduction_factor=2,
+                                                      bootstrap_count=startup)
     if kind == "none":
         return optuna.pruners.NopPruner()
     raise ValueError(f"--pruner must be median, halving or none, got {kind!r}")
@@ -275,7 +280,8 @@ def open_storage(url: str, heartbeat: int = HEARTBEAT_S) -> RDBStorage:
 
 
 def open_study(spec: TuneSpec, storage: str, name: str, seed: int = 0, pruner: str = "median",
-               pruner_startup: int = 2, sampler_startup: int = 5, heartbeat: int = HEARTBEAT_S) -> optuna.Study:
+               pruner_startup: int = 2, sampler_startup: int = 5, heartbeat: int = HEARTBEAT_S,
+               prune_from: int = 2) -> optuna.Study:
     """Create the study or load it (continuing it); refuse one created for a different spec."""
     import sqlalchemy.exc
 
@@ -284,7 +290,7 @@ def open_study(spec: TuneSpec, storage: str, name: str, seed: int = 0, pruner: s
         try:
             study = optuna.create_study(
                 storage=open_storage(storage, heartbeat), study_name=name, direction="minimize", sampler=sampler,
-                pruner=make_pruner(pruner, pruner_startup), load_if_exists=True,
+                pruner=make_pruner(pruner, pruner_startup, prune_from), load_if_exists=True,
             )
             break
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as exc:
@@ -324,13 +330,30 @@ def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
     return out
 
 
-def retried_trial_number(trial: optuna.Trial) -> int | None:
-    """The number of the trial this one retries (its worker died), or None."""
+def _frozen(trial: optuna.Trial) -> FrozenTrial:
+    """The stored record of a running trial (its system attributes are not on `optuna.Trial`)."""
     running = trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    frozen = next(t for t in running if t.number == trial.number)
+    return next(t for t in running if t.number == trial.number)
+
+
+def retried_trial_number(trial: optuna.Trial) -> int | None:
+    """The number of the trial this one retries (its worker died or it was interrupted), or None."""
+    frozen = _frozen(trial)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+
+
+def queue_retry(trial: optuna.Trial, original: int) -> None:
+    """Queue a trial again with the same parameters; the retry trains in the run directory of `original`."""
+    frozen = _frozen(trial)
+    history = [*frozen.system_attrs.get("retry_history", []), trial.number]
+    trial.study.add_trial(optuna.create_trial(
+        state=TrialState.WAITING, params=frozen.params, distributions=frozen.distributions,
+        user_attrs=frozen.user_attrs, system_attrs={"failed_trial": original, "retry_history": history},
+    ))
+    log.warning("trial %d interrupted: queued again, to resume %s on the next run", trial.number,
+                frozen.user_attrs.get("run_dir"))
 
 
 def make_objective(spec: TuneSpec, out_dir: Path, progress: bool = True,
@@ -370,6 +393,11 @@ def make_objective(spec: TuneSpec, out_dir: Path, progress: bool = True,
         except TRIAL_ERRORS as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+            raise
+        except KeyboardInterrupt:
+            # Optuna marks the trial failed; queue it again so that the next run resumes its checkpoint.
+            # (A SIGTERM, e.g. preemption, leaves it RUNNING instead: the heartbeat check retries it.)
+            queue_retry(trial, number)
             raise
         for key in ("val_bpn", "tokens", "flops", "params", "params_non_embedding", "wall_s"):
             trial.set_user_attr(key, getattr(result, key))

@@ -285,11 +285,11 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"error: {e}") from None
     scorer, model_info = scorer_from_args(args)
     summary = evaluate_essentiality(scorer, organisms, args.out, model_info, window=args.window)
-    print(f"\n{'organism':<28} {'genes':>6} {'essential':>9} {'AUROC':>7} {'length AUROC':>13}")
-    for name, v in summary["organisms"].items():
-        print(f"{name:<28} {v['n_genes']:>6} {v['n_essential']:>9} {v['auroc']:>7.4f} {v['length_baseline_auroc']:>13.4f}")
-    print(f"{'pooled':<28} {summary['n_genes']:>6} {summary['n_essential']:>9} {summary['auroc']:>7.4f} "
-          f"{summary['length_baseline_auroc']:>13.4f}")
+    w = max(8, *(len(k) for k in summary["organisms"]))
+    print(f"\n{'organism':<{w}} {'genes':>6} {'essential':>9} {'AUROC':>7} {'length AUROC':>13}")
+    rows = [*summary["organisms"].items(), ("pooled", summary)]
+    for name, v in rows:
+        print(f"{name:<{w}} {v['n_genes']:>6} {v['n_essential']:>9} {v['auroc']:>7.4f} {v['length_baseline_auroc']:>13.4f}")
     print(f"wrote {args.out / 'genes.csv'} and {args.out / 'summary.json'}")
     return summary
 

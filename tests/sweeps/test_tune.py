@@ -78,14 +78,16 @@ def test_flops_per_token_and_plan_steps():
 
 
 def test_dnahnet_multipliers_reach_the_model():
-    assert tuning.stage_multipliers(2.0, 0.75, 2) == [2.0, 1.5, 1.0]  # the paper's (2.0, 1.5, 1.0)
+    assert tuning.stage_multipliers(2.0, 0.5, 2) == [2.0, 1.5, 1.0]  # the paper's (2.0, 1.5, 1.0)
+    assert tuning.stage_multipliers(4.0, 0.5, 3) == [4.0, 2.5, 1.75, 1.0]
+    assert tuning.stage_multipliers(1.0, 0.3, 2) == [1.0, 1.0, 1.0]
     for variant, stages in (("3,2", 2), ("3", 1), (None, 2)):
         base = get_config("dnahnet", "tiny", variant)
         assert tuning.n_stages("dnahnet", base) == stages
         params = {"lr": 1e-3, "warmup_fraction": 0.05, "weight_decay": 0.1, "batch_size": 8, "alpha": 0.01,
                   "lr_outer": 3.0, "lr_decay": 0.5}
         over = tuning.overrides_from_params(params, "dnahnet", stages)
-        assert over["model"]["lr_multipliers"] == ([3.0, 1.5, 1.0] if stages == 2 else [3.0, 1.0])
+        assert over["model"]["lr_multipliers"] == ([3.0, 2.0, 1.0] if stages == 2 else [3.0, 1.0])
         cfg = cfglib.replace(base, **over["model"])
         with torch.device("meta"):
             model = build_model_from_config("dnahnet", cfg)
@@ -173,7 +175,7 @@ def test_absurd_learning_rate_is_pruned(resumed_study):
     bad = study.trials[2]
     assert bad.params["lr"] == 1e-7
     assert bad.state == TrialState.PRUNED
-    assert bad.intermediate_values and max(bad.intermediate_values) < EVALS  # stopped before the end
+    assert 2 <= max(bad.intermediate_values) < EVALS  # from --prune-from 2 on, before the end
     good = [t for t in study.trials if t.state == TrialState.COMPLETE]
     step = max(bad.intermediate_values)
     median = float(np.median([t.intermediate_values[step] for t in good]))
@@ -252,6 +254,33 @@ def test_a_diverged_trial_fails_and_the_study_goes_on(corpus, tmp_path):
                           f"sqlite:///{tmp_path / 'study.db'}", "nan")
 
 
+def test_an_interrupted_trial_is_queued_again_in_its_run_directory(corpus, tmp_path):
+    spec = tuning.TuneSpec("transformer", "tiny", None, BUDGET / 2, evals=2,
+                           space=tuning.SearchSpace(batch_size=(8,), lr=(3e-3, 2e-2)),
+                           base={"model": {}, "train": {}, "data": {
+                               "seq_len": SEQ_LEN, "n_val_windows": 2, "data_dir": str(corpus["data"]),
+                               "store_dir": str(corpus["store"])}})
+    study = tuning.open_study(spec, f"sqlite:///{tmp_path / 'study.db'}", "ctrl-c", pruner="none")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tuning.optimize(study, tuning.make_objective(spec, tmp_path, progress=False, train_fn=interrupted), 1)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert len(tuning.finished_trials(study)) == 0
+    dirs = []
+
+    def record(*args, **kwargs):
+        dirs.append(Path(args[4]).name)
+        return tuning.train_run(*args, **kwargs)
+
+    tuning.optimize(study, tuning.make_objective(spec, tmp_path, progress=False, train_fn=record), 1)
+    first, retry = study.trials
+    assert retry.state == TrialState.COMPLETE and retry.params == first.params
+    assert dirs == ["trial_0"] and (tmp_path / "trials" / "trial_0" / "result.json").exists()
+
+
 # ----------------------------------------------------------------------------------- two workers
 @pytest.mark.slow
 def test_two_workers_share_one_study(corpus, tmp_path):
@@ -276,7 +305,7 @@ def test_two_workers_share_one_study(corpus, tmp_path):
 @pytest.mark.slow
 def test_a_dead_workers_trial_is_retried_and_resumes_its_run(corpus, tmp_path, caplog):
     out = tmp_path / "crash"
-    budget = 40 * 4 * SEQ_LEN * FPT  # 40 steps at batch 4
+    budget = 24 * 4 * SEQ_LEN * FPT  # 24 steps at batch 4; a checkpoint every 8
     args = cli_args(corpus, out, 1, "--batch-sizes", "4", "--budget", repr(budget), "--heartbeat", "1",
                     "--pruner", "none", settings=("train.ckpt_every=8",))
     worker = subprocess.Popen([sys.executable, str(ROOT / "sweeps" / "tune.py"), *args], cwd=ROOT,
@@ -304,5 +333,5 @@ def test_a_dead_workers_trial_is_retried_and_resumes_its_run(corpus, tmp_path, c
     assert retry.system_attrs["failed_trial"] == 0
     assert "resuming" in caplog.text and "trial_0" in caplog.text  # from the dead trial's checkpoint
     result = json.loads((out / "trials" / "trial_0" / "result.json").read_text())
-    assert result["steps"] == 40 and result["tokens"] == 40 * 4 * SEQ_LEN  # counters survived the crash
+    assert result["steps"] == 24 and result["tokens"] == 24 * 4 * SEQ_LEN  # counters survived the crash
     assert not (out / "trials" / "trial_1").exists()

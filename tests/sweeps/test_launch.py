@@ -1,0 +1,133 @@
+"""Launchers: a work queue over local GPUs (on CPU here), SLURM jobs through submitit (built for SLURM;
+run through submitit's LocalExecutor), and a multi-device run reaching the Trainer from the CLI."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sweeps import isoflop
+from sweeps.launch import SlurmOptions, build_executor, parse_slurm_time
+from sweeps.plan import plan_family
+from sweeps.runner import read_results
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_corpus(root: Path, genomes: int = 4, length: int = 20_000, seed: int = 1) -> Path:
+    """Synthetic Markov genomes (the successor nucleotide with probability 0.7), one FASTA each."""
+    rng = np.random.default_rng(seed)
+    for g in range(genomes):
+        x = np.empty(length, dtype=np.int64)
+        x[0] = rng.integers(4)
+        keep, rand = rng.random(length) < 0.7, rng.integers(0, 4, length)
+        for t in range(1, length):
+            x[t] = (x[t - 1] + 1) % 4 if keep[t] else rand[t]
+        seq = "".join("ACGT"[i] for i in x)
+        root.mkdir(parents=True, exist_ok=True)
+        (root / f"g{g}.fasta").write_text(f">S{g} synthetic {g}\n" + "\n".join(seq[i:i + 80] for i in range(0, length, 80)) + "\n")
+    return root
+
+
+def args_for(tmp_path: Path, out: Path, *extra: str) -> list[str]:
+    data = tmp_path / "data"
+    if not data.exists():
+        make_corpus(data)
+    return ["--model", "transformer", "--budgets", "3e9", "--rules", "cpu-smoke", "--sizes", "3", "--seq-len", "64",
+            "--out", str(out), "--data-dir", str(data), "--no-progress", "--set", f"data.store_dir={tmp_path / 'store'}",
+            "--set", "data.n_val_windows=8", "--set", "train.accelerator=cpu", *extra]
+
+
+def _all_ok(out: Path, n: int) -> list[dict]:
+    rows = read_results(out / "results.csv")
+    assert len(rows) == n and len({r["run_id"] for r in rows}) == n
+    for r in rows:
+        assert r["status"] == "ok", r
+        assert math.isfinite(float(r["val_loss"]))
+    return rows
+
+
+@pytest.mark.slow
+def test_local_gpus_work_queue(tmp_path, caplog):
+    """Two worker processes at a time, each with its own CUDA_VISIBLE_DEVICES; a third run waits for a
+    free slot. (No GPU here: the workers train on the CPU.)"""
+    out = tmp_path / "sweep"
+    caplog.set_level(logging.INFO, logger="sweeps")
+    assert isoflop.main(args_for(tmp_path, out, "--launcher", "local-gpus", "--gpus", "2")) == 0
+    rows = _all_ok(out, 3)
+    started = [rec.getMessage() for rec in caplog.records if rec.getMessage().startswith("started ")]
+    assert len(started) == 3
+    assert sum("on GPU(s) [0]" in m for m in started) >= 1 and sum("on GPU(s) [1]" in m for m in started) >= 1
+    for r in rows:  # each worker wrote its log next to its run directory
+        assert Path(r["run_dir"]).with_suffix(".log").exists()
+
+
+@pytest.mark.slow
+def test_slurm_launcher_through_submitit_local_executor(tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the local jobs run at once: one thread each
+    out = tmp_path / "sweep"
+    only = ["--only", "transformer-C3e9-d16x2", "--only", "transformer-C3e9-d48x2"]
+    assert isoflop.main(args_for(tmp_path, out, "--launcher", "slurm", "--slurm-executor", "local",
+                                 "--slurm-array", "--slurm-time", "10", *only)) == 0
+    _all_ok(out, 2)
+    jobs = (out / "slurm_jobs.csv").read_text().splitlines()
+    assert jobs[0] == "run_id,job_id,submitted" and len(jobs) == 3
+    assert list((out / "slurm").iterdir())  # submitit's job folders (pickles, logs)
+
+
+@pytest.mark.slow
+def test_slurm_launcher_debug_executor_runs_in_process(tmp_path):
+    pytest.importorskip("submitit")
+    out = tmp_path / "sweep"
+    assert isoflop.main(args_for(tmp_path, out, "--launcher", "slurm", "--slurm-executor", "debug",
+                                 "--only", "transformer-C3e9-d48x2")) == 0
+    (row,) = _all_ok(out, 1)
+    assert row["run_id"] == "transformer-C3e9-d48x2"
+
+
+def test_slurm_jobs_are_built_for_the_cluster(tmp_path, monkeypatch):
+    """The executor a real cluster gets: partition, time, nodes x tasks (one per GPU), array parallelism,
+    and the repository on PYTHONPATH - checked on the sbatch file submitit would submit."""
+    submitit = pytest.importorskip("submitit")
+    from sweeps.ladders import get_ladder
+
+    with pytest.raises(ValueError, match="--slurm-executor local"):  # no srun on this machine
+        build_executor(tmp_path, plan_family("transformer", None, get_ladder("cpu-smoke")), SlurmOptions())
+    # Pretend to be on a cluster (submitit only checks that srun exists) to inspect the sbatch file.
+    monkeypatch.setattr(submitit.slurm.slurm.SlurmExecutor, "affinity", classmethod(lambda cls: 1))
+
+    specs = plan_family("transformer", None, get_ladder("cpu-smoke"), devices=4, num_nodes=2, strategy="ddp")
+    opts = SlurmOptions(partition="gpu", time_min=parse_slurm_time("1-02:30:00"), cpus_per_task=6, array=True,
+                        array_parallelism=5, executor="slurm", mem_gb=64)
+    executor = build_executor(tmp_path, specs, opts)
+    text = executor._executor._make_submission_file_text("python -m submitit.core._submit X", "UID")
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --time=1590", "#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4",
+                 "#SBATCH --gpus-per-node=4", "#SBATCH --cpus-per-task=6", "#SBATCH --mem=64GB"):
+        assert line in text, (line, text)
+    assert f"export PYTHONPATH={REPO}:$PYTHONPATH" in text
+    assert executor._executor.parameters["array_parallelism"] == 5
+    assert parse_slurm_time("90") == 90 and parse_slurm_time("12:00:00") == 720
+    with pytest.raises(ValueError, match="slurm-time"):
+        parse_slurm_time("soon")
+
+
+@pytest.mark.slow
+def test_devices_reach_the_trainer_from_the_cli(tmp_path):
+    """--devices 2 --strategy ddp: the run trains on 2 CPU processes (a worker process per run)."""
+    out = tmp_path / "sweep"
+    argv = args_for(tmp_path, out, "--devices", "2", "--strategy", "ddp", "--only", "transformer-C3e9-d16x2")
+    assert isoflop.main(argv) == 0
+    (row,) = _all_ok(out, 1)
+    import yaml
+
+    cfg = yaml.safe_load((Path(row["run_dir"]) / "config.yaml").read_text())
+    assert cfg["train"]["devices"] == 2 and cfg["train"]["strategy"] == "ddp"
+    spec = isoflop.plan_from_args(isoflop.build_parser().parse_args(argv))[0]
+    assert cfg["data"]["batch_size"] * 2 == spec.batch
+    assert int(row["tokens"]) == spec.tokens  # both ranks' tokens counted: the global batch
+    assert "distributed_backend=gloo" in Path(row["run_dir"]).with_suffix(".log").read_text()

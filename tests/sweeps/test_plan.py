@@ -1,0 +1,140 @@
+"""Run planning: budgets -> steps/batch within 2%, overrides (file and --set), run ids, plan files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sweeps import ladders as lad
+from sweeps.plan import (
+    Overrides,
+    _steps_and_batch,
+    budget_tag,
+    format_table,
+    load_overrides,
+    make_run_id,
+    plan_family,
+    read_plan,
+    write_plan,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = lad.get_ladder("cpu-smoke")
+
+
+def test_run_ids_are_stable_and_readable():
+    assert budget_tag(1e13) == "1e13" and budget_tag(2.5e13) == "2.5e13" and budget_tag(4e18) == "4e18"
+    assert make_run_id("dnahnet", "3,2", 4e18, "d512x12") == "dnahnet-v3.2-C4e18-d512x12"
+    assert make_run_id("transformer", None, 1e12, "d16x2") == "transformer-C1e12-d16x2"
+    a = [s.run_id for s in plan_family("transformer", None, SMOKE)]
+    b = [s.run_id for s in plan_family("transformer", None, SMOKE)]
+    assert a == b and len(set(a)) == len(a)
+
+
+@pytest.mark.parametrize("tokens", [1e4, 3.3e5, 7.77e6, 123456.0])
+def test_rounding_stays_within_two_percent(tokens):
+    for batch in (1, 3, 8, 64):
+        for world in (1, 2):
+            b = max(world, batch // world * world)
+            if tokens / (b * 64) < 1:
+                continue
+            steps, new_batch, err = _steps_and_batch(tokens, b, 64, world, fixed=False)
+            assert new_batch % world == 0
+            assert err == pytest.approx(abs(steps * new_batch * 64 - tokens) / tokens)
+            if tokens / (b * 64) >= 25:  # enough steps: the guarantee holds
+                assert err <= 0.02
+
+
+def test_odd_budgets_still_land_within_two_percent():
+    ladder = lad.custom_ladder([3.7e11, 1.234e12], base="cpu-smoke")
+    for s in plan_family("transformer", None, ladder, devices=2):
+        assert abs(s.flops / s.budget - 1) <= 0.02
+        assert s.batch % 2 == 0 and s.batch_per_device * 2 == s.batch
+        assert s.data["batch_size"] == s.batch_per_device and s.train["devices"] == 2
+
+
+def test_override_file_and_set(tmp_path):
+    f = tmp_path / "best.yaml"
+    f.write_text("# from the tuner\ntrain:\n  lr_scale: 0.5\n  warmup_fraction: 0.05\nmodel:\n  rotary_base: 5000\n")
+    ov = load_overrides(f, ["train.weight_decay=0.05", "train.lr_scale=0.25"])
+    assert ov.train == {"lr_scale": "0.25", "warmup_fraction": 0.05, "weight_decay": "0.05"}  # --set wins
+    base = {s.run_id: s for s in plan_family("transformer", None, SMOKE)}
+    specs = plan_family("transformer", None, SMOKE, ov)
+    for s in specs:
+        assert s.lr == pytest.approx(base[s.run_id].lr * 0.25)  # the rule, scaled
+        assert s.train["weight_decay"] == 0.05 and s.train["warmup_fraction"] == 0.05  # typed, not strings
+        assert s.model["rotary_base"] == 5000.0
+        _, train_cfg, _ = s.configs()
+        assert train_cfg.lr == s.lr and train_cfg.max_steps == s.steps
+
+
+def test_tuner_style_overrides_fix_lr_and_batch(tmp_path):
+    """sweeps/tune.py writes absolute train.lr and a per-device data.batch_size."""
+    f = tmp_path / "best.yaml"
+    f.write_text("train:\n  lr: 0.002\ndata:\n  batch_size: 4\n")
+    for s in plan_family("transformer", None, SMOKE, load_overrides(f)):
+        assert s.lr == 0.002
+        assert 3 <= s.batch <= 5  # 4, moved (within 0.75x-1.33x) only if rounding needs it
+        assert abs(s.flops / s.budget - 1) <= 0.02
+
+
+def test_bad_overrides_name_their_source(tmp_path):
+    f = tmp_path / "o.yaml"
+    f.write_text("optim:\n  lr: 1\n")
+    with pytest.raises(ValueError, match=r"o\.yaml.*unknown section 'optim'"):
+        load_overrides(f)
+    f.write_text("train: [1, 2]\n")
+    with pytest.raises(ValueError, match="must be a mapping"):
+        load_overrides(f)
+    with pytest.raises(ValueError, match="no such file"):
+        load_overrides(tmp_path / "missing.yaml")
+    with pytest.raises(ValueError, match="max_steps cannot be overridden"):
+        load_overrides(None, ["train.max_steps=10"])
+    with pytest.raises(ValueError, match="use --seq-len"):
+        load_overrides(None, ["data.seq_len=10"])
+    with pytest.raises(ValueError, match="section.KEY=VALUE"):
+        load_overrides(None, ["lr=1"])
+    with pytest.raises(ValueError, match=r"--set: train\.nonsense"):
+        plan_family("transformer", None, SMOKE, load_overrides(None, ["train.nonsense=1"]))
+    f.write_text("train:\n  beta1: fast\n")
+    with pytest.raises(ValueError, match=r"o\.yaml: train\.beta1"):
+        plan_family("transformer", None, SMOKE, load_overrides(f))
+    with pytest.raises(ValueError, match="lr_scale must be > 0"):
+        plan_family("transformer", None, SMOKE, load_overrides(None, ["train.lr_scale=-1"]))
+
+
+def test_plan_files_round_trip(tmp_path):
+    specs = plan_family("transformer", None, SMOKE, Overrides())
+    csv_path, json_path = write_plan(specs, tmp_path)
+    table = pd.read_csv(csv_path)
+    for col in ("family", "variant", "budget", "params", "tokens", "flops", "steps", "batch", "lr",
+                "tokens_per_param", "seq_len", "run_id", "model_overrides"):
+        assert col in table.columns
+    assert len(table) == len(specs)
+    assert json.loads(table.loc[0, "model_overrides"]) == specs[0].model
+    back = read_plan(tmp_path)
+    assert [b.to_json() for b in back] == [s.to_json() for s in specs]
+    text = format_table(specs)
+    assert specs[0].run_id in text and "flops/C" in text
+
+
+def test_cli_dry_run(tmp_path):
+    out = tmp_path / "sweep"
+    proc = subprocess.run(
+        [sys.executable, "sweeps/isoflop.py", "--model", "transformer", "--budgets", "2e11,5e11", "--rules",
+         "cpu-smoke", "--out", str(out), "--dry-run", "--set", "train.lr_scale=2"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = pd.read_csv(out / "plan.csv")
+    assert sorted(set(table["budget"])) == [2e11, 5e11]
+    assert "transformer-C2e11-" in proc.stdout and "flops/C" in proc.stdout
+    assert not (out / "runs").exists() and not (out / "results.csv").exists()  # nothing trained
+    bad = subprocess.run([sys.executable, "-m", "sweeps.isoflop", "--model", "transformer", "--budgets", "1e12,x",
+                          "--out", str(out), "--dry-run"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "error: --budgets: 'x' is not a number" in bad.stderr

@@ -1,0 +1,124 @@
+"""results.csv bookkeeping (atomic, locked, one row per run) and failure handling of `execute_run`."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import pytest
+
+from dnahnet.train import RunResult
+from sweeps import ladders as lad
+from sweeps.plan import plan_family
+from sweeps.runner import (
+    RESULT_COLUMNS,
+    checkpoint_step,
+    describe,
+    execute_run,
+    read_results,
+    record_result,
+    results_by_id,
+)
+
+
+def _writer(path: str, worker: int, n: int) -> None:
+    for i in range(n):
+        record_result(Path(path), {"run_id": f"w{worker}-r{i}", "status": "ok", "val_loss": i})
+        record_result(Path(path), {"run_id": "shared", "status": "ok", "val_loss": worker})
+
+
+def test_concurrent_writers_lose_and_duplicate_nothing(tmp_path):
+    """Read-modify-write from 4 processes at once: without the flock, rows get lost."""
+    path = tmp_path / "results.csv"
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(str(path), w, 25)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    rows = read_results(path)
+    ids = [r["run_id"] for r in rows]
+    assert len(ids) == len(set(ids)) == 4 * 25 + 1
+    assert list(rows[0].keys()) == list(RESULT_COLUMNS)
+    assert not list(tmp_path.glob(".results.csv.*"))  # no temporary file left behind
+
+
+def test_record_replaces_the_row_of_a_run(tmp_path):
+    path = tmp_path / "results.csv"
+    record_result(path, {"run_id": "a", "status": "failed", "error": "boom"})
+    record_result(path, {"run_id": "b", "status": "ok"})
+    record_result(path, {"run_id": "a", "status": "ok", "error": ""})
+    rows = results_by_id(path)
+    assert set(rows) == {"a", "b"} and rows["a"]["status"] == "ok" and rows["a"]["error"] == ""
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return plan_family("transformer", None, lad.get_ladder("cpu-smoke"))[0]
+
+
+def test_a_raising_run_is_recorded_as_failed(tmp_path, spec):
+    def exploding(*args, **kwargs):
+        raise FloatingPointError("non-finite training loss nan at step 3")
+
+    row = execute_run(spec, tmp_path, train_fn=exploding)
+    assert row["status"] == "failed" and "FloatingPointError" in row["error"]
+    stored = results_by_id(tmp_path / "results.csv")[spec.run_id]
+    assert stored["status"] == "failed" and "nan at step 3" in stored["error"]
+    assert "FloatingPointError" in (tmp_path / "runs" / spec.run_id / "error.log").read_text()
+    assert describe(stored).endswith("FAILED (FloatingPointError: non-finite training loss nan at step 3)")
+
+
+def test_an_ok_run_records_its_result(tmp_path, spec):
+    seen = {}
+
+    def fake(family, model_cfg, train_cfg, data_cfg, run_dir, **kwargs):
+        seen.update(family=family, steps=train_cfg.max_steps, batch=data_cfg.batch_size, run_dir=run_dir)
+        return RunResult("ok", 1.25, 1.25 / 0.6931471805599453, spec.tokens, spec.flops * 1.01, spec.flops,
+                         spec.params, spec.params_non_embedding, spec.steps, 3.0)
+
+    row = execute_run(spec, tmp_path, train_fn=fake)
+    assert seen == {"family": "transformer", "steps": spec.steps, "batch": spec.batch,
+                    "run_dir": tmp_path.resolve() / "runs" / spec.run_id}
+    stored = results_by_id(tmp_path / "results.csv")[spec.run_id]
+    assert stored["status"] == "ok" and float(stored["val_loss"]) == 1.25
+    assert float(stored["flops"]) == pytest.approx(spec.flops * 1.01)  # the run's actual FLOPs
+    assert float(stored["budget"]) == spec.budget and stored["run_dir"] == str(seen["run_dir"])
+    assert "val 1.2500 nats/nt" in describe(row)
+
+
+def test_non_finite_validation_is_a_failure(tmp_path, spec):
+    def nan_val(*args, **kwargs):
+        return RunResult("ok", float("nan"), float("nan"), 1, 1.0, 1.0, 1, 1, 1, 1.0)
+
+    assert execute_run(spec, tmp_path, train_fn=nan_val)["status"] == "failed"
+
+
+def test_a_changed_config_is_refused_not_resumed(tmp_path, spec):
+    import yaml
+
+    run_dir = tmp_path / "runs" / spec.run_id
+    run_dir.mkdir(parents=True)
+    model_cfg, train_cfg, data_cfg = spec.configs()
+    from dnahnet.train import resolved_config
+
+    cfg = resolved_config(spec.family, spec.preset, spec.variant, model_cfg, train_cfg, data_cfg)
+    cfg["train"]["lr"] = spec.lr * 2
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    called = []
+    row = execute_run(spec, tmp_path, train_fn=lambda *a, **k: called.append(1))
+    assert not called and row["status"] == "failed" and "different configuration" in row["error"]
+    assert "train.lr" in row["error"]
+
+
+def test_corrupt_checkpoint_is_set_aside(tmp_path):
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"PK\x03\x04 truncated")
+    assert checkpoint_step(tmp_path) is None
+    assert not ckpt.exists() and list(ckpt.parent.glob("last.corrupt-*.ckpt"))
+    import torch
+
+    torch.save({"global_step": 42}, ckpt)
+    assert checkpoint_step(tmp_path) == 42
