@@ -129,6 +129,19 @@ def plan_from_args(args) -> list[RunSpec]:
     return specs
 
 
+def _merge_plan(out: Path, specs: list[RunSpec]) -> list[RunSpec]:
+    """The plan to write: with --only, the runs already in OUT/plan.json stay listed (updated if re-planned)."""
+    from sweeps.plan import read_plan
+
+    try:
+        old = read_plan(out) if (out / "plan.json").is_file() else []
+    except ValueError:
+        old = []
+    new = {s.run_id: s for s in specs}
+    merged = [new.pop(s.run_id, s) for s in old]
+    return merged + list(new.values())
+
+
 def prepare_data(spec: RunSpec) -> None:
     """Build (or open) the token store once, before any worker starts (they would race to build it)."""
     from dnahnet.data import GenomeDataModule
@@ -192,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     rank0 = global_rank() == 0
     if rank0:
-        csv_path, _ = write_plan(specs, out, meta={"argv": sys.argv, "ladder": specs[0].ladder})
+        csv_path, _ = write_plan(_merge_plan(out, specs) if args.only else specs, out,
+                                 meta={"argv": sys.argv, "ladder": specs[0].ladder})
         print(format_table(specs))
         print(f"\n{len(specs)} runs, {sum(s.flops for s in specs):.3g} training FLOPs in total; plan: {csv_path}")
     if args.dry_run:

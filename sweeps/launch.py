@@ -54,9 +54,11 @@ def _bar(total: int, initial: int, desc: str, enabled: bool, position: int = 0):
 def _worker_env(extra: dict | None = None) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    # Never inherit a parent's distributed identity: the worker's Lightning starts its own ranks.
-    for key in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK",
-                "LOCAL_WORLD_SIZE"):
+    # Never inherit a parent's distributed identity (nor a SLURM allocation's, e.g. a sweep started inside
+    # sbatch): the worker's Lightning starts its own ranks.
+    for key in [k for k in env if k.startswith("SLURM_")] + [
+            "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK",
+            "LOCAL_WORLD_SIZE"]:
         env.pop(key, None)
     env.update(extra or {})
     return env
@@ -87,7 +89,7 @@ def run_local(specs: list[RunSpec], sweep_dir: Path, done: int, total: int, prog
             else:
                 row = execute_run(spec, sweep_dir, callbacks=[step_bar_callback(steps)] if progress else [])
             rows.append(row)
-            (log.info if row["status"] == "ok" else log.warning)("[%d/%d] %s", bar.n + 1, total, describe(row))
+            (log.info if row["status"] == "ok" else log.warning)("[%d/%d] %s", done + len(rows), total, describe(row))
             bar.update(1)
     finally:
         steps.close()
@@ -168,7 +170,7 @@ def run_local_gpus(specs: list[RunSpec], sweep_dir: Path, done: int, total: int,
                 code = proc.returncode
                 row = _finish(spec, sweep_dir, code, "" if code == 0 else f"worker exited with code {code} (log: {log_path})")
                 rows.append(row)
-                (log.info if row["status"] == "ok" else log.warning)("[%d/%d] %s", bar.n + 1, total, describe(row))
+                (log.info if row["status"] == "ok" else log.warning)("[%d/%d] %s", done + len(rows), total, describe(row))
                 bar.update(1)
     except BaseException:
         for proc, (_, _, fh, _) in running.items():
@@ -312,7 +314,7 @@ def run_slurm(specs: list[RunSpec], sweep_dir: Path, done: int, total: int, opts
                     why = f"job {job.job_id} failed: {str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else type(exc).__name__}"
                 row = _finish(spec, sweep_dir, None, why or f"job {job.job_id} recorded no result")
                 rows.append(row)
-                (log.info if row["status"] == "ok" else log.warning)("[%d/%d] %s", bar.n + 1, total, describe(row))
+                (log.info if row["status"] == "ok" else log.warning)("[%d/%d] %s", done + len(rows), total, describe(row))
                 bar.update(1)
             if pending:
                 time.sleep(poll_s)

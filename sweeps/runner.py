@@ -126,6 +126,8 @@ def checkpoint_step(run_dir: Path) -> int | None:
         ckpt = torch.load(last, map_location="cpu", mmap=True, weights_only=False)
         return int(ckpt.get("global_step", 0))
     except Exception as exc:  # a truncated or corrupt file: train_run would crash on it
+        if global_rank() != 0:  # rank 0 sets it aside
+            return None
         aside = last.with_name(f"last.corrupt-{int(time.time())}.ckpt")
         log.warning("%s is unreadable (%s); moved to %s, the run restarts", last, exc, aside.name)
         os.replace(last, aside)

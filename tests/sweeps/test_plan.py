@@ -123,7 +123,7 @@ def test_plan_files_round_trip(tmp_path):
     assert specs[0].run_id in text and "flops/C" in text
 
 
-def test_cli_dry_run(tmp_path):
+def test_cli_dry_run(tmp_path, capsys):
     out = tmp_path / "sweep"
     proc = subprocess.run(
         [sys.executable, "sweeps/isoflop.py", "--model", "transformer", "--budgets", "2e11,5e11", "--rules",
@@ -135,6 +135,10 @@ def test_cli_dry_run(tmp_path):
     assert sorted(set(table["budget"])) == [2e11, 5e11]
     assert "transformer-C2e11-" in proc.stdout and "flops/C" in proc.stdout
     assert not (out / "runs").exists() and not (out / "results.csv").exists()  # nothing trained
-    bad = subprocess.run([sys.executable, "-m", "sweeps.isoflop", "--model", "transformer", "--budgets", "1e12,x",
-                          "--out", str(out), "--dry-run"], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "error: --budgets: 'x' is not a number" in bad.stderr
+    from sweeps.isoflop import main
+
+    capsys.readouterr()
+    assert main(["--model", "transformer", "--budgets", "1e12,x", "--out", str(out), "--dry-run"]) == 2
+    assert "error: --budgets: 'x' is not a number" in capsys.readouterr().err
+    assert main(["--model", "transformer", "--variant", "3,2", "--out", str(out), "--dry-run"]) == 2
+    assert "has variants (none)" in capsys.readouterr().err
