@@ -24,13 +24,13 @@ class FlopsPerToken:
     training: float  # forward + backward (3 x forward)
 
     @classmethod
-    def from_forward(cls, forward: float) -> "FlopsPerToken":
+    def from_forward(cls, forward: float) -> FlopsPerToken:
         return cls(forward=float(forward), training=3.0 * float(forward))
 
-    def __add__(self, other: "FlopsPerToken") -> "FlopsPerToken":
+    def __add__(self, other: FlopsPerToken) -> FlopsPerToken:
         return FlopsPerToken(self.forward + other.forward, self.training + other.training)
 
-    def scale(self, factor: float) -> "FlopsPerToken":
+    def scale(self, factor: float) -> FlopsPerToken:
         return FlopsPerToken(self.forward * factor, self.training * factor)
 
 

@@ -153,8 +153,10 @@ class LitLM(L.LightningModule):
         self.val_loss_sum.reset()
         self.val_token_count.reset()
         loss = total / count.clamp_min(1)
-        self.log_dict({"val/loss": loss, "val/bpn": loss / LN2, "val/ppl": torch.exp(loss)}, prog_bar=True)
-        self.log_dict({"tokens": float(self.tokens_seen), "flops": float(self.flops_actual)})
+        # Already reduced across ranks by the SumMetrics; sync_dist only silences Lightning's warning.
+        self.log_dict({"val/loss": loss, "val/bpn": loss / LN2, "val/ppl": torch.exp(loss)}, prog_bar=True,
+                      sync_dist=True)
+        self.log_dict({"tokens": float(self.tokens_seen), "flops": float(self.flops_actual)}, sync_dist=True)
 
     # ------------------------------------------------------------------ parallelism
     def configure_model(self) -> None:

@@ -7,8 +7,9 @@ that `build_model("stripedhyena")` works without the caller importing anything.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from dnahnet import config as cfglib
 

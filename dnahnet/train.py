@@ -242,9 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="run directory (config, metrics.csv, checkpoints)")
     parser.add_argument("--data-dir", default=None, help="data directory (else $DNAHNET_DATA_DIR, ../shared/data)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's; use 1 on a shared or busy machine)")
     parser.add_argument("overrides", nargs="*", help="model.KEY=VALUE, train.KEY=VALUE, data.KEY=VALUE")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     DataConfig, _ = _data_api()
     try:
         overrides = _split_overrides(args.overrides)

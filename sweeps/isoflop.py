@@ -32,7 +32,7 @@ if __package__ in (None, ""):  # run as `python sweeps/isoflop.py`: make the rep
 from sweeps import ladders as ladlib  # noqa: E402
 from sweeps.launch import LAUNCHERS, SlurmOptions, parse_slurm_time, run_local, run_local_gpus, run_slurm  # noqa: E402
 from sweeps.plan import RunSpec, format_table, load_overrides, plan_family, write_plan  # noqa: E402
-from sweeps.runner import global_rank, quiet_lightning, results_by_id  # noqa: E402
+from sweeps.runner import cpu_threads, global_rank, quiet_lightning, results_by_id  # noqa: E402
 
 log = logging.getLogger("sweeps")
 
@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--strategy", default="auto", choices=("auto", "ddp", "fsdp", "fsdp2"), help="parallelism")
     d.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "gpu"), help="Lightning accelerator")
     d.add_argument("--precision", default="auto", help="Lightning precision (auto: bf16-mixed on GPU, 32 on CPU)")
+    d.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per training process (default: $OMP_NUM_THREADS, else 1 without CUDA: "
+                        "the CPU ladders' tiny models run fastest on one thread)")
     lg = p.add_argument_group("launchers")
     lg.add_argument("--launcher", default="local", choices=LAUNCHERS, help="where runs execute (default local)")
     lg.add_argument("--gpus", type=int, default=None, help="local-gpus: GPUs to use (default: all visible)")
@@ -151,9 +154,12 @@ def prepare_data(spec: RunSpec) -> None:
 
 
 def run_sweep(specs: list[RunSpec], out_dir: str | Path, launcher: str = "local", retry_failed: bool = False,
-              progress: bool = True, gpus: int | None = None, slurm: SlurmOptions | None = None) -> list[dict]:
-    """Run every planned run that has no result yet; returns the rows of results.csv for the plan."""
+              progress: bool = True, gpus: int | None = None, slurm: SlurmOptions | None = None,
+              threads: int | None = None) -> list[dict]:
+    """Run every planned run that has no result yet; returns the rows of results.csv for the plan.
+    `threads`: CPU threads per training process (default: `runner.cpu_threads`, 1 without CUDA)."""
     out_dir = Path(out_dir).resolve()
+    threads = cpu_threads(threads)
     finished = results_by_id(out_dir / "results.csv")
     skip = {"ok", "failed"} if not retry_failed else {"ok"}
     todo = [s for s in specs if finished.get(s.run_id, {}).get("status") not in skip]
@@ -164,11 +170,11 @@ def run_sweep(specs: list[RunSpec], out_dir: str | Path, launcher: str = "local"
         if launcher != "local" or todo[0].world_size > 1:
             prepare_data(todo[0])
         if launcher == "local":
-            run_local(todo, out_dir, done, len(specs), progress)
+            run_local(todo, out_dir, done, len(specs), progress, threads=threads)
         elif launcher == "local-gpus":
-            run_local_gpus(todo, out_dir, done, len(specs), gpus=gpus, progress=progress)
+            run_local_gpus(todo, out_dir, done, len(specs), gpus=gpus, progress=progress, threads=threads)
         elif launcher == "slurm":
-            run_slurm(todo, out_dir, done, len(specs), slurm or SlurmOptions(), progress=progress)
+            run_slurm(todo, out_dir, done, len(specs), slurm or SlurmOptions(), progress=progress, threads=threads)
         else:
             raise ValueError(f"--launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
     rows = results_by_id(out_dir / "results.csv")
@@ -214,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_lightning()
     try:
         rows = run_sweep(specs, out, launcher=args.launcher, retry_failed=args.retry_failed,
-                         progress=rank0 and not args.no_progress, gpus=args.gpus, slurm=slurm)
+                         progress=rank0 and not args.no_progress, gpus=args.gpus, slurm=slurm, threads=args.threads)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

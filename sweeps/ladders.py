@@ -4,8 +4,10 @@ A **ladder** (`Ladder`) names the budgets of a sweep and the recipe rules every 
 length, models per budget, how wide a range of sizes each budget spans, batch size and learning rate as
 functions of model size, validation windows, checkpoint spacing. Named ladders:
 
-    cpu-smoke  3 budgets x 3 tiny models, context 256: minutes on 2 CPU cores (the demo, the tests)
-    cpu        4 budgets x 5 small models, context 512: about an hour on 2 CPU cores
+    cpu-smoke  3 budgets x 3 tiny models, context 256: measured 2.5 min (transformer) and 6.7 min
+               (dnaHNet) on 2 CPU cores, one thread per run (the demo, the tests)
+    cpu        4 budgets x 5 small models, context 512: about an hour on 2 CPU cores (estimated from
+               cpu-smoke throughput: transformer ~40 min, dnaHNet ~80 min)
     paper      4e18 .. 8e19 FLOPs x 7 models, context 8192 (the dnaHNet paper's range; GPU clusters)
 
 A **size rule** (`SizeRule`, one per family) turns a (width, depth) pair into model-config overrides of
@@ -19,7 +21,8 @@ in parameters); each family prefers a depth for each width:
   encoders/decoders keep their layout and the main Transformer's depth is chosen so that it holds ~70%
   of the non-embedding parameters (DESIGN.md section 2), which fixes depth ~ constant across widths as in
   the paper's presets. Small widths use the `tiny` preset's layout and Mamba-2 settings, larger ones the
-  paper's appendix layout `["m4", ["T1m4", ["T{n}"], "m4T1"], "m4"]`.
+  paper's appendix layout `["m4", ["T1m4", ["T{n}"], "m4T1"], "m4"]`. Every variant takes the depth of
+  the full two-stage layout (variant "3" is that model without the inner stage's encoder and decoder).
 
 For a budget C the ladder is centred on the size N_c where tokens / parameters = the family's
 `center_tokens_per_param` (solved with the family's exact FLOPs per token at the context length), and

@@ -75,23 +75,32 @@ def _finish(spec: RunSpec, sweep_dir: Path, returncode: int | None, why: str = "
 
 
 # ------------------------------------------------------------------------------------ local
-def run_local(specs: list[RunSpec], sweep_dir: Path, done: int, total: int, progress: bool = True) -> list[dict]:
-    """One run after another; multi-device runs each in a fresh worker process."""
+def run_local(specs: list[RunSpec], sweep_dir: Path, done: int, total: int, progress: bool = True,
+              threads: int | None = None) -> list[dict]:
+    """One run after another; multi-device runs each in a fresh worker process. `threads`: CPU threads
+    per process (None: torch's default)."""
+    import torch
+
     rows = []
     bar = _bar(total, done, "runs", progress)
     steps = _bar(0, 0, "steps", progress, position=1)
     steps.unit = "step"
+    saved_threads = torch.get_num_threads()
+    env = {"OMP_NUM_THREADS": str(threads)} if threads else {}
     try:
+        if threads:
+            torch.set_num_threads(threads)
         for spec in specs:
             bar.set_description(f"runs ({spec.run_id})")
             if spec.world_size > 1:
-                row = _run_subprocess(spec, sweep_dir)
+                row = _run_subprocess(spec, sweep_dir, env)
             else:
                 row = execute_run(spec, sweep_dir, callbacks=[step_bar_callback(steps)] if progress else [])
             rows.append(row)
             (log.info if row["status"] == "ok" else log.warning)("[%d/%d] %s", done + len(rows), total, describe(row))
             bar.update(1)
     finally:
+        torch.set_num_threads(saved_threads)
         steps.close()
         bar.close()
     return rows
@@ -131,7 +140,7 @@ def _terminate(proc: subprocess.Popen) -> None:
 
 # ------------------------------------------------------------------------------------ local GPUs
 def run_local_gpus(specs: list[RunSpec], sweep_dir: Path, done: int, total: int, gpus: int | None = None,
-                   progress: bool = True, poll_s: float = 0.5) -> list[dict]:
+                   progress: bool = True, poll_s: float = 0.5, threads: int | None = None) -> list[dict]:
     """A work queue over `gpus` GPUs: one worker process per run, `devices` GPUs per worker."""
     if gpus is None:
         import torch
@@ -147,7 +156,8 @@ def run_local_gpus(specs: list[RunSpec], sweep_dir: Path, done: int, total: int,
     slots = [list(range(i * per_run, (i + 1) * per_run)) for i in range(gpus // per_run)]
     # CPU threads per worker: share the cores instead of oversubscribing them (spinning OpenMP threads of
     # concurrent workers slow each other down by orders of magnitude on a small machine).
-    threads = {} if "OMP_NUM_THREADS" in os.environ else {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // len(slots)))}
+    per_worker = threads or (None if "OMP_NUM_THREADS" in os.environ else max(1, (os.cpu_count() or 1) // len(slots)))
+    threads_env = {"OMP_NUM_THREADS": str(per_worker)} if per_worker else {}
     queue, running, rows = deque(specs), {}, []
     bar = _bar(total, done, f"runs on {gpus} GPU(s)", progress)
     try:
@@ -157,7 +167,7 @@ def run_local_gpus(specs: list[RunSpec], sweep_dir: Path, done: int, total: int,
                 log_path = run_dir_of(spec, sweep_dir).with_suffix(".log")
                 log_path.parent.mkdir(parents=True, exist_ok=True)
                 fh = open(log_path, "ab")
-                env = _worker_env({"CUDA_VISIBLE_DEVICES": ",".join(map(str, slot)), **threads})
+                env = _worker_env({"CUDA_VISIBLE_DEVICES": ",".join(map(str, slot)), **threads_env})
                 proc = subprocess.Popen(_worker_cmd(spec, sweep_dir), env=env, cwd=REPO_ROOT, stdout=fh,
                                         stderr=subprocess.STDOUT, start_new_session=True)
                 running[proc] = (spec, slot, fh, log_path)
@@ -267,18 +277,33 @@ def build_executor(sweep_dir: Path, specs: list[RunSpec], opts: SlurmOptions):
     return executor
 
 
-def submit_jobs(specs: list[RunSpec], sweep_dir: Path, opts: SlurmOptions):
+def submit_jobs(specs: list[RunSpec], sweep_dir: Path, opts: SlurmOptions, threads: int | None = None):
     """Submit one job per run (or one array); returns [(spec, job)] and writes DIR/slurm_jobs.csv."""
     import csv
 
+    import torch
+
     executor = build_executor(sweep_dir, specs, opts)
-    os.environ["PYTHONPATH"] = _worker_env()["PYTHONPATH"]  # jobs unpickle `sweeps`: make it importable
+    # Jobs unpickle `sweeps`: make it importable; local jobs inherit this environment at submission.
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "OMP_NUM_THREADS")}
+    os.environ["PYTHONPATH"] = _worker_env()["PYTHONPATH"]
+    if opts.executor == "local" and threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    if opts.executor == "debug" and threads:  # debug jobs run in this process
+        torch.set_num_threads(threads)
     args = [(str(sweep_dir), s.to_json()) for s in specs]
-    if opts.array:
-        with executor.batch():
+    try:
+        if opts.array:
+            with executor.batch():
+                jobs = [executor.submit(RunJob(), *a) for a in args]
+        else:
             jobs = [executor.submit(RunJob(), *a) for a in args]
-    else:
-        jobs = [executor.submit(RunJob(), *a) for a in args]
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     path = sweep_dir / "slurm_jobs.csv"
     new = not path.exists()
     with open(path, "a", newline="") as fh:
@@ -293,8 +318,8 @@ def submit_jobs(specs: list[RunSpec], sweep_dir: Path, opts: SlurmOptions):
 
 
 def run_slurm(specs: list[RunSpec], sweep_dir: Path, done: int, total: int, opts: SlurmOptions,
-              progress: bool = True, poll_s: float = 2.0) -> list[dict]:
-    submitted = submit_jobs(specs, sweep_dir, opts)
+              progress: bool = True, poll_s: float = 2.0, threads: int | None = None) -> list[dict]:
+    submitted = submit_jobs(specs, sweep_dir, opts, threads if opts.executor != "slurm" else None)
     if not opts.wait:
         return []
     rows, pending = [], list(submitted)

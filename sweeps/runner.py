@@ -105,6 +105,24 @@ def global_rank() -> int:
     return node * int(os.environ.get("LOCAL_WORLD_SIZE", 1)) + local if (local or node) else 0
 
 
+def cpu_threads(requested: int | None = None) -> int | None:
+    """Intra-op CPU threads for training: `requested`, else $OMP_NUM_THREADS, else 1 on a machine without
+    CUDA (None: leave torch's default, for GPU runs).
+
+    Why 1: the sweep's CPU models are tiny, and torch's OpenMP threads spin-wait at every parallel region;
+    on a small machine shared with other work, two threads made tiny-model steps ~50x slower than one.
+    """
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"--threads must be >= 1, got {requested}")
+        return int(requested)
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return int(os.environ["OMP_NUM_THREADS"])
+    import torch
+
+    return None if torch.cuda.is_available() else 1
+
+
 def run_dir_of(spec: RunSpec, sweep_dir: str | os.PathLike) -> Path:
     return Path(sweep_dir).resolve() / "runs" / spec.run_id
 
@@ -273,8 +291,11 @@ def worker_main(argv: list[str] | None = None) -> int:
         print(f"error: run {args.run_id!r} is not in {Path(args.sweep_dir) / 'plan.json'}", file=sys.stderr)
         return 2
     row = execute_run(specs[args.run_id], args.sweep_dir)
+    import torch.distributed as dist
+
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     if global_rank() == 0:
-        log.info("%s", describe(row))
+        log.info("%s (%d training process%s)", describe(row), world, "" if world == 1 else "es")
     return 0 if row["status"] == "ok" else 1
 
 

@@ -5,8 +5,8 @@ import math
 import torch
 
 import dnahnet
-from dnahnet.lit import LitLM, TrainConfig, param_groups
 from dnahnet import config as cfglib
+from dnahnet.lit import LitLM, TrainConfig, param_groups
 
 
 def test_no_weight_decay_on_norms_biases_embeddings():

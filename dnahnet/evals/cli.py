@@ -13,13 +13,13 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dnahnet.config import atomic_write_text
 from dnahnet.evals.scoring import Scorer
 
 log = logging.getLogger(__name__)
@@ -84,20 +84,6 @@ def scorer_from_args(args: argparse.Namespace) -> tuple[Scorer, dict]:
 
 
 # ------------------------------------------------------------------------------------------------ outputs
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

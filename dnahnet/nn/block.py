@@ -85,7 +85,7 @@ class BlockStack(nn.Module):
         self.norm_f = RMSNorm(d_model) if final_norm else None
 
     @classmethod
-    def from_letters(cls, letters: str, spec: BlockSpec, final_norm: bool = True) -> "BlockStack":
+    def from_letters(cls, letters: str, spec: BlockSpec, final_norm: bool = True) -> BlockStack:
         return cls([make_block(c, spec, i) for i, c in enumerate(letters)], spec.d_model, final_norm)
 
     def forward(self, x: torch.Tensor, cache: list | None = None) -> torch.Tensor:

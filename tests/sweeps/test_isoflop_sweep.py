@@ -135,7 +135,7 @@ def test_nan_loss_is_recorded_as_failed(tmp_path):
 @pytest.mark.slow
 def test_killed_sweep_resumes_the_interrupted_run(tmp_path, counting_train_run):
     out = tmp_path / "sweep"
-    args = sweep_args(tmp_path, out, "4e9")
+    args = sweep_args(tmp_path, out, "1.6e10")  # runs of 150-470 steps, a checkpoint every 15%
     plan = isoflop.plan_from_args(isoflop.build_parser().parse_args(args))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     log_path = tmp_path / "sweep.log"
