@@ -170,3 +170,20 @@ def test_bad_shapes_raise(bad, match):
     inp.update(bad)
     with pytest.raises(ValueError, match=match):
         ssd_chunked(**inp, chunk_size=4)
+
+
+def test_inference_chunk_groups_equal_the_batched_intra_chunk_path():
+    """Under no_grad, long inputs compute the intra-chunk blocks a group of chunks at a time
+    (bounded memory); the result must equal the all-at-once path used with gradients."""
+    from dnahnet.nn import ssd
+
+    torch.manual_seed(0)
+    b, L, h, p, g, n, q = 2, 8 * (ssd.INFERENCE_CHUNK_GROUP + 3) + 5, 4, 8, 2, 16, 8
+    x, dt = torch.randn(b, L, h, p), torch.rand(b, L, h) * 0.5
+    A, B, C = -torch.rand(h) * 4, torch.randn(b, L, g, n), torch.randn(b, L, g, n)
+    with torch.no_grad():
+        grouped = ssd.ssd_chunked(x, dt, A, B, C, chunk_size=q)
+    with torch.enable_grad():
+        whole = ssd.ssd_chunked(x, dt, A, B, C, chunk_size=q)
+    assert torch.equal(grouped.y, whole.y.detach())
+    assert torch.equal(grouped.final_state, whole.final_state.detach())
