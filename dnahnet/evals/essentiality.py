@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
+from dnahnet.data.ingest import parse_name
 from dnahnet.evals.cli import (
     ScoreCache,
     add_model_args,
@@ -239,14 +240,6 @@ def evaluate_essentiality(scorer: Scorer, organisms: list[Organism], out_dir: Pa
     return summary
 
 
-def _stem(path: Path) -> str:
-    """A genome file's name without compression and format suffixes (GCF_000005845.2_ASM584v2_genomic)."""
-    name = Path(path).name
-    for suffix in (".gz", ".xz", ".bz2", ".fna", ".fasta", ".fa", ".gbff", ".gbk", ".gb"):
-        name = name[: -len(suffix)] if name.endswith(suffix) else name
-    return name
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dnahnet.evals.essentiality", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -270,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
     if len(args.annotation) != n or len(args.labels) != n:
         raise SystemExit(f"error: give --genome, --annotation and --labels together ({n}, {len(args.annotation)}, "
                          f"{len(args.labels)} given)")
-    names = args.name or [_stem(g) for g in args.genome]
+    names = args.name or [parse_name(Path(g))[0] for g in args.genome]
     if len(names) != n or len(set(names)) != n:
         raise SystemExit("error: pass one distinct --name per --genome")
     if args.window < 2 * (CASSETTE_OFFSET + len(STOP_CASSETTE)):
