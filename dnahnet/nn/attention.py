@@ -105,10 +105,29 @@ class Attention(nn.Module):
                 q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=True, window_size=window
             )
             return y.transpose(1, 2)
-        mask = sliding_window_mask(q.shape[2], self.window, q.device)
-        if mask is None:
+        L = q.shape[2]
+        if self.window is None or self.window + 1 >= L:
             return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if L <= 2 * (self.window + 1):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=sliding_window_mask(L, self.window, q.device))
+        return self._local_attention(q, k, v)
+
+    def _local_attention(self, q, k, v) -> torch.Tensor:
+        """Sliding-window attention in query blocks of window + 1 positions: each block attends to
+        itself and the block before it, so time and memory grow as L x window, not L x L (a dense
+        masked SDPA would materialise L x L scores per head)."""
+        L, block = q.shape[2], self.window + 1
+        pos = torch.arange(2 * block, device=q.device)
+        out = []
+        for start in range(0, L, block):
+            stop, lo = min(start + block, L), max(0, start - block)
+            qi = pos[start - lo : stop - lo, None]  # query positions relative to lo
+            kj = pos[None, : stop - lo]  # key positions relative to lo
+            mask = (kj <= qi) & (qi - kj <= self.window)  # (Bq, Bk)
+            out.append(F.scaled_dot_product_attention(
+                q[:, :, start:stop], k[:, :, lo:stop], v[:, :, lo:stop], attn_mask=mask
+            ))  # (B, H, Bq, dh)
+        return torch.cat(out, dim=2)
 
     # ------------------------------------------------------------------ decoding
     def allocate_cache(self, batch_size: int, max_seqlen: int, device=None, dtype=None) -> AttentionCache:

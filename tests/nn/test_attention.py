@@ -81,3 +81,21 @@ def test_bad_arguments_are_named():
         Attention(32, 4, rotary_dim=16)
     with pytest.raises(RuntimeError, match="kernel"):
         Attention(32, 4, backend="kernel")(torch.randn(1, 3, 32))
+
+
+def test_long_sliding_window_uses_blocks_and_matches_dense_mask():
+    """Beyond 2 (window + 1) positions, attention runs in query blocks (memory L x window); it must
+    equal the dense masked computation, gradients included."""
+    torch.manual_seed(3)
+    attn = Attention(16, 2, rotary_dim=4, window=4, backend="torch")
+    x = torch.randn(2, 53, 16, requires_grad=True)
+    blocked = attn(x)
+    q, k, v = attn._qkv(x, torch.arange(53))
+    from dnahnet.nn.attention import sliding_window_mask
+
+    dense = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=sliding_window_mask(53, 4, x.device))
+    dense = attn.out_proj(dense.transpose(1, 2).reshape(2, 53, 16))
+    assert torch.allclose(blocked, dense, atol=1e-6)
+    g1 = torch.autograd.grad(blocked.sum(), x)[0]
+    g2 = torch.autograd.grad(dense.sum(), x)[0]
+    assert torch.allclose(g1, g2, atol=1e-5)
