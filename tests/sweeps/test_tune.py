@@ -305,7 +305,9 @@ def test_two_workers_share_one_study(corpus, tmp_path):
 @pytest.mark.slow
 def test_a_dead_workers_trial_is_retried_and_resumes_its_run(corpus, tmp_path, caplog):
     out = tmp_path / "crash"
-    budget = 24 * 4 * SEQ_LEN * FPT  # 24 steps at batch 4; a checkpoint every 8
+    # 96 steps at batch 4 with a checkpoint every 8: long enough that the worker is killed mid-trial
+    # even on an idle machine (with 24 steps it could finish before the first stable checkpoint).
+    budget = 96 * 4 * SEQ_LEN * FPT
     args = cli_args(corpus, out, 1, "--batch-sizes", "4", "--budget", repr(budget), "--heartbeat", "1",
                     "--pruner", "none", settings=("train.ckpt_every=8",))
     worker = subprocess.Popen([sys.executable, str(ROOT / "sweeps" / "tune.py"), *args], cwd=ROOT,
@@ -333,5 +335,5 @@ def test_a_dead_workers_trial_is_retried_and_resumes_its_run(corpus, tmp_path, c
     assert retry.system_attrs["failed_trial"] == 0
     assert "resuming" in caplog.text and "trial_0" in caplog.text  # from the dead trial's checkpoint
     result = json.loads((out / "trials" / "trial_0" / "result.json").read_text())
-    assert result["steps"] == 24 and result["tokens"] == 24 * 4 * SEQ_LEN  # counters survived the crash
+    assert result["steps"] == 96 and result["tokens"] == 96 * 4 * SEQ_LEN  # counters survived the crash
     assert not (out / "trials" / "trial_1").exists()
