@@ -4,7 +4,7 @@ the scaling-law analysis of all of them.
     python -m sweeps.demo --out demo            # every family; DIR/sweeps/<family>/, DIR/analysis/
     python -m sweeps.demo --out demo --families transformer,dnahnet --data-dir ../shared/data
 
-`run_demo(out_dir, families, data_dir)` is what `dnahnet/demo.py` calls. Rerunning resumes: finished runs
+`run_demo(out_dir, families, data_dir)` is what `dnahnet/demo.py` (`make demo`) calls. Rerunning resumes: finished runs
 are skipped, an interrupted one continues from its checkpoint.
 """
 
