@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+from synthetic_corpus import markov_corpus
 
 from sweeps import isoflop
 from sweeps.runner import read_results, results_by_id
@@ -24,18 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 def make_corpus(root: Path, genomes: int = 4, length: int = 30_000, seed: int = 0) -> Path:
     """Synthetic genomes with learnable structure (first-order Markov: the successor nucleotide with
     probability 0.7), one FASTA per genome: 2 train, 1 validation, 1 test genome."""
-    rng = np.random.default_rng(seed)
-    for g in range(genomes):
-        x = np.empty(length, dtype=np.int64)
-        x[0] = rng.integers(4)
-        keep, rand = rng.random(length) < 0.7, rng.integers(0, 4, length)
-        for t in range(1, length):
-            x[t] = (x[t - 1] + 1) % 4 if keep[t] else rand[t]
-        seq = "".join("ACGT"[i] for i in x)
-        body = "\n".join(seq[i:i + 80] for i in range(0, length, 80))
-        (root / f"genome{g}.fasta").parent.mkdir(parents=True, exist_ok=True)
-        (root / f"genome{g}.fasta").write_text(f">G{g}_chr synthetic genome {g}\n{body}\n")
-    return root
+    return markov_corpus(root, genomes, length, seed, file_name="genome{g}.fasta", header="G{g}_chr synthetic genome {g}")
 
 
 def sweep_args(tmp_path: Path, out: Path, budgets: str = "4e9,8e9", *extra: str) -> list[str]:

@@ -7,8 +7,8 @@ import logging
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
+from synthetic_corpus import markov_corpus
 
 from sweeps import isoflop
 from sweeps.launch import SlurmOptions, build_executor, parse_slurm_time
@@ -20,17 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def make_corpus(root: Path, genomes: int = 4, length: int = 20_000, seed: int = 1) -> Path:
     """Synthetic Markov genomes (the successor nucleotide with probability 0.7), one FASTA each."""
-    rng = np.random.default_rng(seed)
-    for g in range(genomes):
-        x = np.empty(length, dtype=np.int64)
-        x[0] = rng.integers(4)
-        keep, rand = rng.random(length) < 0.7, rng.integers(0, 4, length)
-        for t in range(1, length):
-            x[t] = (x[t - 1] + 1) % 4 if keep[t] else rand[t]
-        seq = "".join("ACGT"[i] for i in x)
-        root.mkdir(parents=True, exist_ok=True)
-        (root / f"g{g}.fasta").write_text(f">S{g} synthetic {g}\n" + "\n".join(seq[i:i + 80] for i in range(0, length, 80)) + "\n")
-    return root
+    return markov_corpus(root, genomes, length, seed, file_name="g{g}.fasta", header="S{g} synthetic {g}")
 
 
 def args_for(tmp_path: Path, out: Path, *extra: str) -> list[str]:

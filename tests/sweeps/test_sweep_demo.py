@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
+from synthetic_corpus import markov_corpus
 
 from sweeps import ladders as lad
 from sweeps.demo import buildable_families, run_demo
@@ -16,17 +16,7 @@ from sweeps.runner import read_results
 
 def make_corpus(root: Path, genomes: int = 4, length: int = 20_000, seed: int = 2) -> Path:
     """Synthetic Markov genomes (the successor nucleotide with probability 0.7), one FASTA each."""
-    rng = np.random.default_rng(seed)
-    for g in range(genomes):
-        x = np.empty(length, dtype=np.int64)
-        x[0] = rng.integers(4)
-        keep, rand = rng.random(length) < 0.7, rng.integers(0, 4, length)
-        for t in range(1, length):
-            x[t] = (x[t - 1] + 1) % 4 if keep[t] else rand[t]
-        seq = "".join("ACGT"[i] for i in x)
-        root.mkdir(parents=True, exist_ok=True)
-        (root / f"d{g}.fasta").write_text(f">D{g} synthetic {g}\n" + "\n".join(seq[i:i + 80] for i in range(0, length, 80)) + "\n")
-    return root
+    return markov_corpus(root, genomes, length, seed, file_name="d{g}.fasta", header="D{g} synthetic {g}")
 
 
 def test_families_that_do_not_build_are_skipped_with_a_reason():
