@@ -135,5 +135,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+def atomic_savefig(fig, path: str | os.PathLike, **savefig_kwargs) -> None:
+    """Save a matplotlib figure through a temporary file and `os.replace` (never half a PNG/PDF).
+
+    The format comes from `path`'s suffix unless `format=` is given; the figure is left open."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    savefig_kwargs.setdefault("format", path.suffix.lstrip(".") or None)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, **savefig_kwargs)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def write_yaml(path: str | os.PathLike, data: dict) -> None:
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

@@ -24,7 +24,6 @@ import os
 import random
 import shutil
 import socket
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -40,6 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
 from dnahnet import config as cfglib
+from dnahnet.config import atomic_savefig
 from dnahnet.lit import TrainConfig
 from dnahnet.registry import build_model_from_config, get_config
 from dnahnet.train import train_run
@@ -449,13 +449,9 @@ def _save_figure(ax, path: Path) -> None:
     fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
     fig.set_size_inches(8, 5)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        atomic_savefig(fig, path, dpi=120)
     finally:
-        Path(tmp).unlink(missing_ok=True)
         plt.close(fig)
 
 

@@ -45,3 +45,19 @@ def test_parse_assignments():
     assert cfglib.parse_assignments(["a=1", "b = x=y"]) == {"a": "1", "b": "x=y"}
     with pytest.raises(ValueError, match="KEY=VALUE"):
         cfglib.parse_assignments(["oops"])
+
+
+def test_atomic_savefig_writes_the_format_of_the_suffix_and_leaves_no_temporary(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    cfglib.atomic_savefig(fig, tmp_path / "f.png", dpi=50)
+    cfglib.atomic_savefig(fig, tmp_path / "f.pdf")
+    plt.close(fig)
+    assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "f.pdf").read_bytes()[:5] == b"%PDF-"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.pdf", "f.png"]

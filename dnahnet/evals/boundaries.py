@@ -35,9 +35,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +45,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from dnahnet.config import atomic_savefig
 from dnahnet.evals.cli import add_model_args, atomic_write_csv, atomic_write_json, model_from_args, setup_logging
 from dnahnet.evals.genes import Annotation, Gene, Replicon, apply_topology, extract, read_annotation, read_genome
 from dnahnet.evals.scoring import load_scoring_model
@@ -293,14 +292,10 @@ def plot_boundaries(table: pd.DataFrame, path: Path) -> None:
         ax.set_ylim(0, 118)
         ax.legend(loc="upper left", ncol=len(stages), fontsize=8)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=130)
-        os.replace(tmp, path)
+        atomic_savefig(fig, path, dpi=130)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
 
 
 def format_table(table: pd.DataFrame) -> str:
