@@ -9,9 +9,24 @@
 Filters (h_t multiplies the input t positions back, h_0 the current one):
 - **SE** (short explicit): a free filter of length 7, one per group of `group_size` channels, no D.
 - **MR** (medium regularised): a free filter of length 128 per group, times a fixed decay
-  exp(-r_g t / (L_train - 1)) with r_g log-spaced over the groups in [0.01, 100]; D term.
+  exp(-r_g t / (L_train - 1)) with r_g log-spaced over the groups in [0.01, 100]; D term. L_train is
+  the run's training context, not the filter length: Savanna builds the decay over `seq_length` points
+  of linspace(0, 1) and keeps the first 128 taps (Zymrael/savanna
+  savanna/model/operators/hyena/parametrization/explicit.py, ExplicitSingleDecayFilter, preset "weak").
 - **LI** (long implicit, modal): one filter per channel, h_t = sum_{n<16} R_n exp(lambda_n t) with
   lambda_n = -exp(p_n) exp(gamma_n) < 0 (p = -1, gamma = log U[0.01, 0.1] at init); D term.
+
+Initial values follow Savanna, the code that trained Evo 2 (HyenaSpec holds them):
+- featurizer and SE taps ~ U(-b, b), b = 1/sqrt(featurizer_length): Savanna's ParallelCausalDepthwiseConv1d
+  draws every short conv, the SE filter included, with bound sqrt(1 / short_conv_L)
+  (savanna/model/operators/hyena/hyena.py);
+- MR taps ~ N(0, 1/L_train) * 1e-5 ("small_init" of ExplicitSingleDecayFilter: randn(G, L_cache) /
+  sqrt(L_cache) * 1e-5 with L_cache = seq_length): the MR branch starts switched off;
+- LI residues R = 0.1 * randn / sqrt(order), p = -1, gamma = log U[0.01, 0.1]
+  (savanna/model/operators/hyena/parametrization/implicit_modal.py, ImplicitModalFilter);
+- D = 0. Savanna allocates its D (`conv_bias`) with torch.empty and never fills it (uninitialised
+  memory, no defined value); Vortex, Evo 2's inference code, builds D = zeros (Zymrael/vortex
+  vortex/model/model.py, HyenaCascade), which we follow.
 
 How each convolution is computed (an explicit choice, not a heuristic):
 - explicit (SE, MR) filters shorter than `fft_min_length` run as a grouped causal `conv1d` (the group's
@@ -86,9 +101,12 @@ class ExplicitFilter(nn.Module):
         group_size: channels sharing one filter (d / group_size filters).
         decay_range: (r_min, r_max) of the fixed decay exp(-r_g t / (decay_length - 1)), r_g
             log-spaced over the groups; None = no decay (SE).
-        decay_length: L_train of the decay.
+        decay_length: L_train of the decay (the training context length).
         use_d: add the D * s skip term (MR yes, SE no).
         fft_min_length: filters this long or longer are applied by FFT, shorter ones by conv1d.
+        init: "normal" (taps ~ N(0, init_scale^2)) or "uniform" (taps ~ U(-init_scale, init_scale)).
+        init_scale: std or bound of the taps; None = 1/sqrt(length) (a unit-gain random filter).
+        d_init: initial value of every D entry.
     """
 
     def __init__(
@@ -97,9 +115,12 @@ class ExplicitFilter(nn.Module):
         length: int,
         group_size: int,
         decay_range: tuple[float, float] | None = None,
-        decay_length: int = 128,
+        decay_length: int = 8192,
         use_d: bool = True,
         fft_min_length: int = 128,
+        init: str = "normal",
+        init_scale: float | None = None,
+        d_init: float = 0.0,
     ):
         super().__init__()
         if length < 1:
@@ -109,8 +130,14 @@ class ExplicitFilter(nn.Module):
         self.d_model, self.length, self.group_size = d_model, length, group_size
         self.n_groups = d_model // group_size
         self.use_fft = length >= fft_min_length
-        # (ours) N(0, 1/K): a unit-gain random filter; the decay (MR) then shortens its memory.
-        self.h = nn.Parameter(torch.randn(self.n_groups, length) / math.sqrt(length))  # (G, K)
+        scale = 1 / math.sqrt(length) if init_scale is None else float(init_scale)
+        if init == "normal":
+            h = torch.randn(self.n_groups, length) * scale  # (G, K)
+        elif init == "uniform":
+            h = torch.empty(self.n_groups, length).uniform_(-scale, scale)  # (G, K)
+        else:
+            raise ValueError(f"explicit filter init must be 'normal' or 'uniform', got {init!r}")
+        self.h = nn.Parameter(h)
         if decay_range is None:
             self.register_buffer("decay", None, persistent=False)
         else:
@@ -124,8 +151,7 @@ class ExplicitFilter(nn.Module):
             decay = torch.exp(-rates[:, None] * t / (decay_length - 1))  # (G, K)
             self.register_buffer("decay", decay.float(), persistent=False)
         if use_d:
-            self.D = nn.Parameter(torch.ones(d_model))  # (ours) starts as a plain q*k*v skip
-            self.D._no_weight_decay = True
+            self.D = nn.Parameter(torch.full((d_model,), float(d_init)))
         else:
             self.D = None
 
@@ -165,8 +191,8 @@ class ExplicitFilter(nn.Module):
 class ModalFilter(nn.Module):
     """Hyena-LI: h_t = sum_n R_n exp(lambda_n t) per channel, lambda_n = -exp(p_n) exp(gamma_n) < 0; D term.
 
-    Both p and gamma are learned (Evo 2's parameterisation); weight decay would pull them towards the
-    fast pole -1, so they (and D) are exempt from it.
+    Both p and gamma are learned (Evo 2's parameterisation). Which parameters weight decay reaches is
+    the model's recipe (StripedHyenaLM.weight_decay_names follows Savanna, which decays them).
     """
 
     def __init__(
@@ -176,6 +202,8 @@ class ModalFilter(nn.Module):
         p_init: float = -1.0,
         gamma_range: tuple[float, float] = (0.01, 0.1),
         prefill_chunk: int = 2048,
+        residue_scale: float = 0.1,
+        d_init: float = 0.0,
     ):
         super().__init__()
         g_min, g_max = gamma_range
@@ -184,12 +212,11 @@ class ModalFilter(nn.Module):
         if order < 1:
             raise ValueError(f"LI order must be >= 1, got {order}")
         self.d_model, self.order, self.prefill_chunk = d_model, order, prefill_chunk
-        self.R = nn.Parameter(torch.randn(d_model, order) / math.sqrt(order))  # (d, N) residues
+        # (d, N) residues: residue_scale * randn / sqrt(N), Savanna's ImplicitModalFilter with scale 0.1
+        self.R = nn.Parameter(residue_scale * torch.randn(d_model, order) / math.sqrt(order))
         self.p = nn.Parameter(torch.full((d_model, order), float(p_init)))  # (d, N)
         self.gamma = nn.Parameter(torch.empty(d_model, order).uniform_(g_min, g_max).log())  # (d, N)
-        self.D = nn.Parameter(torch.ones(d_model))  # (ours) starts as a plain q*k*v skip
-        for p in (self.p, self.gamma, self.D):
-            p._no_weight_decay = True
+        self.D = nn.Parameter(torch.full((d_model,), float(d_init)))
 
     def poles(self) -> torch.Tensor:
         """lambda (d, N) in float32, strictly negative."""
@@ -247,11 +274,14 @@ class HyenaSpec:
     se_length: int = 7  # Hyena-SE filter taps
     mr_length: int = 128  # Hyena-MR filter taps
     mr_decay_range: tuple[float, float] = (0.01, 100.0)  # MR decay rates r_g, log-spaced over groups
-    l_train: int = 128  # L_train of the MR decay exp(-r_g t / (L_train - 1))
+    l_train: int = 8192  # L_train of the MR decay exp(-r_g t / (L_train - 1)): the training context
     li_order: int = 16  # modal states per channel in Hyena-LI
     li_p_init: float = -1.0  # LI poles: lambda = -exp(p) exp(gamma)
     li_gamma_range: tuple[float, float] = (0.01, 0.1)  # exp(gamma) drawn uniformly in this range
     fft_min_length: int = 128  # explicit filters this long or longer use the FFT path, shorter conv1d
+    mr_small_init: float = 1e-5  # MR taps ~ N(0, 1/L_train) * this (Savanna's small_init)
+    li_residue_scale: float = 0.1  # LI residues ~ this * N(0, 1/li_order) (Savanna's implicit_modal)
+    d_init: float = 0.0  # initial D of MR and LI (Vortex: zeros; Savanna leaves it uninitialised)
 
 
 class HyenaOperator(nn.Module):
@@ -273,19 +303,30 @@ class HyenaOperator(nn.Module):
         self.featurizer = nn.Conv1d(
             3 * d_model, 3 * d_model, spec.featurizer_length, groups=3 * d_model, bias=False
         )  # applied to a left-padded input: causal
+        # Savanna draws every short depthwise conv (featurizer and SE filter alike) from
+        # U(+-sqrt(1 / short_conv_L)), short_conv_L being the featurizer length (savanna/model/operators/
+        # hyena/hyena.py, ParallelCausalDepthwiseConv1d): the SE bound does not depend on its 7 taps.
+        short_bound = 1 / math.sqrt(spec.featurizer_length)
+        nn.init.uniform_(self.featurizer.weight, -short_bound, short_bound)
         if kind == "SE":
             self.filter = ExplicitFilter(
-                d_model, spec.se_length, spec.group_size, use_d=False, fft_min_length=spec.fft_min_length
+                d_model, spec.se_length, spec.group_size, use_d=False, fft_min_length=spec.fft_min_length,
+                init="uniform", init_scale=short_bound,
             )
         elif kind == "MR":
             self.filter = ExplicitFilter(
                 d_model, spec.mr_length, spec.group_size, decay_range=spec.mr_decay_range,
                 decay_length=spec.l_train, use_d=True, fft_min_length=spec.fft_min_length,
+                init="normal", init_scale=spec.mr_small_init / math.sqrt(spec.l_train), d_init=spec.d_init,
             )
         else:
-            self.filter = ModalFilter(d_model, spec.li_order, spec.li_p_init, spec.li_gamma_range)
+            self.filter = ModalFilter(
+                d_model, spec.li_order, spec.li_p_init, spec.li_gamma_range,
+                residue_scale=spec.li_residue_scale, d_init=spec.d_init,
+            )
         self.out_proj = nn.Linear(d_model, d_model, bias=True)
         self.out_proj._is_residual_out = True
+        nn.init.zeros_(self.out_proj.bias)  # Savanna zeroes linear biases; the weights are the model's to set
 
     def _featurize(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """u: (B, 3d, L) -> q, s = k * v, each (B, d, L)."""

@@ -40,7 +40,7 @@ def sliding_window_mask(seq_len: int, window: int | None, device) -> torch.Tenso
 
 
 class Attention(nn.Module):
-    """Causal multi-head self-attention, no biases.
+    """Causal multi-head self-attention; no biases unless `out_bias` (Evo 2's output projection has one).
 
     Args:
         d_model: model width.
@@ -49,6 +49,7 @@ class Attention(nn.Module):
         window: past positions visible besides the current one (None = global; H-Net uses 1023).
         rotary_base: rotary frequency base.
         backend: "auto" | "torch" | "kernel" (flash-attn); see dnahnet.kernels.
+        out_bias: give out_proj a bias (Evo 2 / StripedHyena 2: `mha_out_proj_bias: True`); QKV never has one.
     """
 
     def __init__(
@@ -59,6 +60,7 @@ class Attention(nn.Module):
         window: int | None = None,
         rotary_base: float = 10000.0,
         backend: str = "auto",
+        out_bias: bool = False,
         device=None,
         dtype=None,
     ):
@@ -75,7 +77,7 @@ class Attention(nn.Module):
         self.window = window
         self.backend = backend
         self.Wqkv = nn.Linear(d_model, 3 * d_model, bias=False, device=device, dtype=dtype)
-        self.out_proj = nn.Linear(d_model, d_model, bias=False, device=device, dtype=dtype)
+        self.out_proj = nn.Linear(d_model, d_model, bias=out_bias, device=device, dtype=dtype)
         self.out_proj._is_residual_out = True
         self.rotary = RotaryEmbedding(self.rotary_dim, base=rotary_base)
 

@@ -34,14 +34,21 @@ class BlockSpec:
 
 
 class Block(nn.Module):
-    """Pre-norm residual block: x + mixer(norm(x)), then x + mlp(norm(x)) when an MLP is present."""
+    """Pre-norm residual block: x + mixer(norm(x)), then x + mlp(norm(x)) when an MLP is present.
 
-    def __init__(self, mixer: nn.Module, d_model: int, d_intermediate: int = 0):
+    `norm_eps` and `mlp_activation` default to what Transformer++ and dnaHNet use (RMSNorm eps 1e-5,
+    SwiGLU); StripedHyena 2 passes Evo 2's (eps 1e-6, GELU / identity gates).
+    """
+
+    def __init__(
+        self, mixer: nn.Module, d_model: int, d_intermediate: int = 0, norm_eps: float = 1e-5,
+        mlp_activation: str = "silu",
+    ):
         super().__init__()
-        self.norm1 = RMSNorm(d_model)
+        self.norm1 = RMSNorm(d_model, eps=norm_eps)
         self.mixer = mixer
-        self.norm2 = RMSNorm(d_model) if d_intermediate > 0 else None
-        self.mlp = SwiGLU(d_model, d_intermediate) if d_intermediate > 0 else None
+        self.norm2 = RMSNorm(d_model, eps=norm_eps) if d_intermediate > 0 else None
+        self.mlp = SwiGLU(d_model, d_intermediate, activation=mlp_activation) if d_intermediate > 0 else None
 
     def forward(self, x: torch.Tensor, cache=None) -> torch.Tensor:
         x = x + self.mixer(self.norm1(x), cache=cache)
@@ -79,10 +86,10 @@ def make_block(letter: str, spec: BlockSpec, layer_idx: int | None = None) -> Bl
 class BlockStack(nn.Module):
     """A sequence of blocks with an optional final RMSNorm; caches are a list, one per block."""
 
-    def __init__(self, blocks: list[Block], d_model: int, final_norm: bool = True):
+    def __init__(self, blocks: list[Block], d_model: int, final_norm: bool = True, norm_eps: float = 1e-5):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
-        self.norm_f = RMSNorm(d_model) if final_norm else None
+        self.norm_f = RMSNorm(d_model, eps=norm_eps) if final_norm else None
 
     @classmethod
     def from_letters(cls, letters: str, spec: BlockSpec, final_norm: bool = True) -> BlockStack:

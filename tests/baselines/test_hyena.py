@@ -114,6 +114,20 @@ def test_modal_recurrence_equals_convolution_with_materialised_filter():
     assert torch.allclose(prefilled, state, atol=1e-5 * state.abs().max().item())  # closed form == recurrence
 
 
+def randomize_filters(op: HyenaOperator) -> HyenaOperator:
+    """Unit-scale filters and D: at Savanna's init the MR taps (~1e-7) and D (0) would leave the MR and
+    D paths numerically silent, and a comparison could not see them."""
+    with torch.no_grad():
+        filt = op.filter
+        if isinstance(filt, ExplicitFilter):
+            filt.h.normal_(0, filt.length ** -0.5)
+        else:
+            filt.R.normal_(0, filt.order ** -0.5)
+        if filt.D is not None:
+            filt.D.normal_()
+    return op
+
+
 def reference_operator(op: HyenaOperator, x: torch.Tensor) -> torch.Tensor:
     """The Hyena operator in float64 from its weights, written from DESIGN.md section 4."""
     d, L = op.d_model, x.shape[1]
@@ -137,7 +151,7 @@ def reference_operator(op: HyenaOperator, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("kind", ["SE", "MR", "LI"])
 def test_operator_matches_float64_reference(kind):
     torch.manual_seed(0)
-    op = HyenaOperator(32, kind, HyenaSpec(group_size=8))
+    op = randomize_filters(HyenaOperator(32, kind, HyenaSpec(group_size=8, l_train=64)))
     with torch.no_grad():
         op.out_proj.bias.normal_()
     x = torch.randn(2, 50, 32)
@@ -148,7 +162,7 @@ def test_operator_matches_float64_reference(kind):
 @pytest.mark.parametrize("kind", ["SE", "MR", "LI"])
 def test_operator_step_and_prefill_reproduce_forward(kind):
     torch.manual_seed(0)
-    op = HyenaOperator(32, kind, HyenaSpec(group_size=8, mr_length=16)).eval()
+    op = randomize_filters(HyenaOperator(32, kind, HyenaSpec(group_size=8, mr_length=16, l_train=30))).eval()
     x = torch.randn(2, 30, 32)
     with torch.no_grad():
         full = op(x)
@@ -165,7 +179,7 @@ def test_operator_step_and_prefill_reproduce_forward(kind):
 def test_short_prefill_shorter_than_filter_memory():
     """A prompt shorter than the FIR memory leaves zeros in the oldest slots (causal zero padding)."""
     torch.manual_seed(0)
-    op = HyenaOperator(16, "MR", HyenaSpec(group_size=4, mr_length=12)).eval()
+    op = randomize_filters(HyenaOperator(16, "MR", HyenaSpec(group_size=4, mr_length=12, l_train=9))).eval()
     x = torch.randn(1, 9, 16)
     with torch.no_grad():
         full = op(x)
@@ -183,8 +197,6 @@ def test_every_filter_parameter_gets_a_gradient():
     for op in ops:
         for name, p in op.named_parameters():
             assert p.grad is not None and p.grad.abs().sum() > 0, (op.kind, name)
-    li = ops[2].filter
-    assert all(getattr(p, "_no_weight_decay", False) for p in (li.p, li.gamma, li.D))
 
 
 @pytest.mark.parametrize("kind,fft_min_length", [("SE", 128), ("MR", 1000), ("MR", 128), ("LI", 128)])

@@ -16,19 +16,34 @@ from dnahnet.nn import Attention
 from dnahnet.registry import config_from_dict
 
 
+def randomized(model):
+    """The model with unit-scale Hyena filters and D (see tests/baselines/test_hyena.py): at Savanna's
+    init the MR taps (~1e-7) and D (0) are numerically silent, and decoding checks could not see them."""
+    with torch.no_grad():
+        for op in model.hyena_operators():
+            filt = op.filter
+            if op.kind == "LI":
+                filt.R.normal_(0, filt.order ** -0.5)
+            else:
+                filt.h.normal_(0, filt.length ** -0.5)
+            if filt.D is not None:
+                filt.D.normal_()
+    return model
+
+
 def test_stripe_pattern_places_attention_at_3_10_17():
     with torch.device("meta"):
         model = dnahnet.build_model("stripedhyena", "tiny", n_layers=18)
     kinds = ["A" if isinstance(b.mixer, Attention) else b.mixer.kind for b in model.backbone.blocks]
     assert [i for i, k in enumerate(kinds) if k == "A"] == [3, 10, 17]
     assert kinds[:7] == ["SE", "MR", "LI", "A", "SE", "MR", "LI"]
-    assert all(b.mlp is not None for b in model.backbone.blocks)  # every layer has its SwiGLU
-    assert model.embedding.weight is not model.lm_head.weight  # untied
+    assert all(b.mlp is not None for b in model.backbone.blocks)  # every layer has its gated MLP
+    assert model.embedding.weight is model.lm_head.weight  # tied, as Evo 2
 
 
 def test_step_decoding_reproduces_forward():
     torch.manual_seed(0)
-    model = dnahnet.build_model("stripedhyena", "tiny").eval()  # one full period SMLASML
+    model = randomized(dnahnet.build_model("stripedhyena", "tiny")).eval()  # one period SMLASML
     ids = torch.randint(0, 5, (2, 40))
     with torch.no_grad():
         full = model(ids).logits
@@ -39,7 +54,7 @@ def test_step_decoding_reproduces_forward():
 
 def test_prefill_then_step_equals_forward():
     torch.manual_seed(0)
-    model = dnahnet.build_model("stripedhyena", "tiny").eval()
+    model = randomized(dnahnet.build_model("stripedhyena", "tiny")).eval()
     ids = torch.randint(0, 4, (2, 48))
     with torch.no_grad():
         full = model(ids).logits
@@ -53,7 +68,7 @@ def test_prefill_then_step_equals_forward():
 def test_greedy_generation_matches_argmax_of_full_forwards():
     """dnahnet.generate (parallel prefill, then steps) against re-running the full forward per token."""
     torch.manual_seed(0)
-    model = dnahnet.build_model("stripedhyena", "tiny").eval()
+    model = randomized(dnahnet.build_model("stripedhyena", "tiny")).eval()
     prompt = torch.randint(0, 4, (2, 20))
     out = dnahnet.generate(model, prompt, max_new_tokens=12, temperature=0)
     ids = prompt
@@ -66,7 +81,7 @@ def test_greedy_generation_matches_argmax_of_full_forwards():
 
 def test_causality():
     torch.manual_seed(0)
-    model = dnahnet.build_model("stripedhyena", "tiny").eval()
+    model = randomized(dnahnet.build_model("stripedhyena", "tiny")).eval()
     ids = torch.randint(0, 4, (1, 300))  # longer than the MR filter: every path is exercised
     k = 211
     other = ids.clone()
@@ -128,7 +143,7 @@ def test_presets_reach_their_sizes():
             model = dnahnet.build_model("stripedhyena", preset)
         counts = model.param_counts()
         assert lo <= counts.total <= hi, (preset, counts)
-        assert counts.total - counts.non_embedding == 2 * model.config.vocab_size * model.config.d_model
+        assert counts.total - counts.non_embedding == model.config.vocab_size * model.config.d_model  # tied
     with torch.device("meta"):
         sh, tf = dnahnet.build_model("stripedhyena", "small"), dnahnet.build_model("transformer", "small")
     assert abs(sh.param_counts().total / tf.param_counts().total - 1) < 0.1  # benchmark pairs match
@@ -167,5 +182,4 @@ def test_every_parameter_trains_and_loss_drops_on_a_repeat():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses
-    assert {"gamma", "p", "D"} <= {n.rsplit(".", 1)[-1] for n in model.no_weight_decay()}
     assert all(isinstance(m, HyenaOperator) for m in model.hyena_operators())
