@@ -71,7 +71,7 @@ def test_causality_exact(preset):
             # 0 in practice; different chunked lengths can change a matmul's blocking (rounding only)
             assert diff[:, :k].max() <= 1e-6, f"position {k} leaked into earlier logits"
             assert diff[:, k:].max() > 1e-3  # and it does change the later ones
-            changed_counts |= any(not torch.equal(a, b.sum(1)) for a, b in zip(counts, out.boundary_masks))
+            changed_counts |= any(not torch.equal(a, b.sum(1)) for a, b in zip(counts, out.boundary_masks, strict=True))
         assert changed_counts  # the perturbations moved boundaries (different chunked lengths)
 
 

@@ -144,7 +144,7 @@ class CodonUsage:
 
 
 def hamming(a: str, b: str) -> int:
-    return sum(x != y for x, y in zip(a, b))
+    return sum(x != y for x, y in zip(a, b, strict=True))
 
 
 def best_codon(wt_codon: str, aa: str, usage: CodonUsage | None = None) -> str:
@@ -195,12 +195,36 @@ def apply_mutations(
     return "".join(out)
 
 
+def wild_type_mismatches(protein: str, variants: Iterable[Sequence[Mutation]], offset: int = 0,
+                         limit: int | None = 5) -> list[str]:
+    """The amino-acid mutations whose wild-type residue the CDS protein does not have at `offset`, one
+    line each (``W2C: position 2 is A in the CDS``), in order of first appearance, at most `limit`."""
+    out, seen = [], set()
+    for v in variants:
+        for m in v:
+            if m.kind != "aa" or (m.pos, m.wt) in seen:
+                continue
+            seen.add((m.pos, m.wt))
+            residue = m.pos + offset
+            where = f"position {m.pos}" + (f" (CDS residue {residue})" if offset else "")
+            if not 1 <= residue <= len(protein):
+                out.append(f"{m}: {where} is outside the {len(protein)}-residue CDS protein")
+            elif protein[residue - 1] != m.wt:
+                out.append(f"{m}: {where} is {protein[residue - 1]} in the CDS")
+            if limit is not None and len(out) >= limit:
+                return out
+    return out
+
+
 def detect_offset(protein: str, variants: Iterable[Sequence[Mutation]]) -> tuple[int, int, int]:
     """The residue offset under which the most distinct (position, wild-type) pairs match `protein`.
 
     Returns (offset, n_matching, n_distinct). Only amino-acid mutations count. Raises when there is no
-    amino-acid mutation, or when the best offset is not unique.
+    amino-acid mutation, when no offset matches any wild-type residue (a `WildTypeMismatch` naming the
+    mutants that disagree with the CDS under the assay's own numbering), or when the best offset is not
+    unique.
     """
+    variants = [tuple(v) for v in variants]
     pairs = {(m.pos, m.wt) for v in variants for m in v if m.kind == "aa"}
     if not pairs:
         raise MutationError("no amino-acid mutations to detect the residue offset from")
@@ -214,6 +238,14 @@ def detect_offset(protein: str, variants: Iterable[Sequence[Mutation]]) -> tuple
     scores = {k: sum(protein[p + k - 1] == wt for p, wt in pairs) for k in range(lo, hi + 1)}
     ranked = sorted(scores.items(), key=lambda kv: -kv[1])
     best, n_best = ranked[0]
+    if n_best == 0:
+        every = wild_type_mismatches(protein, variants, 0, limit=None)
+        shown, more = every[:5], len(every) - 5
+        raise WildTypeMismatch(
+            f"no residue offset makes any of the {len(pairs)} mutated positions' wild-type residues match the "
+            f"{len(protein)}-residue CDS protein (is it the right CDS?); with the assay's numbering: "
+            + "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+        )
     if len(ranked) > 1 and ranked[1][1] == n_best:
         raise MutationError(f"ambiguous residue offset: {best} and {ranked[1][0]} both match {n_best} positions")
     return best, n_best, len(pairs)
@@ -233,7 +265,7 @@ def align_reference_protein(protein: str, reference: str, first_residue: int) ->
         raise MutationError(f"the reference protein ({len(reference)} aa) is longer than the CDS protein ({len(protein)} aa)")
     best = None
     for start in range(len(protein) - len(reference) + 1):
-        matches = sum(a == b for a, b in zip(protein[start:], reference))
+        matches = sum(a == b for a, b in zip(protein[start : start + len(reference)], reference, strict=True))
         if best is None or matches > best[1]:
             best = (start, matches)
     start, matches = best

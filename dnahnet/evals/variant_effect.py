@@ -193,7 +193,7 @@ def prepare_assay(spec: AssaySpec) -> Assay:
     frame, n_missing = load_dms(Path(spec.dms), spec.fitness_column, spec.mutant_column)
     info["n_missing_fitness"] = n_missing
     parsed = []
-    for mutant, line in zip(frame["mutant"], frame["line"]):
+    for mutant, line in zip(frame["mutant"], frame["line"], strict=True):
         try:
             parsed.append(mut.parse_mutant(mutant, kind=spec.mutation_type))
         except mut.MutationError as e:
@@ -203,10 +203,17 @@ def prepare_assay(spec: AssaySpec) -> Assay:
     wt_cds = cds
     detected = None
     if any(m.kind == "aa" for v in parsed for m in v):
-        off, n_match, n_pairs = mut.detect_offset(protein, parsed)
-        detected = off
-        info["offset_detected"] = {"offset": off, "matching_positions": n_match, "positions": n_pairs}
-        log.info("%s: residue offset %d matches %d/%d mutated positions", name, off, n_match, n_pairs)
+        try:
+            off, n_match, n_pairs = mut.detect_offset(protein, parsed)
+        except mut.MutationError as e:
+            if spec.offset == "auto" and spec.wt_protein is None:
+                raise ValueError(f"{spec.dms}: {e}") from None
+            # The numbering is given (--offset / --wt-protein): each mutant is checked against it below.
+            log.warning("%s: residue offset not detectable from the CSV (%s)", name, e)
+        else:
+            detected = off
+            info["offset_detected"] = {"offset": off, "matching_positions": n_match, "positions": n_pairs}
+            log.info("%s: residue offset %d matches %d/%d mutated positions", name, off, n_match, n_pairs)
     if spec.wt_protein is not None:
         _, desc, ref = read_single_fasta(Path(spec.wt_protein))
         first = _reference_start(desc, spec.wt_protein_start, Path(spec.wt_protein))
@@ -237,7 +244,9 @@ def prepare_assay(spec: AssaySpec) -> Assay:
             if matched["matching_positions"] < 0.9 * matched["positions"]:
                 raise ValueError(
                     f"{spec.dms}: the best residue offset ({detected}) matches only {matched['matching_positions']}/"
-                    f"{matched['positions']} wild-type residues of the CDS; pass --offset or --wt-protein"
+                    f"{matched['positions']} wild-type residues of the CDS ("
+                    + "; ".join(mut.wild_type_mismatches(protein, parsed, detected, limit=3))
+                    + "); pass --offset or --wt-protein"
                 )
             offset = detected
         info["offset_source"] = "auto"
@@ -264,7 +273,7 @@ def prepare_assay(spec: AssaySpec) -> Assay:
     info["window_nt"] = len(wt_window)
 
     windows, changes, keep, mismatched = [], [], [], []
-    for i, (variant, mutant, line) in enumerate(zip(parsed, frame["mutant"], frame["line"])):
+    for i, (variant, mutant, line) in enumerate(zip(parsed, frame["mutant"], frame["line"], strict=True)):
         try:
             m_cds = mut.apply_mutations(wt_cds, variant, offset=offset, usage=usage, label=mutant)
         except mut.WildTypeMismatch as e:
@@ -295,13 +304,13 @@ def evaluate_assays(scorer: Scorer, assays: list[Assay], out_dir: Path, model_in
     digest = hashlib.sha256()
     for a in assays:
         digest.update(a.name.encode() + a.wt_window.encode())
-        for mname, w in zip(a.variants["mutant"], a.variants["window"]):
+        for mname, w in zip(a.variants["mutant"], a.variants["window"], strict=True):
             digest.update(mname.encode() + w.encode())
     cache = ScoreCache(out_dir, "variants", {"model": model_info, "scoring": scorer.describe(), "inputs": digest.hexdigest()})
     items = []
     for a in assays:
         items.append((f"{a.name}\t<wild type>", a.wt_window))  # scored once per assay
-        items.extend((f"{a.name}\t{m}", w) for m, w in zip(a.variants["mutant"], a.variants["window"]))
+        items.extend((f"{a.name}\t{m}", w) for m, w in zip(a.variants["mutant"], a.variants["window"], strict=True))
     score_with_cache(scorer, items, cache, desc="variants")
 
     frames, per_assay = [], {}

@@ -61,7 +61,7 @@ def test_fixed_validation_windows_identical_across_instances(tiny_corpus, tmp_pa
     b = make_dm(tiny_corpus, tmp_path / "other", seed=2)  # another store dir and training seed
     va, vb = list(a.val_dataloader()), list(b.val_dataloader())
     assert len(va) == len(vb) == 3
-    for x, y in zip(va, vb):
+    for x, y in zip(va, vb, strict=True):
         assert torch.equal(x["input_ids"], y["input_ids"]) and torch.equal(x["labels"], y["labels"])
     # different training seeds do give different training streams
     assert not torch.equal(next(iter(a.train_dataloader()))["input_ids"], next(iter(b.train_dataloader()))["input_ids"])
@@ -76,7 +76,7 @@ def test_state_dict_continues_the_stream(tiny_corpus, tmp_path):
     resumed = make_dm(tiny_corpus, tmp_path)
     resumed.load_state_dict(state)
     after = [b["input_ids"] for b in take(resumed.train_dataloader(), 6)]
-    assert all(torch.equal(x, y) for x, y in zip(seen + after, reference))
+    assert all(torch.equal(x, y) for x, y in zip(seen + after, reference, strict=True))
     assert not any(torch.equal(x, y) for x in after for y in seen)  # nothing replayed
     assert resumed.state_dict()["batches_drawn"] == 10
 
@@ -140,5 +140,5 @@ def test_lightning_resume_from_checkpoint_continues_exactly(tiny_corpus, tmp_pat
     assert len(m2.seen) == 3
     m_ref = _Recorder()
     _trainer(tmp_path, 7).fit(m_ref, datamodule=make_dm(tiny_corpus, tmp_path))
-    assert all(torch.equal(x, y) for x, y in zip(m1.seen[:4] + m2.seen, m_ref.seen))
+    assert all(torch.equal(x, y) for x, y in zip(m1.seen[:4] + m2.seen, m_ref.seen, strict=True))
     assert not any(torch.equal(x, y) for x in m2.seen for y in m1.seen[:4])  # no replay

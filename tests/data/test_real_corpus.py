@@ -74,4 +74,4 @@ def test_real_datamodule(real_data_dir, real_store):
     val = list(dm.val_dataloader())
     again = GenomeDataModule(cfg)
     again.setup("validate")
-    assert all(torch.equal(x["labels"], y["labels"]) for x, y in zip(val, again.val_dataloader()))
+    assert all(torch.equal(x["labels"], y["labels"]) for x, y in zip(val, again.val_dataloader(), strict=True))

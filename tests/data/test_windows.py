@@ -42,7 +42,7 @@ def test_batch_format_and_shift(random_store):
     assert torch.equal(batch["input_ids"][:, 1:], batch["labels"][:, :-1])
     starts, flip, w = ds.windows(0)
     flat = np.fromfile(random_store.path / "tokens.bin", dtype=np.uint8)
-    for s, row in zip(starts, w):  # rc_prob=0: the windows are the store's bytes
+    for s, row in zip(starts, w, strict=True):  # rc_prob=0: the windows are the store's bytes
         assert np.array_equal(row, flat[s : s + SEQ_LEN + 1])
     assert torch.equal(batch["input_ids"], torch.from_numpy(w[:, :-1]).long())
 
@@ -85,7 +85,7 @@ def test_reverse_complement_augmentation(homopolymer_store, random_store):
     starts, flip, w = ds.windows(0)
     assert 0.35 < flip.mean() < 0.65
     flat = np.fromfile(random_store.path / "tokens.bin", dtype=np.uint8)
-    for s, f, row in zip(starts, flip, w):
+    for s, f, row in zip(starts, flip, w, strict=True):
         ref = torch.from_numpy(flat[s : s + SEQ_LEN + 1].astype(np.int64))
         ref = tok.reverse_complement(ref) if f else ref
         assert np.array_equal(row, ref.numpy())
@@ -117,7 +117,7 @@ def test_ranks_and_workers_draw_different_windows(random_store):
         got.append(batch["input_ids"])
         if len(got) == 6:
             break
-    assert all(torch.equal(x, y) for x, y in zip(got, ref))
+    assert all(torch.equal(x, y) for x, y in zip(got, ref, strict=True))
     ranked = TrainWindows(random_store, idx, SEQ_LEN, 8, seed=0, rank=1)
     assert torch.equal(next(iter(ranked))["input_ids"], ds.batch(0, rank=1)["input_ids"])
 

@@ -115,7 +115,7 @@ def test_tally_against_a_naive_loop():
     for stage in (0, 1):
         for c, name in enumerate(B.REGIONS):
             reached = selected = 0
-            for m, (region, _) in zip(windows, tracks):
+            for m, (region, _) in zip(windows, tracks, strict=True):
                 for t in range(1, m.shape[1]):  # position 0 is skipped
                     if region[t] == c and (stage == 0 or m[0, t]):
                         reached += 1
@@ -125,7 +125,7 @@ def test_tally_against_a_naive_loop():
             assert row.fraction == pytest.approx(selected / reached)
         for k in (1, 2, 3):
             reached = selected = 0
-            for m, (region, codon) in zip(windows, tracks):
+            for m, (region, codon) in zip(windows, tracks, strict=True):
                 for t in range(1, m.shape[1]):
                     if region[t] == B.CODING and codon[t] == k and (stage == 0 or m[0, t]):
                         reached += 1

@@ -107,7 +107,7 @@ def test_prepare_organism_windows_carry_the_cassette_in_frame():
     org = ess.prepare_organism("ecoli", FNA, GFF, LABELS, window=512, max_genes=40, seed=1)
     assert len(org.genes) == 40 and set(org.genes["strand"]) == {1, -1}
     starts = []
-    for wt, ko, length in zip(org.genes["wt"], org.genes["ko"], org.genes["length"]):
+    for wt, ko, length in zip(org.genes["wt"], org.genes["ko"], org.genes["length"], strict=True):
         i = max((512 - length) // 2, 0)  # the start codon sits after the upstream flank, on either strand
         assert len(wt) == len(ko) == 512 and ko == wt[: i + 12] + "TAATAATAATAGTGA" + wt[i + 27 :]
         starts.append(wt[i : i + 3])

@@ -73,6 +73,6 @@ def test_model_arguments():
     m1, desc = cli.model_from_args(args)
     m2, _ = cli.model_from_args(args)
     assert desc["trained"] is False and desc["seed"] == 3
-    assert all((a == b).all() for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))  # seeded
+    assert all((a == b).all() for a, b in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True))  # seeded
     with pytest.raises(FileNotFoundError):
         cli.model_from_args(p.parse_args(["--checkpoint", "/nonexistent/run"]))

@@ -125,3 +125,32 @@ def test_tem1_numbering_against_the_reference_protein():
     assert mut.apply_mutations(fixed, mut.parse_mutant("H24C"))[69:72] == "TGC"
     with pytest.raises(WildTypeMismatch, match="V82A"):
         mut.apply_mutations(cds, mut.parse_mutant("V82A"))
+
+
+def test_no_matching_offset_names_the_mutants_that_disagree_with_the_cds():
+    """Wild-type residues that match under no offset: the error says which mutants disagree with the CDS
+    and what the CDS has there (it used to be "ambiguous residue offset: -1 and 0 both match 0 positions")."""
+    variants = [mut.parse_mutant(m) for m in ("W2C", "M3A", "W2C:M3A")]  # MAHW has W at 4, M at 1
+    with pytest.raises(WildTypeMismatch) as err:
+        mut.detect_offset("MAHW", variants)
+    msg = str(err.value)
+    assert "W2C: position 2 is A in the CDS" in msg and "M3A: position 3 is H in the CDS" in msg
+    assert "ambiguous" not in msg
+    assert mut.wild_type_mismatches("MAHW", variants, offset=1) == [
+        "W2C: position 2 (CDS residue 3) is H in the CDS", "M3A: position 3 (CDS residue 4) is W in the CDS"]
+    assert mut.wild_type_mismatches("MAHW", [mut.parse_mutant("H9A")]) == [
+        "H9A: position 9 is outside the 4-residue CDS protein"]
+    assert mut.wild_type_mismatches("MAHW", [mut.parse_mutant("A2G:H3C")]) == []
+
+
+def test_a_dms_file_matching_no_offset_fails_naming_the_mutants(tmp_path):
+    from dnahnet.evals import variant_effect as ve
+
+    (tmp_path / "cds.fasta").write_text(">toy\n" + TOY_CDS + "\n")
+    (tmp_path / "dms.csv").write_text("mutant,score\nW2C,0.5\nM3A,0.1\n")
+    spec = ve.AssaySpec(dms=tmp_path / "dms.csv", cds=tmp_path / "cds.fasta", fitness_column="score")
+    with pytest.raises(ValueError, match=r"dms\.csv: .*W2C: position 2 is A in the CDS.*M3A: position 3 is H"):
+        ve.prepare_assay(spec)
+    # With the numbering given, the per-mutant check names the first offender with its CSV line.
+    with pytest.raises(ValueError, match=r"dms\.csv:2: mutant W2C: wild-type residue W2 does not match"):
+        ve.prepare_assay(ve.AssaySpec(**{**spec.__dict__, "offset": 0}))

@@ -71,7 +71,7 @@ def test_tem1_assay_windows_with_puc19_flanks():
     cds_wt = a.wt_window[flank:-flank]
     assert mut.translate(cds_wt)[23:286] == str(next(iter(read_genome(WTP).values())).seq)
     row = a.variants.set_index("mutant").loc["H24C"]
-    diff = [i for i, (x, y) in enumerate(zip(a.wt_window, row["window"])) if x != y]
+    diff = [i for i, (x, y) in enumerate(zip(a.wt_window, row["window"], strict=True)) if x != y]
     assert len(row["window"]) == len(a.wt_window) == 861 + 2 * flank
     assert diff == [flank + 69, flank + 70] and row["window"][flank + 69 : flank + 72] == "TGC"  # CAC -> TGC
     assert (a.variants["nt_changes"] >= 1).all() and (a.variants["nt_changes"] <= 3).all()

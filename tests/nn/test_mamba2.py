@@ -263,7 +263,7 @@ def test_torch_and_kernel_paths_agree_on_gpu(name):
     u.requires_grad_(True)
     torch_m(u).square().mean().backward()
     kern_m(u).square().mean().backward()
-    for (name_, p_t), p_k in zip(torch_m.named_parameters(), kern_m.parameters()):
+    for (name_, p_t), p_k in zip(torch_m.named_parameters(), kern_m.parameters(), strict=True):
         # relative to the largest entry; dt_bias's gradient is exactly 0 where dt_limit clamps
         err = (p_k.grad - p_t.grad).abs().max().item()
         assert err <= 2e-2 * p_t.grad.abs().max().item() + 1e-7, (name_, err)

@@ -204,8 +204,6 @@ def test_outputs(resumed_study):
 
 def test_isoflop_accepts_best_overrides(resumed_study, tmp_path):
     isoflop = ROOT / "sweeps" / "isoflop.py"
-    if not isoflop.exists():
-        pytest.skip("sweeps/isoflop.py does not exist yet: cannot check that it accepts best_overrides.yaml")
     out, _ = resumed_study
     plan_dir = tmp_path / "plan"
     proc = subprocess.run(
@@ -290,7 +288,7 @@ def test_two_workers_share_one_study(corpus, tmp_path):
     workers = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                for _ in range(2)]
     logs = [w.communicate(timeout=600)[0] for w in workers]
-    for w, log in zip(workers, logs):
+    for w, log in zip(workers, logs, strict=True):
         assert w.returncode == 0, log[-3000:]
     study = load(out)
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
