@@ -1,6 +1,6 @@
 """StripedHyena 2 (Evo 2's architecture), reimplemented from scratch (DESIGN.md section 4).
 
-Each layer is a pre-norm residual block, RMSNorm -> mixer -> residual, RMSNorm -> SwiGLU -> residual
+Each layer is a pre-norm residual block, RMSNorm -> mixer -> residual, RMSNorm -> gated MLP -> residual
 (the shared `dnahnet.nn.Block`). Mixers follow a repeating pattern of letters:
 
     S  Hyena-SE (short explicit filter, 7 taps)
@@ -48,7 +48,7 @@ MIXER_LETTERS = {"S": "SE", "M": "MR", "L": "LI", "A": "attention"}
 @dataclass
 class StripedHyenaConfig:
     d_model: int = 64  # residual width d
-    n_layers: int = 7  # blocks (mixer + SwiGLU each)
+    n_layers: int = 7  # blocks (mixer + gated MLP each)
     n_heads: int = 4  # attention heads in the "A" layers (head_dim = d_model / n_heads)
     d_intermediate: int = 0  # gated-MLP hidden width; 0 = 8/3 d rounded up to `mlp_multiple`
     mlp_multiple: int = 128  # rounding of the automatic d_intermediate (smaller at tiny sizes)
@@ -222,7 +222,7 @@ class StripedHyenaLM(LanguageModel):
             else:
                 for key, value in hyena_flops(c.d_model, MIXER_LETTERS[letter], seq_len, c.hyena_spec).items():
                     add(key, value)
-            add("mlp", F.swiglu_flops(c.d_model, c.d_ff))
+            add("mlp", F.swiglu_flops(c.d_model, c.d_ff))  # any gated MLP: 6 d d_int
         add("lm_head", F.lm_head_flops(c.d_model, c.vocab_size))
         return parts
 
