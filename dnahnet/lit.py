@@ -90,8 +90,10 @@ class LitLM(L.LightningModule):
         self.tokens_seen = 0
         self.flops_planned = 0.0  # tokens x analytic training FLOPs per token (target ratios)
         self.flops_actual = 0.0  # tokens x training FLOPs per token from measured quantities
-        self.val_loss_sum = torchmetrics.SumMetric()
-        self.val_token_count = torchmetrics.SumMetric()
+        # Validation: summed NLL and scored-token count, reduced across ranks (each window is scored once:
+        # dnahnet.data.module.EvalShardSampler). float64: a float32 count stops at 2^24 tokens.
+        self.val_loss_sum = torchmetrics.SumMetric().set_dtype(torch.float64)
+        self.val_token_count = torchmetrics.SumMetric().set_dtype(torch.float64)
         self._last_time: float | None = None
 
     # ------------------------------------------------------------------ objective

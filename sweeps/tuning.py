@@ -5,9 +5,10 @@ directory `OUT/trials/trial_<n>`, trained for exactly the budget:
 
     steps = budget / (training FLOPs per token x tokens per step)
 
-rounded to a multiple of `evals`, the number of validations per trial. Validation k (k = 1..evals)
-therefore happens after the fraction k / evals of the budget in every trial, whatever its batch size, and
-is reported to Optuna at step k: the pruner compares trials at equal compute, from validation
+rounded by the isoFLOP planner's rule (`sweeps.plan`): planned FLOPs within 2% of the budget, the batch
+moved (0.75x-1.33x) when rounding alone misses by more than 1% -- here with steps a multiple of `evals`,
+the number of validations per trial. Validation k (k = 1..evals) therefore happens after the fraction
+k / evals of the budget in every trial, whatever its batch size, and is reported to Optuna at step k: the pruner compares trials at equal compute, from validation
 `prune_from` on. The last validation is the trial's value and is never pruned (the budget is spent).
 
 The study lives in an RDB storage (SQLite `OUT/study.db` by default; any SQLAlchemy URL lets workers on
@@ -136,16 +137,31 @@ def training_flops_per_token(family: str, model_cfg, seq_len: int) -> float:
     return float(model.flops_per_token(seq_len).training)
 
 
-def plan_steps(budget: float, flops_per_token: float, tokens_per_step: int, evals: int) -> int:
-    """Optimizer steps that spend `budget` training FLOPs, rounded to a multiple of `evals` (>= evals)."""
-    raw = budget / (flops_per_token * tokens_per_step)
+def plan_steps(budget: float, flops_per_token: float, batch: int, seq_len: int, evals: int,
+               world: int = 1) -> tuple[int, int]:
+    """(optimizer steps, global batch in windows) that spend `budget` training FLOPs: the planner's rule
+    (`sweeps.plan._steps_and_batch`) with steps counted in units of `evals` steps, so that steps is a
+    multiple of `evals`. Rounding that misses the budget by more than 1% moves the batch (0.75x-1.33x, a
+    multiple of `world`; logged); planned FLOPs = steps x batch x seq_len x flops_per_token lie within 2%
+    of the budget, else a ValueError."""
+    from sweeps.plan import TOLERANCE, _steps_and_batch
+
+    tokens = budget / flops_per_token
+    raw = tokens / (batch * seq_len)
     if raw < evals:
         raise ValueError(
-            f"--budget {budget:.3g} FLOPs buys only {raw:.2f} steps of {tokens_per_step} tokens at "
+            f"--budget {budget:.3g} FLOPs buys only {raw:.2f} steps of {batch * seq_len} tokens at "
             f"{flops_per_token:.3g} training FLOPs/token; need at least --evals {evals} steps: raise --budget "
-            f"to >= {evals * flops_per_token * tokens_per_step:.3g}"
+            f"to >= {evals * flops_per_token * batch * seq_len:.3g}"
         )
-    return evals * max(1, round(raw / evals))
+    units, new_batch, err = _steps_and_batch(tokens / evals, batch, seq_len, world, fixed=True)
+    if err > TOLERANCE:
+        raise ValueError(
+            f"--budget {budget:.3g} FLOPs: no batch near {batch} windows spends it within {TOLERANCE:.0%} in a "
+            f"multiple of --evals {evals} steps (best: {units * evals} steps of {new_batch} windows, "
+            f"{err:.1%} off); change --budget or --evals"
+        )
+    return units * evals, new_batch
 
 
 # --------------------------------------------------------------------------------------- pruning
@@ -250,7 +266,7 @@ class TuneSpec:
     def identity(self) -> dict[str, Any]:
         """What must not change between reruns and workers (paths may: workers can sit on other machines).
         Fixed settings are compared as resolved values, so `data.seq_len=64` equals `--seq-len 64`."""
-        configs = dict(zip(("model", "train", "data"), self.base_configs()))
+        configs = dict(zip(("model", "train", "data"), self.base_configs(), strict=True))
         base = {section: {k: cfglib.to_dict(getattr(configs[section], k)) for k in sorted(values)
                           if k not in ("data_dir", "store_dir")}
                 for section, values in self.base.items()}
@@ -363,8 +379,9 @@ def make_objective(spec: TuneSpec, out_dir: Path, progress: bool = True,
     stages = n_stages(spec.family, base_model)
     fpt = training_flops_per_token(spec.family, base_model, base_data.seq_len)
     world = base_train.devices * base_train.num_nodes
-    # Fail before any training when the budget cannot pay for the largest batch.
-    plan_steps(spec.budget, fpt, max(spec.space.batch_size) * base_data.seq_len * world, spec.evals)
+    # Fail before any training when the budget cannot pay for some batch size of the search space.
+    for batch in spec.space.batch_size:
+        plan_steps(spec.budget, fpt, batch * world, base_data.seq_len, spec.evals, world)
 
     def objective(trial: optuna.Trial) -> float:
         original = retried_trial_number(trial)
@@ -373,8 +390,12 @@ def make_objective(spec: TuneSpec, out_dir: Path, progress: bool = True,
         overrides = overrides_from_params(suggest(trial, spec.space, spec.family, stages), spec.family, stages)
         model_cfg = cfglib.replace(base_model, **overrides["model"])
         data_cfg = cfglib.replace(base_data, **overrides["data"])
-        tokens_per_step = data_cfg.batch_size * data_cfg.seq_len * world
-        steps = plan_steps(spec.budget, fpt, tokens_per_step, spec.evals)
+        steps, global_batch = plan_steps(spec.budget, fpt, data_cfg.batch_size * world, data_cfg.seq_len,
+                                         spec.evals, world)
+        if global_batch != data_cfg.batch_size * world:  # moved to spend the budget (planner's rule)
+            data_cfg = cfglib.replace(data_cfg, batch_size=global_batch // world)
+        trial.set_user_attr("batch_size", data_cfg.batch_size)  # per device, as trained
+        tokens_per_step = global_batch * data_cfg.seq_len
         train_cfg = cfglib.replace(base_train, **overrides["train"], max_steps=steps, val_every=steps // spec.evals)
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
@@ -433,6 +454,8 @@ def best_overrides_yaml(study: optuna.Study, spec: TuneSpec) -> str:
     """The best trial as an override file for `sweeps/isoflop.py --overrides` (train:, model:, data:)."""
     best = study.best_trial
     overrides = overrides_from_params(best.params, spec.family, n_stages(spec.family, spec.base_configs()[0]))
+    if "batch_size" in best.user_attrs and "batch_size" in overrides["data"]:  # the batch it trained with
+        overrides["data"]["batch_size"] = int(best.user_attrs["batch_size"])
     body = {k: v for k, v in overrides.items() if v}
     header = (
         f"# Best of Optuna study {study.study_name!r}: trial {best.number}, val/loss {best.value:.5f} nats/nt\n"
@@ -493,7 +516,7 @@ def write_figures(study: optuna.Study, out_dir: Path) -> list[Path]:
 def trials_table(study: optuna.Study):
     df = study.trials_dataframe(attrs=("number", "state", "value", "duration", "params", "user_attrs"))
     keep = [c for c in df.columns if c in ("number", "state", "value", "duration") or c.startswith("params_")
-            or c in ("user_attrs_steps", "user_attrs_flops_planned", "user_attrs_val_bpn", "user_attrs_error")]
+            or c in ("user_attrs_steps", "user_attrs_batch_size", "user_attrs_flops_planned", "user_attrs_val_bpn", "user_attrs_error")]
     return df, df[keep]
 
 

@@ -95,3 +95,14 @@ def test_training_loop_optimizes_nll_plus_alpha_times_ratio_losses_on_dnahnet():
     assert math.isclose(seen["loss"], nll + aux, rel_tol=0, abs_tol=1e-5), (seen["loss"], nll, aux)
     assert math.isclose(seen["logged"]["train/loss"], nll, abs_tol=1e-5)  # the logged loss is the NLL alone
     assert math.isclose(seen["logged"]["train/aux_loss"], aux, abs_tol=1e-6)
+
+
+def test_validation_sums_count_tokens_exactly_past_float32():
+    """The validation token count is exact beyond 2^24 (a float32 sum would stop there: 256 windows of
+    65,536 nucleotides already reach it)."""
+    model_cfg = cfglib.to_dict(dnahnet.get_config("transformer", "tiny"))
+    lit = LitLM("transformer", model_cfg, cfglib.to_dict(TrainConfig()), seq_len=16)
+    for _ in range(3):
+        lit.val_token_count.update(torch.tensor(float(2**24)))
+        lit.val_token_count.update(torch.tensor(1.0))
+    assert int(lit.val_token_count.compute()) == 3 * 2**24 + 3

@@ -10,7 +10,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from dnahnet.data.ingest import prepare_store
 from dnahnet.data.paths import default_inputs, resolve_data_dir
@@ -19,6 +19,8 @@ from dnahnet.data.store import TokenStore
 from dnahnet.data.windows import FixedWindows, TrainWindows
 
 log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # label of a position that is not scored (dnahnet.lit.IGNORE_INDEX)
 
 
 @dataclass
@@ -77,6 +79,59 @@ class _CountingLoader(DataLoader):
         for batch in super().__iter__():
             self.counter["batches"] += 1
             yield batch
+
+
+class EvalShardSampler(DistributedSampler):
+    """Splits fixed evaluation windows over the ranks so that every window is scored exactly once.
+
+    Lightning's default for evaluation loaders is a DistributedSampler that pads the dataset to a multiple
+    of the world size by *repeating* windows: with 5 windows on 2 ranks, window 0 is scored twice and a
+    2-process run reports a different loss than a 1-process run on the same windows. Here rank r takes
+    windows r, r + W, r + 2W, ... (no repeats, no shuffling). Every rank still yields the same number of
+    indices (ceil(n / W)), because under FSDP each forward is a collective: a rank short of a window gets
+    index n + k, which `MaskedPadding` serves as a window whose labels are all ignored (0 tokens, 0 loss).
+    The validation step sums losses and token counts across ranks (`dnahnet.lit.LitLM`).
+
+    A DistributedSampler subclass, so that Lightning leaves it in place instead of wrapping it.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        self.n = len(dataset)
+        self.num_samples = -(-self.n // num_replicas)  # ceil: equal per rank
+        self.total_size = self.num_samples * num_replicas
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.total_size, self.num_replicas))  # >= n: padding indices
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class MaskedPadding(Dataset):
+    """A map-style dataset of windows, extended past its end with padding items: index n + k is window k
+    with every label set to IGNORE_INDEX (same shapes, so batches stack; nothing is scored)."""
+
+    def __init__(self, windows: Dataset):
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        n = len(self.windows)
+        if i < n:
+            return self.windows[i]
+        item = dict(self.windows[i % n])
+        item["labels"] = torch.full_like(item["labels"], IGNORE_INDEX)
+        return item
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size) of the initialised process group, or (0, 1)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
 
 class GenomeDataModule(L.LightningDataModule):
@@ -172,14 +227,19 @@ class GenomeDataModule(L.LightningDataModule):
         return _CountingLoader(self.train_windows, batch_size=None, counter=self.counter, **self._loader_kwargs())
 
     def _eval_loader(self, split: str) -> DataLoader | list:
+        """The fixed windows of `split`; with several processes, each rank's share (`EvalShardSampler`:
+        every window scored once over all ranks, none repeated)."""
         ds = self.fixed_windows(split)
         if ds is None:
             log.warning("no %s genomes: the %s dataloader is empty", split, split)
             return []
+        rank, world = _world()
+        sampler = EvalShardSampler(ds, world, rank) if world > 1 else None
         return DataLoader(
-            ds,
+            MaskedPadding(ds) if sampler is not None else ds,
             batch_size=self.cfg.eval_batch_size or self.cfg.batch_size,
             shuffle=False,
+            sampler=sampler,
             drop_last=False,
             **self._loader_kwargs(),
         )

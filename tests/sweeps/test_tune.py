@@ -68,13 +68,34 @@ def test_flops_per_token_and_plan_steps():
     cfg = get_config("transformer", "tiny")
     assert tuning.training_flops_per_token("transformer", cfg, SEQ_LEN) == FPT
     assert build_model_from_config("transformer", cfg).flops_per_token(SEQ_LEN).training == FPT  # real build
-    # steps = budget / (FLOPs/token x tokens/step), rounded to a multiple of the validations
-    assert tuning.plan_steps(BUDGET, FPT, 8 * SEQ_LEN, EVALS) == 8
-    assert tuning.plan_steps(BUDGET, FPT, 4 * SEQ_LEN, EVALS) == 16
-    assert tuning.plan_steps(BUDGET, FPT, 5 * SEQ_LEN, EVALS) == 12  # 12.8 -> 12
-    assert tuning.plan_steps(1e12, 1e6, 1000, 3) == 999  # 1000 -> nearest multiple of 3
+    # steps = budget / (FLOPs/token x tokens/step), a multiple of the validations; (steps, global batch)
+    assert tuning.plan_steps(BUDGET, FPT, 8, SEQ_LEN, EVALS) == (8, 8)
+    assert tuning.plan_steps(BUDGET, FPT, 4, SEQ_LEN, EVALS) == (16, 4)
+    # 12.8 steps at batch 5: 12 would spend 6% less than the budget, 16 25% more; the planner's rule moves
+    # the batch instead (to 4: 16 steps, exact).
+    assert tuning.plan_steps(BUDGET, FPT, 5, SEQ_LEN, EVALS) == (16, 4)
+    assert tuning.plan_steps(1e12, 1e6, 1, 1000, 3) == (999, 1)  # 1000 -> nearest multiple of 3 (0.1% off)
     with pytest.raises(ValueError, match="--budget"):
-        tuning.plan_steps(BUDGET, FPT, 8 * SEQ_LEN, evals=9)
+        tuning.plan_steps(BUDGET, FPT, 8, SEQ_LEN, evals=9)
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_plan_steps_spends_the_budget_within_two_percent(world):
+    """Every trial spends the same compute: |planned / budget - 1| <= 2% (the planner's guarantee), with
+    steps a multiple of the validations and the batch a multiple of the world size."""
+    checked = 0
+    for budget_steps in np.geomspace(EVALS, 400, 60):
+        for batch in range(world, 33, world):
+            budget = budget_steps * 8 * SEQ_LEN * FPT
+            try:
+                steps, new_batch = tuning.plan_steps(budget, FPT, batch, SEQ_LEN, EVALS, world)
+            except ValueError as exc:  # too few steps for this batch, or no batch nearby lands within 2%
+                assert "--budget" in str(exc)
+                continue
+            checked += 1
+            assert steps % EVALS == 0 and new_batch % world == 0 and 0.75 * batch - world <= new_batch <= 4 * batch / 3
+            assert abs(steps * new_batch * SEQ_LEN * FPT / budget - 1) <= 0.02, (budget_steps, batch, steps, new_batch)
+    assert checked > 500
 
 
 def test_dnahnet_multipliers_reach_the_model():
