@@ -1,34 +1,313 @@
-"""Load a trained model from a run's Lightning checkpoint, without Lightning.
+"""Reading checkpoints safely: the model of a run (without Lightning), resume points, unreadable files.
 
 A checkpoint written by `dnahnet.lit.LitLM` holds `hyper_parameters = {"family", "model_config", ...}`
-and the model's weights under the `model.` prefix of `state_dict`.
+and the model's weights under the `model.` prefix of `state_dict`. A single-process or DDP run writes one
+file (`checkpoints/last.ckpt`); an FSDP2 run writes a directory of the same name: a distributed
+checkpoint (`.metadata` + `*.distcp` shards) plus `meta.pt` (everything that is not a tensor).
+
+Why everything here goes through `safe_load`: `torch.load(..., weights_only=False)` unpickles arbitrary
+objects, so a crafted `.ckpt` runs code the moment it is opened. Our checkpoints hold only tensors and
+plain values, so `weights_only=True` loads all of them; anything else is refused, naming the file.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import pickle
+import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from dnahnet.registry import build_model_from_config, config_from_dict
+log = logging.getLogger("dnahnet.checkpoint")
+
+DCP_METADATA = ".metadata"  # torch.distributed.checkpoint's index of the shards
+DCP_META_PT = "meta.pt"  # Lightning's non-tensor state of a distributed checkpoint
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu"):
-    """The model stored in a checkpoint (or a run directory: its checkpoints/last.ckpt), in eval mode."""
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file."""
+
+
+class CheckpointNotFound(CheckpointError, FileNotFoundError):
+    """No checkpoint at that path."""
+
+
+class UnsafeCheckpoint(CheckpointError):
+    """A checkpoint holding objects other than tensors and plain values (loading it could run code)."""
+
+
+class CorruptCheckpoint(CheckpointError):
+    """A checkpoint that is truncated, empty or not a checkpoint at all."""
+
+
+# ------------------------------------------------------------------------------------ safe reading
+def safe_load(path: str | os.PathLike, map_location="cpu", mmap: bool = False):
+    """`torch.load(path, weights_only=True)`, with errors that name the file and say why.
+
+    Raises UnsafeCheckpoint when the pickle references anything but tensors and plain containers,
+    CorruptCheckpoint when the file is truncated or not a torch file."""
     path = Path(path)
     if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    if not path.exists():
+        raise CheckpointNotFound(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location, mmap=mmap, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "Unsupported operand" in str(exc):
+            first = str(exc).strip().splitlines()[0][:200]
+            raise UnsafeCheckpoint(
+                f"{path}: refused: it holds objects other than tensors and plain values, and loading it could "
+                f"run code ({first})") from None
+        raise CorruptCheckpoint(f"{path}: unreadable checkpoint ({_first_line(exc)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        raise CorruptCheckpoint(f"{path}: unreadable checkpoint, truncated or not a checkpoint "
+                                f"({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """Unpickles a distributed checkpoint's `.metadata` (torch uses plain `pickle.load`, which would run
+    any code a crafted file asks for) allowing only the classes that index holds."""
+
+    _TORCH_NAMES = {"Size", "device", "layout", "memory_format", "strided", "sparse_coo", "contiguous_format",
+                    "preserve_format", "channels_last"}
+
+    def find_class(self, module: str, name: str):
+        if module == "torch.distributed.checkpoint.metadata" or (module, name) in (
+                ("torch.distributed.checkpoint.filesystem", "_StorageInfo"), ("torch.serialization", "_get_layout")):
+            return super().find_class(module, name)
+        if module == "torch" and (name in self._TORCH_NAMES or isinstance(getattr(torch, name, None), torch.dtype)):
+            return super().find_class(module, name)
+        if (module, name) in (("collections", "OrderedDict"), ("copyreg", "_reconstructor"),
+                              ("builtins", "object"), ("builtins", "set"), ("builtins", "frozenset"),
+                              ("pathlib", "PosixPath"), ("pathlib", "PurePosixPath")):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"Unsupported global {module}.{name}")
+
+
+def read_dcp_metadata(directory: str | os.PathLike):
+    """The `.metadata` of a distributed checkpoint directory, unpickled with an allowlist."""
+    path = Path(directory) / DCP_METADATA
+    if not path.is_file():
+        raise CorruptCheckpoint(f"{directory}: not a distributed checkpoint (no {DCP_METADATA})")
+    try:
+        with open(path, "rb") as fh:
+            return _MetadataUnpickler(fh).load()
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):
+            raise UnsafeCheckpoint(f"{path}: refused: it references {str(exc).split()[-1]}, which a checkpoint "
+                                   "index never holds (loading it could run code)") from None
+        raise CorruptCheckpoint(f"{path}: unreadable ({_first_line(exc)})") from None
+    except (EOFError, OSError, ValueError, AttributeError, ImportError, TypeError, IndexError) as exc:
+        raise CorruptCheckpoint(f"{path}: unreadable, truncated or not a checkpoint index ({_first_line(exc)})") \
+            from None
+
+
+def _safe_reader(directory: Path):
+    """A FileSystemReader whose metadata goes through `read_dcp_metadata` (shards load weights-only)."""
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.metadata import StorageMeta
+
+    class _SafeReader(FileSystemReader):
+        def read_metadata(self, *args, **kwargs):
+            metadata = read_dcp_metadata(directory)
+            if getattr(metadata, "storage_meta", None) is None:
+                metadata.storage_meta = StorageMeta()
+            metadata.storage_meta.load_id = self.load_id
+            return metadata
+
+    return _SafeReader(str(directory))
+
+
+def verify(path: str | os.PathLike) -> dict:
+    """Read every pickle of a checkpoint (file or distributed directory) safely; returns its non-tensor
+    state (a file's whole content, a directory's meta.pt). Raises CheckpointError naming what is wrong.
+
+    Run before handing a checkpoint to Lightning: its distributed-checkpoint loader unpickles `.metadata`
+    without restrictions."""
+    path = Path(path)
+    if path.is_dir():
+        read_dcp_metadata(path)
+        return safe_load(path / DCP_META_PT, mmap=True)
+    return safe_load(path, mmap=True)
+
+
+def global_step(path: str | os.PathLike) -> int:
+    """The global step of a checkpoint (verified safe); raises CheckpointError."""
+    state = verify(path)
+    if not isinstance(state, dict) or "global_step" not in state:
+        raise CorruptCheckpoint(f"{path}: not a Lightning checkpoint (no global_step)")
+    return int(state["global_step"])
+
+
+# ------------------------------------------------------------------------------------ resume points
+@dataclass
+class ResumePoint:
+    path: Path  # the checkpoint to resume from
+    step: int  # its global step
+
+
+def set_aside(path: Path) -> Path:
+    """Move an unreadable checkpoint out of the way (kept for inspection): last.ckpt -> last.corrupt-<t>.ckpt."""
+    if path.is_symlink():  # last.ckpt -> step=N.ckpt: the file is what is broken; drop the link
+        target = path.resolve()
+        path.unlink()
+        return set_aside(target) if target.exists() else path
+    stem = path.name[: -len(".ckpt")] if path.name.endswith(".ckpt") else path.name
+    aside = path.with_name(f"{stem}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.ckpt")
+    os.replace(path, aside)
+    return aside
+
+
+def _candidates(run_dir: Path) -> list[Path]:
+    """Every checkpoint a run may resume from: its checkpoints/*.ckpt (last.ckpt first) and the hpc_ckpt_*.ckpt
+    Lightning saves on a SLURM requeue signal; set-aside files excluded."""
+    ckpt_dir = run_dir / "checkpoints"
+    found = [ckpt_dir / "last.ckpt"] if (ckpt_dir / "last.ckpt").exists() else []
+    if ckpt_dir.is_dir():
+        found += sorted(p for p in ckpt_dir.glob("*.ckpt") if p.name != "last.ckpt" and ".corrupt-" not in p.name)
+    found += sorted(p for p in run_dir.glob("hpc_ckpt_*.ckpt") if ".corrupt-" not in p.name)
+    unique, seen = [], set()
+    for p in found:  # last.ckpt usually links to one of the others: read each file once
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def find_resume_point(run_dir: str | os.PathLike, set_aside_corrupt: bool = True) -> ResumePoint | None:
+    """The readable checkpoint of `run_dir` with the highest step (None: start over).
+
+    An unreadable (truncated) checkpoint is moved aside as `<name>.corrupt-<time>.ckpt` first, so that
+    nothing (Lightning's resume, the CSV logger) trips on it again. A checkpoint that is *unsafe* (it would
+    run code) is not a crash artefact: UnsafeCheckpoint propagates and the run is refused."""
+    run_dir = Path(run_dir)
+    best: ResumePoint | None = None
+    for path in _candidates(run_dir):
+        if not path.exists():  # a link whose target was set aside just now
+            continue
+        try:
+            step = global_step(path)
+        except UnsafeCheckpoint:
+            raise
+        except CheckpointError as exc:
+            if not set_aside_corrupt:
+                continue
+            aside = set_aside(path)
+            log.warning("%s; moved aside to %s", exc, aside.name)
+            continue
+        if best is None or step > best.step:
+            best = ResumePoint(path, step)
+    return best
+
+
+# ------------------------------------------------------------------------------------ the model
+def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
+    """A checkpoint file or distributed directory; a run directory means its checkpoints/last.ckpt."""
+    path = Path(path)
+    if path.is_dir() and not (path / DCP_METADATA).exists():
         candidates = [path / "checkpoints" / "last.ckpt", path / "last.ckpt"]
         found = [c for c in candidates if c.exists()]
         if not found:
-            raise FileNotFoundError(f"{path}: no checkpoints/last.ckpt in this run directory")
+            raise CheckpointNotFound(f"{path}: a directory without checkpoints/last.ckpt (not a run directory)")
         path = found[0]
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    hparams = ckpt.get("hyper_parameters") or {}
-    if "family" not in hparams or "model_config" not in hparams:
-        raise ValueError(f"{path}: not a dnaHNet checkpoint (hyper_parameters lack family/model_config)")
-    model = build_model_from_config(hparams["family"], config_from_dict(hparams["family"], hparams["model_config"]))
-    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(state)
+        raise CheckpointNotFound(f"{path}: checkpoint not found")
+    return path
+
+
+def _model_from_hparams(path: Path, state: dict):
+    from dnahnet.registry import build_model_from_config, config_from_dict
+
+    hparams = state.get("hyper_parameters") if isinstance(state, dict) else None
+    if not isinstance(hparams, dict) or "family" not in hparams or "model_config" not in hparams:
+        raise CheckpointError(f"{path}: not a dnaHNet checkpoint (hyper_parameters lack family/model_config)")
+    try:
+        return build_model_from_config(hparams["family"], config_from_dict(hparams["family"], hparams["model_config"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: its model configuration is invalid ({_first_line(exc)})") from None
+
+
+def _load_weights(path: Path, model, weights: dict) -> None:
+    state = {k[len("model."):]: v for k, v in weights.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # missing/unexpected keys, shape mismatch
+        raise CheckpointError(f"{path}: its weights do not match its model configuration "
+                              f"({str(exc).strip().splitlines()[0][:200]})") from None
+
+
+def _dcp_weights(directory: Path, model) -> dict:
+    """The model's full (unsharded) weights from a distributed checkpoint, read without a process group:
+    a state dict shaped like the model's is filled from the shards."""
+    import torch.distributed.checkpoint as dcp
+
+    metadata = read_dcp_metadata(directory)
+    stored = set(metadata.state_dict_metadata)
+    # Lightning stores the LightningModule's state under "state_dict" -> keys "state_dict.model.<name>"
+    # (older versions: "model.<name>"); take whichever this checkpoint uses.
+    prefix = next((p for p in ("state_dict.", "") if any(k.startswith(p + "model.") for k in stored)), None)
+    if prefix is None:
+        raise CheckpointError(f"{directory}: a distributed checkpoint without model weights")
+    target = {f"{prefix}model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
+    missing = sorted(k for k in target if k not in stored)
+    if missing:
+        raise CheckpointError(f"{directory}: its weights do not match its model configuration "
+                              f"(missing {', '.join(missing[:3])})")
+    try:
+        with warnings.catch_warnings():  # "torch.distributed is disabled ...": loading in one process is the point
+            warnings.simplefilter("ignore", UserWarning)
+            dcp.load(target, storage_reader=_safe_reader(directory), no_dist=True)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # shape mismatch, a missing or truncated shard
+        raise CheckpointError(f"{directory}: cannot read its shards ({_first_line(exc)})") from None
+    return {k[len(prefix):]: v for k, v in target.items()}
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu"):
+    """The model stored in a checkpoint file, an FSDP2 checkpoint directory, or a run directory (its
+    checkpoints/last.ckpt), in eval mode. Raises CheckpointError naming the file."""
+    path = resolve_checkpoint_path(path)
+    if path.is_dir():
+        state = verify(path)
+        model = _model_from_hparams(path, state)
+        _load_weights(path, model, _dcp_weights(path, model))
+    else:
+        state = safe_load(path, map_location="cpu")
+        model = _model_from_hparams(path, state)
+        weights = state.get("state_dict")
+        if not isinstance(weights, dict):
+            raise CheckpointError(f"{path}: no state_dict in this checkpoint")
+        _load_weights(path, model, weights)
     return model.to(map_location).eval()
+
+
+def resolve_device(text: str | None, arg: str = "--device") -> torch.device:
+    """A torch device from a command-line value ("auto", "cpu", "cuda", "cuda:1"), checked to exist."""
+    if text is None or text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{arg} {text!r}: not a device (use cpu, cuda or cuda:N)") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{arg} {text!r}: unsupported device type (use cpu, cuda or cuda:N)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{arg} {text}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"{arg} {text}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{arg} {text}: MPS is not available on this machine")
+    return device

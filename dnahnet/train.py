@@ -5,14 +5,28 @@
 
 Every run directory holds `config.yaml` (the resolved config), `metrics.csv` (Lightning's CSV log),
 `checkpoints/last.ckpt` (the resume point) and, once finished, `result.json`. Rerunning the same command
-resumes from the last checkpoint; a finished run is not retrained.
+resumes from the newest readable checkpoint (a truncated one is moved aside as `*.corrupt-*.ckpt`); a
+finished run is not retrained. Rerunning with other settings is refused, naming the keys that differ
+(`--new-run` keeps the old run as OUT.old-<time> and starts afresh). One process at a time trains into a
+run directory (`.lock`; a second one is refused, naming the holder). Stopped by SIGTERM (a SLURM time
+limit, preemption), the command exits 143 saying where it stopped; rerunning it resumes. Under SLURM with
+`#SBATCH --signal=USR1@90`, Lightning saves `hpc_ckpt_*.ckpt` and requeues the job, which resumes from it.
+
+Exit codes: 0 done, 2 refused (bad arguments or config, a held lock, a bad checkpoint, a diverged run: one
+`error:` line), 143 stopped by SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import json
 import logging
+import math
+import os
+import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,9 +34,10 @@ from pathlib import Path
 
 import torch
 
+from dnahnet import checkpoint as ckptlib
 from dnahnet import config as cfglib
 from dnahnet.lit import LitLM, TrainConfig
-from dnahnet.registry import get_config, get_family, list_families
+from dnahnet.registry import bind_context, context_field, get_config, get_family, list_families
 
 log = logging.getLogger("dnahnet.train")
 
@@ -80,31 +95,16 @@ def _strategy(train_cfg: TrainConfig):
     raise ValueError(f"train.strategy must be auto|ddp|fsdp|fsdp2, got {name!r}")
 
 
-def _checkpoint_step(path: Path) -> int | None:
-    """global_step of a checkpoint (a file, memory-mapped: cheap; or a distributed checkpoint directory's
-    meta.pt); None when there is none or it is unreadable."""
-    target = path / "meta.pt" if path.is_dir() else path
-    if not target.is_file():
-        return None
-    try:
-        return int(torch.load(target, map_location="cpu", mmap=True, weights_only=False).get("global_step", 0))
-    except Exception:
-        return None
-
-
-def _resumable_csv_logger(run_dir: Path):
+def _resumable_csv_logger(run_dir: Path, resume_step: int | None):
     """Lightning's CSVLogger, except that a resumed run keeps the metrics.csv rows it logged before its
     checkpoint (Lightning deletes the file when the log directory is not empty). Rows at or after the
-    checkpoint's step are dropped: the resumed run logs those steps again."""
-    import csv
+    checkpoint's step are dropped: the resumed run logs those steps again. `resume_step` comes from the
+    checkpoint the run resumes from (None: a fresh start, which starts a fresh file)."""
     import io
-    import os
 
     from lightning.pytorch.loggers import CSVLogger
     from lightning.pytorch.loggers.csv_logs import ExperimentWriter
     from lightning.pytorch.loggers.logger import rank_zero_experiment
-
-    resume_step = _checkpoint_step(run_dir / "checkpoints" / "last.ckpt")
 
     class _Writer(ExperimentWriter):
         def _check_log_dir_exists(self) -> None:
@@ -136,13 +136,16 @@ def _resumable_csv_logger(run_dir: Path):
     return _Logger(save_dir=str(run_dir), name="", version="")
 
 
-def build_trainer(train_cfg: TrainConfig, run_dir: Path, callbacks=(), progress: bool = True):
+def build_trainer(train_cfg: TrainConfig, run_dir: Path, callbacks=(), progress: bool = True,
+                  resume_step: int | None = None):
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    # The two newest checkpoints are kept (step=N.ckpt) and last.ckpt links to the newest: a checkpoint cut
+    # short (a full disk, a kill mid-write) leaves the previous one to resume from, at one write per save.
     checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
-        every_n_train_steps=max(1, train_cfg.ckpt_every), save_on_train_epoch_end=False,
+        dirpath=run_dir / "checkpoints", filename="{step}", monitor="step", mode="max", save_top_k=2,
+        save_last="link", every_n_train_steps=max(1, train_cfg.ckpt_every), save_on_train_epoch_end=False,
     )
     return L.Trainer(
         accelerator=train_cfg.accelerator,
@@ -158,12 +161,273 @@ def build_trainer(train_cfg: TrainConfig, run_dir: Path, callbacks=(), progress:
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         log_every_n_steps=train_cfg.log_every,
-        logger=_resumable_csv_logger(run_dir),
+        logger=_resumable_csv_logger(run_dir, resume_step),
         callbacks=[checkpoint, *callbacks],
         enable_progress_bar=progress,
         enable_model_summary=False,
         default_root_dir=str(run_dir),
     )
+
+
+# ---------------------------------------------------------------------- refusals and stops
+class RunRefused(ValueError):
+    """A run that must not start (a bad config, no validation windows, a changed recipe): one line."""
+
+
+class RunLocked(RunRefused):
+    """Another process is writing into the run (or sweep) directory."""
+
+
+class TrainingStopped(BaseException):
+    """The run was stopped by SIGTERM; a rerun resumes it. A BaseException (like KeyboardInterrupt) so
+    that a sweep stops instead of recording the run as failed."""
+
+    exit_code = 128 + signal.SIGTERM  # 143, what a shell reports for a process killed by SIGTERM
+
+
+def launch_rank() -> int:
+    """This process's rank as its launcher set it (0 when alone): Lightning re-runs the command for the
+    other ranks of a multi-process run with LOCAL_RANK/NODE_RANK set; SLURM sets SLURM_PROCID per task."""
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_PROCID" in os.environ:
+        return int(os.environ["SLURM_PROCID"])
+    return int(os.environ.get("LOCAL_RANK", 0) or 0) + int(os.environ.get("NODE_RANK", 0) or 0)
+
+
+def _lock_holder(owner_file: Path) -> str:
+    try:
+        info = json.loads(owner_file.read_text())
+        return f"pid {info['pid']} on host {info['host']} (since {info['since']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process (no owner recorded)"
+
+
+@contextlib.contextmanager
+def directory_lock(directory: str | os.PathLike, what: str = "run directory"):
+    """Hold `directory/.lock` for the block; a second process gets RunLocked naming the holder (pid, host).
+
+    The holder's identity goes into a separate `.lock.owner`: filelock truncates the lock file itself when
+    another process opens it. The lock is the kernel's (flock), so a killed holder releases it."""
+    from filelock import FileLock, Timeout
+
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunRefused(f"{directory}: cannot create the {what} ({exc.strerror or exc})") from None
+    lock = FileLock(str(directory / ".lock"), timeout=0)
+    owner = directory / ".lock.owner"
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunLocked(f"{directory}: the {what} is in use by {_lock_holder(owner)}; wait for it to finish or "
+                        "use another --out") from None
+    except OSError as exc:
+        raise RunRefused(f"{directory}: cannot lock the {what} ({exc.strerror or exc})") from None
+    try:
+        cfglib.atomic_write_text(owner, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                                    "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            owner.unlink()
+        lock.release()
+
+
+# ---------------------------------------------------------------------- config checks
+_POSITIVE_MODEL_FIELDS = ("d_model", "n_layers", "n_heads", "vocab_size", "d_state", "headdim", "expand",
+                          "chunk_size", "ema_chunk_size")
+_PRECISIONS = ("auto", "32", "32-true", "16", "16-mixed", "16-true", "bf16", "bf16-mixed", "bf16-true", "64",
+               "64-true", "transformer-engine", "transformer-engine-float16")
+
+
+def _numbers(value):
+    """The numbers in a config value (a number, or nested lists of them)."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _numbers(v)
+
+
+def check_configs(model_cfg, train_cfg: TrainConfig, data_cfg) -> None:
+    """Refuse degenerate settings before anything is written or trained (RunRefused naming the key)."""
+    from dnahnet.schedules import SCHEDULES
+
+    t = train_cfg
+    bad = []
+    if t.max_steps < 1:
+        bad.append(f"train.max_steps={t.max_steps}: must be >= 1 (a run of no step would be recorded as trained)")
+    for name in ("lr", "min_lr_ratio", "warmup_fraction", "decay_fraction", "weight_decay", "beta1", "beta2",
+                 "eps", "grad_clip"):
+        value = getattr(t, name)
+        if not math.isfinite(value) or value < 0:
+            bad.append(f"train.{name}={value}: must be a finite number >= 0")
+    if t.lr <= 0 and math.isfinite(t.lr):
+        bad.append(f"train.lr={t.lr}: must be > 0")
+    for name in ("warmup_fraction", "decay_fraction", "beta1", "beta2", "min_lr_ratio"):
+        value = getattr(t, name)
+        if math.isfinite(value) and value > 1:
+            bad.append(f"train.{name}={value}: must lie in [0, 1]")
+    for name, low in (("val_every", 0), ("ckpt_every", 0), ("log_every", 1), ("devices", 1), ("num_nodes", 1)):
+        if getattr(t, name) < low:
+            bad.append(f"train.{name}={getattr(t, name)}: must be >= {low}")
+    if t.schedule not in SCHEDULES:
+        bad.append(f"train.schedule={t.schedule!r}: must be one of {', '.join(SCHEDULES)}")
+    if str(t.precision) not in _PRECISIONS:
+        bad.append(f"train.precision={t.precision!r}: must be one of auto, 32-true, bf16-mixed, 16-mixed, ...")
+    if t.strategy not in ("auto", "ddp", "ddp_spawn", "fsdp", "fsdp2"):
+        bad.append(f"train.strategy={t.strategy!r}: must be auto, ddp, fsdp or fsdp2")
+    if t.accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
+        bad.append(f"train.accelerator={t.accelerator!r}: must be auto, cpu, gpu or cuda")
+    if data_cfg.n_val_windows < 1:
+        bad.append(f"data.n_val_windows={data_cfg.n_val_windows}: a run needs validation windows (its reported "
+                   "loss); use >= 1")
+    for name, value in cfglib.to_dict(model_cfg).items():
+        numbers = list(_numbers(value))
+        if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+            bad.append(f"model.{name}={value}: must be finite")
+        elif name != "window" and any(isinstance(v, int) and v < 0 for v in numbers):
+            bad.append(f"model.{name}={value}: must not be negative")
+        elif name in _POSITIVE_MODEL_FIELDS and any(v == 0 for v in numbers):
+            bad.append(f"model.{name}={value}: must be positive")
+    if bad:
+        raise RunRefused(f"{bad[0]}" + (f" (and {len(bad) - 1} more: {'; '.join(bad[1:3])})" if len(bad) > 1 else ""))
+
+
+def _check_model(lit) -> None:
+    counts = lit.model.param_counts()
+    if counts.non_embedding <= 0:
+        raise RunRefused(f"the model has {counts.total} parameters ({counts.non_embedding} outside the embedding): "
+                         "check model.d_model / model.n_layers")
+
+
+def _check_data(dm, data_cfg) -> None:
+    """Open the data before training so that an empty split or too long a window fails now, not at the end."""
+    from dnahnet.data import GenomeDataModule
+
+    if isinstance(dm, GenomeDataModule):
+        try:
+            dm.prepare_data()
+            dm.setup("fit")
+            _ = dm.train_windows
+            val = dm.fixed_windows("val")
+        except (ValueError, FileNotFoundError) as exc:
+            raise RunRefused(f"data: {exc}") from None
+        if val is None or len(val) == 0:
+            raise RunRefused("data: no validation windows (the data has no validation genome, or "
+                             "data.n_val_windows=0); a run needs them for its reported loss")
+        return
+    loader = dm.val_dataloader()
+    if hasattr(loader, "__len__") and len(loader) == 0:
+        raise RunRefused("data: the validation dataloader is empty; a run needs validation windows")
+
+
+# ---------------------------------------------------------------------- run identity
+# Keys that do not change what a run learns (where data is cached, how often it logs, which kernels run).
+_NEUTRAL_KEYS = {"data.store_dir", "data.num_workers", "data.eval_batch_size", "train.log_every",
+                 "model.attn_backend", "model.mamba_backend"}
+
+
+def config_differences(old: dict, new: dict, neutral=_NEUTRAL_KEYS) -> list[str]:
+    """'key: old -> new' for every entry of two resolved configs that differs (neutral keys aside)."""
+    diffs = []
+    for key in ("family", "preset", "variant"):
+        if old.get(key) != new.get(key):
+            diffs.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
+    for section in ("model", "train", "data"):
+        o, n = old.get(section) or {}, new.get(section) or {}
+        for k in sorted(set(o) | set(n)):
+            if f"{section}.{k}" in neutral:
+                continue
+            a, b = o.get(k), n.get(k)
+            if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+                a, b = list(a), list(b)
+            if a != b:
+                diffs.append(f"{section}.{k}: {o.get(k)!r} -> {n.get(k)!r}")
+    return diffs
+
+
+def check_same_run(run_dir: Path, resolved: dict) -> None:
+    """Refuse to resume (or report) a run directory made with other settings, naming the keys."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return
+    import yaml
+
+    try:
+        old = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, OSError) as exc:
+        raise RunRefused(f"{path}: unreadable ({exc})") from None
+    if not isinstance(old, dict):
+        raise RunRefused(f"{path}: not a run config")
+    diffs = config_differences(old, resolved)
+    if diffs:
+        raise RunRefused(f"{run_dir} holds a run with other settings ({'; '.join(diffs[:5])}"
+                         f"{f'; {len(diffs) - 5} more' if len(diffs) > 5 else ''}); rerun with the same settings to "
+                         "resume it, use another --out, or pass --new-run to keep it aside and start afresh")
+
+
+def move_run_aside(run_dir: Path) -> Path:
+    """--new-run: rename an existing run directory to RUN.old-<time> (kept intact) so a new run starts."""
+    with directory_lock(run_dir):  # refuses while another process trains in it
+        pass
+    for name in (".lock", ".lock.owner"):
+        with contextlib.suppress(OSError):
+            (run_dir / name).unlink()
+    aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(run_dir, aside)
+    return aside
+
+
+# ---------------------------------------------------------------------- wall time and final metrics
+def _wall_clock():
+    """A callback whose checkpointed state is the run's training wall time so far, so that `wall_s` sums
+    every resumed segment (time after an interrupted segment's last checkpoint is redone, so counted once)."""
+    from lightning.pytorch.callbacks import Callback
+
+    class WallClock(Callback):
+        def __init__(self):
+            self.before = 0.0  # seconds of earlier segments, restored from the checkpoint
+            self.start = time.perf_counter()
+
+        @property
+        def state_key(self) -> str:  # the key of its state in a checkpoint's "callbacks"
+            return "WallClock"
+
+        def total(self) -> float:
+            return self.before + time.perf_counter() - self.start
+
+        def state_dict(self):
+            return {"wall_s": self.total()}
+
+        def load_state_dict(self, state_dict):
+            self.before = float(state_dict.get("wall_s", 0.0))
+
+    return WallClock()
+
+
+def _logged_validation(run_dir: Path, step: int) -> dict | None:
+    """The val/* metrics metrics.csv holds for the validation logged at `step` (None: none logged)."""
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("val/loss") and r.get("step") not in (None, "")
+                and int(float(r["step"])) == step]
+    if not rows:
+        return None
+    return {k: float(v) for k, v in rows[-1].items() if k.startswith("val/") and v not in (None, "")}
+
+
+def _stopped_message(run_dir: Path, trainer, max_steps: int) -> str:
+    point = ckptlib.find_resume_point(run_dir, set_aside_corrupt=False)
+    where = f"its last checkpoint is at step {point.step}" if point else "it has no checkpoint yet"
+    return (f"{run_dir}: stopped by SIGTERM at step {trainer.global_step} of {max_steps}; {where}; rerun the same "
+            "command to resume")
 
 
 def train_run(
@@ -178,29 +442,55 @@ def train_run(
     progress: bool = True,
     datamodule=None,
 ) -> RunResult:
-    """Train (or resume, or skip when finished) one run into `run_dir` and return its result."""
-    import lightning as L
+    """Train (or resume, or skip when finished) one run into `run_dir` and return its result.
 
+    Raises RunRefused (bad config, no validation windows, an unsafe checkpoint), RunLocked (another process
+    holds `run_dir`), TrainingStopped (SIGTERM; a rerun resumes)."""
     run_dir = Path(run_dir)
+    lock = directory_lock(run_dir) if launch_rank() == 0 else contextlib.nullcontext()
+    with lock:
+        return _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir, preset, variant, callbacks, progress,
+                             datamodule)
+
+
+def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset, variant, callbacks, progress,
+                  datamodule) -> RunResult:
+    import lightning as L
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     result_path = run_dir / "result.json"
     if result_path.exists():
         log.info("%s already finished; skipping", run_dir)
         return RunResult(**json.loads(result_path.read_text()))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    clock = _wall_clock()
+    check_configs(model_cfg, train_cfg, data_cfg)
+    # Before anything touches the logs: a truncated checkpoint is moved aside, the newest readable one wins.
+    try:
+        point = ckptlib.find_resume_point(run_dir, set_aside_corrupt=launch_rank() == 0)
+    except ckptlib.UnsafeCheckpoint as exc:
+        raise RunRefused(str(exc)) from None
     cfglib.write_yaml(run_dir / "config.yaml", resolved_config(family, preset, variant, model_cfg, train_cfg, data_cfg))
-    start = time.perf_counter()
     L.seed_everything(train_cfg.seed, workers=True, verbose=False)
     _, GenomeDataModule = _data_api()
     dm = datamodule or GenomeDataModule(data_cfg)
+    _check_data(dm, data_cfg)
     lit = LitLM(family, cfglib.to_dict(model_cfg), cfglib.to_dict(train_cfg), seq_len=data_cfg.seq_len)
-    trainer = build_trainer(train_cfg, run_dir, callbacks=callbacks, progress=progress)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if last.exists():
-        log.info("resuming %s from %s", run_dir, last)
-    trainer.fit(lit, datamodule=dm, ckpt_path=str(last) if last.exists() else None)
-    val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    if "val/loss" not in val:  # e.g. resumed from a checkpoint taken after the last validation
-        val = trainer.validate(lit, datamodule=dm, verbose=False)[0]
+    _check_model(lit)
+    trainer = build_trainer(train_cfg, run_dir, callbacks=[clock, *callbacks], progress=progress,
+                            resume_step=point.step if point else None)
+    if point:
+        log.info("resuming %s from %s (step %d)", run_dir, point.path.name, point.step)
+    elif (run_dir / "metrics.csv").exists():
+        log.info("%s: no readable checkpoint; the run starts over", run_dir)
+    try:
+        # weights_only: our checkpoints hold tensors and plain values only (checked above by `verify`).
+        trainer.fit(lit, datamodule=dm, ckpt_path=str(point.path) if point else None, weights_only=True)
+        val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        if "val/loss" not in val:  # resumed from a checkpoint taken after the last validation
+            val = _logged_validation(run_dir, trainer.global_step - 1) or \
+                trainer.validate(lit, datamodule=dm, verbose=False)[0]
+    except SIGTERMException:
+        raise TrainingStopped(_stopped_message(run_dir, trainer, train_cfg.max_steps)) from None
     counts = lit.model.param_counts()
     result = RunResult(
         status="ok",
@@ -212,12 +502,28 @@ def train_run(
         params=counts.total,
         params_non_embedding=counts.non_embedding,
         steps=int(trainer.global_step),
-        wall_s=time.perf_counter() - start,
+        wall_s=clock.total(),
         metrics={k: float(v) for k, v in val.items()},
     )
     if trainer.is_global_zero:
+        _write_window_losses(run_dir, lit, dm, trainer.world_size, result.val_loss)
         cfglib.atomic_write_text(result_path, json.dumps(result.__dict__, indent=2))
     return result
+
+
+def _write_window_losses(run_dir: Path, lit, dm, world_size: int, val_loss: float) -> None:
+    """`val_windows.csv`: the final model's loss on each validation window (what a sweep's bootstrap
+    resamples). One process only: a sharded model cannot run forward on rank 0 alone."""
+    from dnahnet import window_losses as wl
+
+    if world_size > 1:
+        log.info("%s: per-window validation losses are written by single-process runs only", run_dir)
+        return
+    losses, tokens = wl.window_losses(lit.model, dm.val_dataloader())
+    mean = float((losses * tokens).sum() / max(1, tokens.sum()))
+    if abs(mean - val_loss) > 1e-4:  # the same windows and weights must give the logged validation loss
+        log.warning("%s: per-window losses average %.5f, validation logged %.5f", run_dir, mean, val_loss)
+    wl.write_window_losses(run_dir / wl.FILENAME, losses, tokens)
 
 
 # ---------------------------------------------------------------------- CLI
@@ -231,6 +537,76 @@ def _split_overrides(items: list[str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def _read_config_file(path: str) -> dict:
+    """A resolved config.yaml (--config), with one-line errors for a directory, an empty file, not YAML."""
+    import yaml
+
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"--config {path}: is a directory, not a config.yaml")
+    try:
+        base = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"--config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--config {path}: unreadable ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"--config {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(base, dict):
+        kind = "empty" if base is None else f"a YAML {type(base).__name__}, not a mapping"
+        raise ValueError(f"--config {path}: {kind} (expected a resolved config.yaml with family, model, train, data)")
+    if "family" not in base:
+        raise ValueError(f"--config {path}: no 'family' entry (expected a resolved config.yaml)")
+    for section in ("model", "train", "data"):
+        if not isinstance(base.get(section) or {}, dict):
+            raise ValueError(f"--config {path}: '{section}' must be a mapping")
+    return base
+
+
+def _configs_from_args(args, DataConfig):
+    """(family, preset, variant, model_cfg, train_cfg, data_cfg) from --config/--model/... and overrides."""
+    overrides = _split_overrides(args.overrides)
+    if args.config:
+        base = _read_config_file(args.config)
+        family, preset, variant = base["family"], base.get("preset", "custom"), base.get("variant")
+        model_cfg = cfglib.replace(
+            cfglib.from_dict(get_family(family).config_cls, base.get("model") or {}), **overrides["model"]
+        )
+        train_cfg = cfglib.replace(cfglib.from_dict(TrainConfig, base.get("train") or {}), **overrides["train"])
+        data_cfg = cfglib.replace(cfglib.from_dict(DataConfig, base.get("data") or {}), **overrides["data"])
+    else:
+        family, preset, variant = args.model, args.preset, args.variant
+        model_cfg = get_config(family, preset, variant, **overrides["model"])
+        train_cfg = cfglib.replace(TrainConfig(), **overrides["train"])
+        data_cfg = cfglib.replace(DataConfig(), **overrides["data"])
+    if args.data_dir:
+        data_cfg = cfglib.replace(data_cfg, data_dir=args.data_dir)
+    bound = context_field(family)
+    model_cfg = bind_context(family, model_cfg, data_cfg.seq_len, explicit=bound in overrides["model"])
+    return family, preset, variant, model_cfg, train_cfg, data_cfg
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM outside `trainer.fit` into TrainingStopped (exit 143 with a line) instead of a silent kill.
+
+    Inside fit, Lightning's own handler runs first and calls this one too: then it returns, and Lightning
+    stops at the next step boundary (train_run turns that into TrainingStopped with the step)."""
+
+    def handler(signum, frame):
+        if signal.getsignal(signal.SIGTERM) is not handler:  # Lightning is handling it (inside fit)
+            return
+        raise TrainingStopped("stopped by SIGTERM before training started or after it ended; rerun the same "
+                              "command to resume")
+
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGTERM, handler)
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dnahnet.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -240,6 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", default=None, help="family variant (dnaHNet hierarchy, e.g. 3,2)")
     parser.add_argument("--config", default=None, help="a resolved config.yaml to rerun (overrides still apply)")
     parser.add_argument("--out", required=True, help="run directory (config, metrics.csv, checkpoints)")
+    parser.add_argument("--new-run", action="store_true",
+                        help="--out holds a run with other settings: keep it as OUT.old-<time> and start a new run")
     parser.add_argument("--data-dir", default=None, help="data directory (else $DNAHNET_DATA_DIR, ../shared/data)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--threads", type=int, default=None,
@@ -247,33 +625,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="model.KEY=VALUE, train.KEY=VALUE, data.KEY=VALUE")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.threads is not None and args.threads < 1:
+        return _error(f"--threads must be >= 1, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    stop_on_sigterm()
     DataConfig, _ = _data_api()
+    out = Path(args.out)
     try:
-        overrides = _split_overrides(args.overrides)
-        if args.config:
-            import yaml
-
-            base = yaml.safe_load(Path(args.config).read_text())
-            family, preset, variant = base["family"], base.get("preset", "custom"), base.get("variant")
-            model_cfg = cfglib.replace(
-                cfglib.from_dict(get_family(family).config_cls, base["model"]), **overrides["model"]
-            )
-            train_cfg = cfglib.replace(cfglib.from_dict(TrainConfig, base["train"]), **overrides["train"])
-            data_cfg = cfglib.replace(cfglib.from_dict(DataConfig, base["data"]), **overrides["data"])
-        else:
-            family, preset, variant = args.model, args.preset, args.variant
-            model_cfg = get_config(family, preset, variant, **overrides["model"])
-            train_cfg = cfglib.replace(TrainConfig(), **overrides["train"])
-            data_cfg = cfglib.replace(DataConfig(), **overrides["data"])
-        if args.data_dir:
-            data_cfg = cfglib.replace(data_cfg, data_dir=args.data_dir)
+        family, preset, variant, model_cfg, train_cfg, data_cfg = _configs_from_args(args, DataConfig)
+        check_configs(model_cfg, train_cfg, data_cfg)
+        if out.exists() and not out.is_dir():
+            raise RunRefused(f"--out {out}: is a file, not a run directory")
+        resolved = resolved_config(family, preset, variant, model_cfg, train_cfg, data_cfg)
+        if args.new_run and (out / "config.yaml").exists():
+            print(f"--new-run: the old run in {out} is kept as {move_run_aside(out)}", file=sys.stderr)
+        check_same_run(out, resolved)
+        result = train_run(family, model_cfg, train_cfg, data_cfg, out, preset=preset, variant=variant,
+                           progress=not args.no_progress)
+    except TrainingStopped as exc:
+        print(f"stopped: {exc}", file=sys.stderr)
+        return TrainingStopped.exit_code
+    except ckptlib.CheckpointError as exc:
+        return _error(str(exc))
+    except FloatingPointError as exc:  # the training loss became NaN/inf
+        return _error(f"{out}: the run diverged ({exc}); lower train.lr or raise train.warmup_fraction")
     except (ValueError, KeyError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    result = train_run(family, model_cfg, train_cfg, data_cfg, args.out, preset=preset, variant=variant,
-                       progress=not args.no_progress)
+        return _error(str(exc).strip("'\"") if isinstance(exc, KeyError) else str(exc))
+    except OSError as exc:  # --out on a read-only or full filesystem, a permission problem
+        return _error(f"{exc.filename or out}: {exc.strerror or exc}")
     print(
         f"{family} ({preset}{'/' + variant if variant else ''}): val loss {result.val_loss:.4f} nats/nt = "
         f"{result.val_bpn:.4f} bits/nt after {result.tokens:,} tokens, {result.flops:.3g} FLOPs, "
