@@ -22,6 +22,7 @@ sweeps/plan.py for the override-file format (--overrides, --set).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -145,6 +146,50 @@ def _merge_plan(out: Path, specs: list[RunSpec]) -> list[RunSpec]:
     return merged + list(new.values())
 
 
+def check_args(args) -> None:
+    """Refuse nonsensical numbers before planning (ValueError naming the option)."""
+    for name, low in (("seq_len", 1), ("sizes", 1), ("devices", 1), ("num_nodes", 1), ("threads", 1), ("gpus", 1),
+                      ("slurm_cpus_per_task", 1), ("slurm_mem_gb", 1), ("slurm_array_parallelism", 1),
+                      ("slurm_gpus_per_node", 0)):
+        value = getattr(args, name)
+        if value is not None and value < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+    if args.span is not None and not args.span > 1:
+        raise ValueError(f"--span must be > 1 (largest / smallest parameters), got {args.span}")
+
+
+def check_unchanged(out: Path, specs: list[RunSpec]) -> None:
+    """Refuse a rerun into OUT whose runs (same run ids) would get other settings than those OUT already
+    planned or trained: finished runs are skipped by run id, so a changed recipe would report old results
+    as new ones. Raises ValueError naming the keys that differ."""
+    import yaml
+
+    from sweeps.plan import read_plan
+    from sweeps.runner import identity_differences, resolved_of, run_dir_of
+
+    try:
+        planned = {s.run_id: s for s in read_plan(out)} if (out / "plan.json").is_file() else {}
+    except (ValueError, TypeError):
+        planned = {}
+    changed: dict[str, dict] = {}  # key -> {"runs": set, "example": "old -> new"}
+    for spec in specs:
+        new = resolved_of(spec)
+        olds = [resolved_of(planned[spec.run_id])] if spec.run_id in planned else []
+        config = run_dir_of(spec, out) / "config.yaml"
+        if config.is_file():
+            olds.append(yaml.safe_load(config.read_text()) or {})
+        for old in olds:
+            for diff in identity_differences(old, new):
+                key, _, example = diff.partition(": ")
+                entry = changed.setdefault(key, {"runs": set(), "example": example})
+                entry["runs"].add(spec.run_id)
+    if changed:
+        parts = [f"{key} ({len(v['runs'])} run{'s' if len(v['runs']) > 1 else ''}, e.g. {v['example']})"
+                 for key, v in sorted(changed.items(), key=lambda kv: -len(kv[1]["runs"]))]
+        raise ValueError(f"{out} holds runs planned or trained with other settings: {'; '.join(parts[:4])}; a "
+                         "changed recipe needs another --out (its finished runs would be reported as the new ones)")
+
+
 def prepare_data(spec: RunSpec) -> None:
     """Build (or open) the token store once, before any worker starts (they would race to build it)."""
     from dnahnet.data import GenomeDataModule
@@ -195,9 +240,17 @@ def summary_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dnahnet.train import RunRefused, TrainingStopped, directory_lock, stop_on_sigterm
+    from sweeps.runner import DiskFull
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop_on_sigterm()
+    out = Path(args.out)
+    rank0 = global_rank() == 0
+    specs: list[RunSpec] = []
     try:
+        check_args(args)
         specs = plan_from_args(args)
         slurm = SlurmOptions(
             partition=args.slurm_partition, time_min=parse_slurm_time(args.slurm_time),
@@ -205,24 +258,30 @@ def main(argv: list[str] | None = None) -> int:
             mem_gb=args.slurm_mem_gb, array=args.slurm_array, array_parallelism=args.slurm_array_parallelism,
             executor=args.slurm_executor, wait=not args.no_wait,
         )
-    except (ValueError, KeyError, FileNotFoundError) as exc:
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out}: is a file, not a sweep directory")
+        # One sweep process per directory (its workers and jobs run under this one).
+        with directory_lock(out, what="sweep directory") if rank0 else contextlib.nullcontext():
+            check_unchanged(out, specs)
+            if rank0:
+                csv_path, _ = write_plan(_merge_plan(out, specs) if args.only else specs, out,
+                                         meta={"argv": sys.argv, "ladder": specs[0].ladder})
+                print(format_table(specs))
+                print(f"\n{len(specs)} runs, {sum(s.flops for s in specs):.3g} training FLOPs in total; plan: {csv_path}")
+            if args.dry_run:
+                return 0
+            quiet_lightning()
+            rows = run_sweep(specs, out, launcher=args.launcher, retry_failed=args.retry_failed,
+                             progress=rank0 and not args.no_progress, gpus=args.gpus, slurm=slurm, threads=args.threads)
+    except TrainingStopped as exc:
+        done = len(results_by_id(out / "results.csv")) if (out / "results.csv").is_file() else 0
+        print(f"stopped: sweep {out} ({done} of {len(specs)} runs recorded): {exc}", file=sys.stderr)
+        return TrainingStopped.exit_code
+    except (RunRefused, DiskFull, ValueError, KeyError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    rank0 = global_rank() == 0
-    if rank0:
-        csv_path, _ = write_plan(_merge_plan(out, specs) if args.only else specs, out,
-                                 meta={"argv": sys.argv, "ladder": specs[0].ladder})
-        print(format_table(specs))
-        print(f"\n{len(specs)} runs, {sum(s.flops for s in specs):.3g} training FLOPs in total; plan: {csv_path}")
-    if args.dry_run:
-        return 0
-    quiet_lightning()
-    try:
-        rows = run_sweep(specs, out, launcher=args.launcher, retry_failed=args.retry_failed,
-                         progress=rank0 and not args.no_progress, gpus=args.gpus, slurm=slurm, threads=args.threads)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except OSError as exc:  # --out on a read-only filesystem, a permission problem
+        print(f"error: {exc.filename or out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     if rank0 and rows:
         print("\n" + summary_table(rows))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import errno
 import fcntl
 import io
 import logging
@@ -128,28 +129,43 @@ def run_dir_of(spec: RunSpec, sweep_dir: str | os.PathLike) -> Path:
 
 
 def checkpoint_step(run_dir: Path) -> int | None:
-    """The global step of `run_dir`'s resume point (None: none, or unreadable, then set aside)."""
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if not last.exists():
-        return None
-    import torch
+    """The global step `run_dir` resumes from (None: no readable checkpoint: the run starts over).
 
-    if last.is_dir():  # a distributed (FSDP2) checkpoint: its meta.pt holds the step
-        try:
-            return int(torch.load(last / "meta.pt", map_location="cpu", weights_only=False).get("global_step", 0))
-        except Exception:
-            return -1
+    The same rule as `dnahnet.train.train_run` (`dnahnet.checkpoint.find_resume_point`): an unreadable
+    (truncated) checkpoint is moved aside as `*.corrupt-*.ckpt` by rank 0; an unsafe one raises."""
+    from dnahnet.checkpoint import find_resume_point
 
-    try:
-        ckpt = torch.load(last, map_location="cpu", mmap=True, weights_only=False)
-        return int(ckpt.get("global_step", 0))
-    except Exception as exc:  # a truncated or corrupt file: train_run would crash on it
-        if global_rank() != 0:  # rank 0 sets it aside
-            return None
-        aside = last.with_name(f"last.corrupt-{int(time.time())}.ckpt")
-        log.warning("%s is unreadable (%s); moved to %s, the run restarts", last, exc, aside.name)
-        os.replace(last, aside)
-        return None
+    point = find_resume_point(run_dir, set_aside_corrupt=global_rank() == 0)
+    return None if point is None else point.step
+
+
+def resolved_of(spec: RunSpec) -> dict:
+    """The resolved config a run of `spec` writes into its config.yaml (`dnahnet.train.resolved_config`)."""
+    from dnahnet.train import resolved_config
+
+    model_cfg, train_cfg, data_cfg = spec.configs()
+    return resolved_config(spec.family, spec.preset, spec.variant, model_cfg, train_cfg, data_cfg)
+
+
+def identity_differences(old: dict, new: dict) -> list[str]:
+    """'key: old -> new' for the entries of two resolved run configs that define a run: the model, the
+    recipe (IDENTITY_TRAIN), the data windows (IDENTITY_DATA) and the global batch. Devices, precision or
+    where data is cached may change between a run and its resumption."""
+    from dnahnet.train import config_differences
+
+    neutral = {f"train.{k}" for k in set(old.get("train") or {}) | set(new.get("train") or {})
+               if k not in IDENTITY_TRAIN}
+    neutral |= {f"data.{k}" for k in set(old.get("data") or {}) | set(new.get("data") or {}) if k not in IDENTITY_DATA}
+    neutral |= {"model.mamba_backend", "model.attn_backend"}
+    diffs = [d for d in config_differences(old, new, neutral=neutral) if not d.startswith("preset:")]
+
+    def global_batch(cfg: dict) -> int:
+        train = cfg.get("train") or {}
+        return (cfg.get("data") or {}).get("batch_size", 0) * train.get("devices", 1) * train.get("num_nodes", 1)
+
+    if global_batch(old) != global_batch(new):
+        diffs.append(f"global batch: {global_batch(old)} -> {global_batch(new)}")
+    return diffs
 
 
 def _check_identity(spec: RunSpec, run_dir: Path) -> None:
@@ -160,25 +176,7 @@ def _check_identity(spec: RunSpec, run_dir: Path) -> None:
     import yaml
 
     old = yaml.safe_load(path.read_text()) or {}
-    model_cfg, train_cfg, data_cfg = spec.configs()
-    from dnahnet import config as cfglib
-
-    new = {"family": spec.family, "variant": spec.variant, "model": cfglib.to_dict(model_cfg),
-           "train": cfglib.to_dict(train_cfg), "data": cfglib.to_dict(data_cfg)}
-    diffs = []
-    for key in ("family", "variant"):
-        if old.get(key) != new[key]:
-            diffs.append(f"{key}: {old.get(key)!r} -> {new[key]!r}")
-    for section, keys in (("model", None), ("train", IDENTITY_TRAIN), ("data", IDENTITY_DATA)):
-        o, n = old.get(section) or {}, new[section]
-        for k in keys or sorted(set(o) | set(n)):
-            if k in ("mamba_backend", "attn_backend"):
-                continue
-            if o.get(k) != n.get(k):
-                diffs.append(f"{section}.{k}: {o.get(k)!r} -> {n.get(k)!r}")
-    if (old.get("data") or {}).get("batch_size", 0) * old.get("train", {}).get("devices", 1) * old.get(
-            "train", {}).get("num_nodes", 1) != spec.batch:
-        diffs.append("global batch changed")
+    diffs = identity_differences(old, resolved_of(spec))
     if diffs:
         raise ValueError(f"{run_dir} was made with a different configuration ({'; '.join(diffs[:6])}); "
                          "use another --out directory for a changed sweep")
@@ -208,6 +206,7 @@ def execute_run(spec: RunSpec, sweep_dir: str | os.PathLike, callbacks=(), datam
     Never raises for a failed run (it is recorded as failed); KeyboardInterrupt propagates.
     """
     from dnahnet import train as trainlib
+    from dnahnet.train import RunLocked
 
     train_fn = train_fn or trainlib.train_run
     sweep_dir = Path(sweep_dir).resolve()
@@ -235,16 +234,60 @@ def execute_run(spec: RunSpec, sweep_dir: str | os.PathLike, callbacks=(), datam
         )
     except KeyboardInterrupt:
         raise
+    except RunLocked:  # another process trains this run: it records the row, not us
+        raise
     except Exception as exc:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        full = _disk_full(exc)
         if global_rank() == 0:
-            (run_dir / "error.log").write_text(traceback.format_exc())
+            full = _try_write(run_dir / "error.log", traceback.format_exc()) or full
         log.error("%s failed: %s", spec.run_id, _short(exc))
         row = _result_row(spec, run_dir, "failed", error=_short(exc), resumed_from_step=resumed_from,
                           wall_s=round(time.perf_counter() - start, 2))
+        if full is not None:  # every later run would fail the same way: record what fits, then stop
+            if record and global_rank() == 0:
+                _try_record(sweep_dir / "results.csv", row)
+            raise DiskFull(f"{full.filename or sweep_dir}: the disk is full ({full.strerror}); {spec.run_id} is "
+                           "recorded as failed where that was possible; free space and rerun with --retry-failed") from None
     if record and global_rank() == 0:
-        record_result(sweep_dir / "results.csv", row)
+        try:
+            record_result(sweep_dir / "results.csv", row)
+        except OSError as exc:
+            if _disk_full(exc) is None:
+                raise
+            raise DiskFull(f"{sweep_dir / 'results.csv'}: the disk is full ({exc.strerror}); {spec.run_id} "
+                           f"finished ({row['status']}) but could not be recorded; free space and rerun") from None
     return row
+
+
+class DiskFull(OSError):
+    """The sweep's disk is full: the sweep stops with one line (what could be recorded was)."""
+
+
+def _disk_full(exc: BaseException) -> OSError | None:
+    """The ENOSPC/EDQUOT error behind `exc` (itself or its cause), if any."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _try_write(path: Path, text: str) -> OSError | None:
+    """Best effort (a failure handler must not fail): returns the disk-full error, if that is what stopped it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as exc:
+        log.warning("could not write %s: %s", path, exc.strerror or exc)
+        return _disk_full(exc)
+    return None
+
+
+def _try_record(path: Path, row: dict) -> None:
+    try:
+        record_result(path, row)
+    except OSError as exc:
+        log.warning("could not record %s in %s: %s", row["run_id"], path, exc.strerror or exc)
 
 
 def describe(row: dict) -> str:
@@ -290,7 +333,16 @@ def worker_main(argv: list[str] | None = None) -> int:
     if args.run_id not in specs:
         print(f"error: run {args.run_id!r} is not in {Path(args.sweep_dir) / 'plan.json'}", file=sys.stderr)
         return 2
-    row = execute_run(specs[args.run_id], args.sweep_dir)
+    from dnahnet.train import RunLocked, TrainingStopped
+
+    try:
+        row = execute_run(specs[args.run_id], args.sweep_dir)
+    except TrainingStopped as exc:
+        print(f"stopped: {exc}", file=sys.stderr)
+        return TrainingStopped.exit_code
+    except (RunLocked, DiskFull) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     import torch.distributed as dist
 
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1

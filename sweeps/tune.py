@@ -93,6 +93,14 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--evals must be >= 1, got {args.evals}")
         if args.prune_from < 1:
             raise ValueError(f"--prune-from must be >= 1 (a validation index), got {args.prune_from}")
+        if args.pruner_startup < 0 or args.sampler_startup < 0:
+            raise ValueError("--pruner-startup and --sampler-startup must be >= 0")
+        if any(b < 1 for b in args.batch_sizes):
+            raise ValueError(f"--batch-sizes must all be >= 1, got {args.batch_sizes}")
+        if args.seq_len is not None and args.seq_len < 1:
+            raise ValueError(f"--seq-len must be >= 1, got {args.seq_len}")
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out}: is a file, not a directory")
         if not args.budget > 0:
             raise ValueError(f"--budget must be a positive number of FLOPs, got {args.budget}")
         base = tuning.parse_base(args.settings)
@@ -116,15 +124,40 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         storage = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
         name = args.study or tuning.default_study_name(spec)
-        study = tuning.open_study(spec, storage, name, seed=args.seed, pruner=args.pruner,
-                                  pruner_startup=args.pruner_startup, sampler_startup=args.sampler_startup,
-                                  heartbeat=args.heartbeat, prune_from=args.prune_from)
+        study = _open_study(args, spec, storage, name)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    tuning.optimize(study, objective, args.trials)
+    except OSError as exc:  # --out a file, on a read-only filesystem
+        print(f"error: {exc.filename or out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    from dnahnet.train import TrainingStopped, stop_on_sigterm
+
+    stop_on_sigterm()
+    try:
+        tuning.optimize(study, objective, args.trials)
+    except TrainingStopped as exc:
+        print(f"stopped: {exc}", file=sys.stderr)
+        return TrainingStopped.exit_code
     tuning.write_outputs(study, spec, out)
     return 0
+
+
+def _open_study(args, spec, storage: str, name: str):
+    """tuning.open_study, with a bad --storage URL (unknown database, unreachable server) as ValueError."""
+    try:
+        return tuning.open_study(spec, storage, name, seed=args.seed, pruner=args.pruner,
+                                 pruner_startup=args.pruner_startup, sampler_startup=args.sampler_startup,
+                                 heartbeat=args.heartbeat, prune_from=args.prune_from)
+    except (ValueError, KeyError, FileNotFoundError):
+        raise
+    except (ImportError, OSError) as exc:
+        raise ValueError(f"--storage {storage}: cannot open it ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # sqlalchemy's errors (no such dialect, cannot connect) share no public base here
+        if type(exc).__module__.startswith(("sqlalchemy", "optuna")):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"--storage {storage}: cannot open it ({first})") from None
+        raise
 
 
 if __name__ == "__main__":
