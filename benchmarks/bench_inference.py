@@ -4,10 +4,19 @@
     python benchmarks/bench_inference.py --device cuda --dtype bfloat16 --max-log2 19 --out bench-gpu
     python benchmarks/bench_inference.py --quick --out /tmp/b                   # seconds (tests)
 
-Models are given as `family:preset[:key=value,...]` (default: matched ~3M-parameter models). Batch 1.
-Each (model, length) prefill runs in its own subprocess on CPU so that its peak RSS is its own; on
-CUDA peak memory is `torch.cuda.max_memory_allocated`. Prints a table with ratios to Transformer++,
-writes CSV and a figure.
+Models are given as `family:preset[:key=value,...]` (default: the matched ~3.2M-parameter models of
+benchmarks/matched.py, the same as bench_models.py and gpu_check.py). Batch 1.
+
+Prefill: --warmup untimed passes at the timed shape, then the median of --reps timed passes.
+Decoding: per repetition a fresh cache, the prompt's prefill and --decode-warmup untimed steps, then
+--decode-tokens timed steps; the median over --reps.
+Peak memory (`peak_mem_mb`) is the real peak during the prefill passes (warm-up included): on CUDA
+`torch.cuda.max_memory_allocated` (weights + activations); on CPU the measuring process's peak resident
+set (VmHWM, reset just before the passes through /proc/self/clear_refs; it includes the interpreter,
+torch and the weights). `activation_mb` is that peak minus what was resident (CPU) or allocated (CUDA)
+just before the passes. Each CPU point runs in its own subprocess (--quick / --in-process: in this
+process, where memory freed by earlier points can still be resident). Prints a table with ratios to
+Transformer++, writes CSV and a figure.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import json
 import math
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -28,13 +38,10 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from benchmarks.matched import matched_specs  # noqa: E402
 from dnahnet.registry import build_model  # noqa: E402
 
-DEFAULT_MODELS = [
-    "transformer:small",
-    "dnahnet:mini",
-    "stripedhyena:small",
-]
+DEFAULT_MODELS = matched_specs()
 QUICK_MODELS = ["transformer:tiny", "dnahnet:tiny", "stripedhyena:tiny"]
 
 
@@ -62,49 +69,86 @@ def _sync(device: str):
         torch.cuda.synchronize()
 
 
-def time_prefill(model, seq_len: int, device: str, dtype: torch.dtype, reps: int) -> dict:
+def _rss_mb() -> tuple[float, float]:
+    """(current, peak) resident set of this process in MiB (Linux /proc; else ru_maxrss for both)."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    except (OSError, KeyError, ValueError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+        return peak, peak
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0); False if not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def time_prefill(model, seq_len: int, device: str, dtype: torch.dtype, reps: int, warmup: int = 1) -> dict:
+    """Median latency of `reps` forward passes over (1, seq_len) after `warmup` passes of the same shape;
+    the real peak memory of all of them."""
     ids = torch.randint(0, 4, (1, seq_len), device=device)
     autocast = torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32)
+    cuda = device.startswith("cuda")
+    _sync(device)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated() / 2**20
+        note = ""
+    else:
+        note = "" if _reset_peak_rss() else "peak RSS over the process lifetime (clear_refs unavailable)"
+        before = _rss_mb()[0]
     with torch.no_grad(), autocast:
-        model(ids[:, : min(seq_len, 256)])  # warm-up
+        for _ in range(warmup):
+            model(ids)
         _sync(device)
-        if device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-        base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         times = []
         for _ in range(reps):
             start = time.perf_counter()
             model(ids)
             _sync(device)
             times.append(time.perf_counter() - start)
-    if device.startswith("cuda"):
-        peak_mb = torch.cuda.max_memory_allocated() / 2**20
-    else:  # growth of this process's peak RSS during the forward passes (kB on Linux)
-        peak_mb = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
-    latency = sorted(times)[len(times) // 2]
-    return {"latency_s": latency, "nt_per_s": seq_len / latency, "peak_mem_mb": peak_mb}
+    peak_mb = torch.cuda.max_memory_allocated() / 2**20 if cuda else _rss_mb()[1]
+    latency = _median(times)
+    return {"latency_s": latency, "nt_per_s": seq_len / latency, "peak_mem_mb": peak_mb,
+            "activation_mb": max(0.0, peak_mb - before), "mem_note": note}
 
 
-def time_decode(model, prompt_len: int, new_tokens: int, device: str, dtype: torch.dtype) -> float:
+def time_decode(model, prompt_len: int, new_tokens: int, device: str, dtype: torch.dtype, reps: int = 3,
+                warmup_tokens: int = 8) -> float:
+    """Median decoding speed (tokens/s) over `reps` repetitions; each: a fresh cache, the prompt's prefill,
+    `warmup_tokens` untimed steps, then `new_tokens` timed steps."""
     ids = torch.randint(0, 4, (1, prompt_len), device=device)
     autocast = torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32)
+    speeds = []
     with torch.no_grad(), autocast:
-        cache = model.init_cache(1, prompt_len + new_tokens + 1)
-        logits = model.prefill(ids, cache)
-        tok = logits.argmax(-1)
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(new_tokens):
-            tok = model.step(tok, cache).argmax(-1)
-        _sync(device)
-    return new_tokens / (time.perf_counter() - start)
+        for _ in range(reps):
+            cache = model.init_cache(1, prompt_len + warmup_tokens + new_tokens + 1)
+            tok = model.prefill(ids, cache).argmax(-1)
+            for _ in range(warmup_tokens):
+                tok = model.step(tok, cache).argmax(-1)
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(new_tokens):
+                tok = model.step(tok, cache).argmax(-1)
+            _sync(device)
+            speeds.append(new_tokens / (time.perf_counter() - start))
+    return _median(speeds)
 
 
 def _one_point(args) -> None:
     """Subprocess entry: one (model, length) prefill measurement, printed as JSON."""
     torch.set_num_threads(args.threads)
     _, model = make_model(args.point_model, args.device)
-    res = time_prefill(model, args.point_len, args.device, getattr(torch, args.dtype), args.reps)
+    res = time_prefill(model, args.point_len, args.device, getattr(torch, args.dtype), args.reps, args.warmup)
     print("RESULT " + json.dumps(res))
 
 
@@ -112,12 +156,13 @@ def measure_prefill(spec, seq_len, args) -> dict:
     if args.device != "cpu" or args.in_process:
         _, model = make_model(spec, args.device)
         try:
-            return time_prefill(model, seq_len, args.device, getattr(torch, args.dtype), args.reps)
+            return time_prefill(model, seq_len, args.device, getattr(torch, args.dtype), args.reps, args.warmup)
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()
             return {"latency_s": math.nan, "nt_per_s": math.nan, "peak_mem_mb": math.nan, "note": "OOM"}
     cmd = [sys.executable, __file__, "--point-model", spec, "--point-len", str(seq_len), "--device", args.device,
-           "--dtype", args.dtype, "--reps", str(args.reps), "--threads", str(args.threads)]
+           "--dtype", args.dtype, "--reps", str(args.reps), "--warmup", str(args.warmup),
+           "--threads", str(args.threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.point_timeout)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -133,10 +178,12 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--min-log2", type=int, default=10)
     p.add_argument("--max-log2", type=int, default=15)
-    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--reps", type=int, default=3, help="timed prefill passes / decoding runs (median)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed prefill passes at the timed shape")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--decode-prompt", type=int, default=1024)
     p.add_argument("--decode-tokens", type=int, default=256)
+    p.add_argument("--decode-warmup", type=int, default=8, help="untimed decoding steps before the timed ones")
     p.add_argument("--quick", action="store_true", help="tiny models, short lengths, in-process (tests)")
     p.add_argument("--in-process", action="store_true", help="no subprocess per point (CPU memory less exact)")
     p.add_argument("--point-timeout", type=float, default=1800)
@@ -150,7 +197,8 @@ def main(argv=None) -> int:
     if args.quick:
         args.models = args.models or QUICK_MODELS
         args.min_log2, args.max_log2 = min(args.min_log2, 7), min(args.max_log2, 8)
-        args.decode_prompt, args.decode_tokens, args.reps, args.in_process = 32, 16, 1, True
+        args.decode_prompt, args.decode_tokens, args.decode_warmup = 32, 16, 4
+        args.reps, args.warmup, args.in_process = 2, 1, True
     specs = args.models or DEFAULT_MODELS
     torch.set_num_threads(args.threads)
     import pandas as pd
@@ -161,20 +209,23 @@ def main(argv=None) -> int:
     for spec in specs:
         family, model = make_model(spec, args.device)
         params = model.param_counts().total
-        dec = time_decode(model, args.decode_prompt, args.decode_tokens, args.device, getattr(torch, args.dtype))
+        weights_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+        dec = time_decode(model, args.decode_prompt, args.decode_tokens, args.device, getattr(torch, args.dtype),
+                          reps=args.reps, warmup_tokens=args.decode_warmup)
         del model
         for L in tqdm(lengths, desc=spec, leave=False):
             res = measure_prefill(spec, L, args)
-            rows.append({"model": spec, "family": family, "params": params, "seq_len": L, **res,
-                         "decode_nt_per_s": dec, "device": args.device, "dtype": args.dtype})
+            rows.append({"model": spec, "family": family, "params": params, "weights_mb": weights_mb, "seq_len": L,
+                         **res, "decode_nt_per_s": dec, "device": args.device, "dtype": args.dtype,
+                         "warmup": args.warmup, "reps": args.reps})
     df = pd.DataFrame(rows)
     tf = df[df.family == "transformer"].set_index("seq_len")["nt_per_s"]
     df["prefill_speedup_vs_transformer"] = [r.nt_per_s / tf.get(r.seq_len, math.nan) for r in df.itertuples()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "inference.csv", index=False)
-    cols = ["model", "params", "seq_len", "latency_s", "nt_per_s", "peak_mem_mb", "decode_nt_per_s",
-            "prefill_speedup_vs_transformer"]
+    cols = ["model", "params", "seq_len", "latency_s", "nt_per_s", "peak_mem_mb", "activation_mb",
+            "decode_nt_per_s", "prefill_speedup_vs_transformer"]
     print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     _figure(df, out)
     return 0
@@ -191,7 +242,7 @@ def _figure(df, out: Path) -> None:
         label = f"{spec} ({g.params.iloc[0] / 1e6:.1f}M)"
         axes[0].plot(g.seq_len, g.nt_per_s, marker="o", label=label)
         axes[1].plot(g.seq_len, g.peak_mem_mb, marker="o", label=label)
-    for ax, ylabel in zip(axes, ["prefill throughput (nt/s)", "peak memory (MiB)"]):
+    for ax, ylabel in zip(axes, ["prefill throughput (nt/s)", "peak memory (MiB)"], strict=True):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("context length (nt)")

@@ -4,10 +4,12 @@ sequential scan, Mamba-2 with the CUDA kernels (when usable) and causal attentio
     PYTHONPATH=. python benchmarks/bench_layers.py --threads 1 --out bench_layers.csv
     PYTHONPATH=. python benchmarks/bench_layers.py --device cuda --dtype bfloat16 --lengths 1024 4096 16384 65536
 
-Each row is the median over --repeats timed iterations (after --warmup; the naive scan: one
-iteration, no warm-up) of one forward and one backward pass of one layer on a (batch, L, d_model) input. --dtype bfloat16 runs under autocast
-with float32 weights, as in training. The naive scan runs only up to --naive-max-len (it is
-O(L) Python steps); longer lengths print "skipped" -- nothing is extrapolated. Prints a table and
+Each row is the median over --repeats timed iterations, after --warmup untimed ones of the same shape,
+of one forward and one backward pass of one layer on a (batch, L, d_model) input: the same protocol for
+every layer, the naive scan included, so the printed chunked-vs-naive ratios compare like with like
+(columns warmup, repeats). --dtype bfloat16 runs under autocast with float32 weights, as in training.
+The naive scan runs only up to --naive-max-len (it is O(L) Python steps); longer lengths print
+"skipped" -- nothing is extrapolated. --quick: a small layer at L = 64, 128 (a smoke run, seconds). Prints a table and
 writes CSV (--out). Columns: fwd_bwd_ms (wall clock), tokens_per_s (batch * L / wall time), cpu_ms
 (process CPU time: on a shared CPU with --threads 1 it is the figure that other jobs disturb least;
 meaningless for CUDA, where the host waits), peak_mem_mib (CUDA only).
@@ -120,7 +122,13 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench_layers.csv", help="CSV path")
+    ap.add_argument("--quick", action="store_true", help="d_model 32, d_state 16, L 64 and 128 (smoke run)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.lengths, args.d_model, args.d_state, args.headdim, args.chunk_size = [64, 128], 32, 16, 16, 32
+        args.warmup, args.repeats = 1, 2
+    if args.warmup < 0 or args.repeats < 1:
+        ap.error("--warmup must be >= 0 and --repeats >= 1")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     if args.threads:
@@ -155,8 +163,8 @@ def main(argv=None) -> int:
         layer = layer.to(device)
         for L in args.lengths:
             row = dict(layer=name, impl=impl, seq_len=L, batch=args.batch, d_model=args.d_model,
-                       device=str(device), dtype=args.dtype, status="ok", fwd_bwd_ms="",
-                       tokens_per_s="", cpu_ms="", peak_mem_mib="")
+                       device=str(device), dtype=args.dtype, status="ok", warmup=args.warmup,
+                       repeats=args.repeats, fwd_bwd_ms="", tokens_per_s="", cpu_ms="", peak_mem_mib="")
             if name == "mamba2-naive" and L > args.naive_max_len:
                 row["status"] = f"skipped (L > --naive-max-len {args.naive_max_len})"
             elif name == "mamba2-kernel" and not kernel_ok:
@@ -164,10 +172,8 @@ def main(argv=None) -> int:
             else:
                 x = torch.randn(args.batch, L, args.d_model, device=device)
                 try:
-                    naive = name == "mamba2-naive"
-                    # the naive scan takes seconds per pass: one timed pass, no warm-up
-                    sec, cpu_sec, peak = time_fwd_bwd(layer, x, amp_dtype, 0 if naive else args.warmup,
-                                             1 if naive else args.repeats, patch_naive=naive)
+                    sec, cpu_sec, peak = time_fwd_bwd(layer, x, amp_dtype, args.warmup, args.repeats,
+                                                      patch_naive=name == "mamba2-naive")
                     row.update(fwd_bwd_ms=f"{sec * 1e3:.2f}", tokens_per_s=f"{args.batch * L / sec:.0f}",
                                cpu_ms=f"{cpu_sec * 1e3:.2f}",
                                peak_mem_mib="" if peak is None else f"{peak:.0f}")

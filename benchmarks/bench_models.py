@@ -1,18 +1,20 @@
 """Training throughput of whole language models: forward + backward tokens/s of StripedHyena 2 beside
-Transformer++ and dnaHNet at similar parameter counts (~3M), over context lengths.
+Transformer++ and dnaHNet at matched parameter counts (~3.2M, benchmarks/matched.py), over context lengths.
 
     PYTHONPATH=. python benchmarks/bench_models.py --quick --out bench_models.csv
     PYTHONPATH=. python benchmarks/bench_models.py --lengths 1024 2048 4096 8192 16384 --out bench_models.csv
     PYTHONPATH=. python benchmarks/bench_models.py --device cuda --dtype bfloat16 --batch 8 --out gpu.csv
 
-Each row is the median over --repeats timed iterations (after --warmup) of one forward pass, the
-cross-entropy loss and one backward pass on a (batch, L) window of random nucleotides; tokens/s =
-batch * L / median seconds. --dtype bfloat16 runs under autocast with float32 weights, as in training.
-The analytic training FLOPs per token (each family's `flops_per_token`, dnahnet.flops convention) give
-an achieved FLOP rate beside it. A row whose previous length took longer than --max-seconds per
-iteration, or that runs out of memory, prints "skipped" / "oom": nothing is extrapolated. A family
-that does not build (e.g. still being written) is reported and skipped. Prints a table and writes CSV
-(--out, written atomically).
+Each row is the median over --repeats timed iterations (after --warmup untimed ones of the same shape) of
+one forward pass, the cross-entropy loss and one backward pass on a (batch, L) window of random
+nucleotides (seeded by L); tokens/s = batch * L / median seconds. --dtype bfloat16 runs under autocast
+with float32 weights, as in training. The analytic training FLOPs per token (dnahnet.flops convention)
+give an achieved FLOP rate beside it: for dnaHNet at the compression the timed passes actually had
+(`measured_flops_per_token` from their selection rates, column `selection_rates`), not at the target
+ratios (`train_flops_per_token` keeps the target-ratio count). A row whose previous length took longer
+than --max-seconds per iteration, or that runs out of memory, prints "skipped" / "oom": nothing is
+extrapolated. A family that does not build is an error. Prints a table and writes CSV (--out, written
+atomically).
 """
 
 from __future__ import annotations
@@ -25,36 +27,35 @@ import statistics
 import sys
 import time
 from contextlib import nullcontext
+from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-import dnahnet
-from dnahnet.config import atomic_write_text
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import dnahnet  # noqa: E402
+from benchmarks.matched import MATCHED  # noqa: E402
+from dnahnet.config import atomic_write_text  # noqa: E402
 
 log = logging.getLogger("bench_models")
 
-# family -> (preset, overrides): ~3.2M parameters each (checked and printed at run time).
-MODELS = {
-    "transformer": ("small", {}),  # d 256, 4 layers, 4 heads: 3.2M
-    "stripedhyena": ("small", {}),  # d 256, 4 layers SMLA: 3.2M
-    "dnahnet": (  # 2-stage (3,2), widths 96/144/192, Mamba-2 outer stages, 4 main Transformer blocks: 3.2M
-        "tiny",
-        dict(
-            layout=["m2", ["T1m2", ["T4"], "m2T1"], "m2"], d_model=(96, 144, 192), d_intermediate=(0, 384, 512),
-            n_heads=(4, 4, 4), d_state=32, headdim=32,
-        ),
-    ),
-}
+MODELS = MATCHED  # family -> (preset, overrides): the matched ~3.2M models (params printed at run time)
 DEFAULT_LENGTHS = (1024, 2048, 4096, 8192, 16384)
-FIELDS = ("model", "params", "seq_len", "batch", "device", "dtype", "status", "seconds", "tokens_per_s",
-          "train_flops_per_token", "achieved_gflops", "peak_mem_mib")
+QUICK_LENGTHS = (1024, 2048)
+FIELDS = ("model", "params", "seq_len", "batch", "device", "dtype", "status", "warmup", "repeats", "seconds",
+          "tokens_per_s", "train_flops_per_token", "measured_flops_per_token", "selection_rates",
+          "achieved_gflops", "peak_mem_mib")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS), help="families to run")
-    p.add_argument("--lengths", nargs="+", type=int, default=list(DEFAULT_LENGTHS), help="context lengths L")
+    p.add_argument("--lengths", nargs="+", type=int, default=None,
+                   help=f"context lengths L (default {' '.join(map(str, DEFAULT_LENGTHS))}; --quick: "
+                        f"{' '.join(map(str, QUICK_LENGTHS))})")
     p.add_argument("--batch", type=int, default=1, help="windows per batch")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="autocast dtype")
@@ -63,11 +64,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-seconds", type=float, default=60.0,
                    help="skip longer lengths of a model once one iteration took longer than this")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
-    p.add_argument("--quick", action="store_true", help="L = 1k and 2k, 1 repeat, no warm-up (a smoke run)")
+    p.add_argument("--quick", action="store_true", help="L = 1k and 2k, 1 warm-up, 1 repeat (a smoke run)")
     p.add_argument("--out", default=None, help="CSV path")
     args = p.parse_args(argv)
     if args.quick:
-        args.lengths, args.repeats, args.warmup = [1024, 2048], 1, 0
+        args.lengths, args.repeats, args.warmup = args.lengths or list(QUICK_LENGTHS), 1, 1
+    args.lengths = args.lengths or list(DEFAULT_LENGTHS)
     if args.batch < 1 or args.repeats < 1 or args.warmup < 0 or any(L < 1 for L in args.lengths):
         p.error("--batch, --repeats and --lengths must be >= 1, --warmup >= 0")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -81,8 +83,8 @@ def build(family: str, device: torch.device):
     return dnahnet.build_model(family, preset, **overrides).to(device).train()
 
 
-def time_step(model, ids: torch.Tensor, autocast, device: torch.device) -> float:
-    """Seconds for forward + loss + backward."""
+def time_step(model, ids: torch.Tensor, autocast, device: torch.device) -> tuple[float, dict[str, float]]:
+    """Seconds for forward + loss + backward, and the forward's metrics (dnaHNet: selection rates)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     start = time.perf_counter()
@@ -95,7 +97,7 @@ def time_step(model, ids: torch.Tensor, autocast, device: torch.device) -> float
     sync()
     elapsed = time.perf_counter() - start
     model.zero_grad(set_to_none=True)
-    return elapsed
+    return elapsed, {k: float(v) for k, v in out.metrics.items()}
 
 
 def run(args) -> list[dict]:
@@ -109,20 +111,12 @@ def run(args) -> list[dict]:
     todo = [(m, L) for m in args.models for L in args.lengths]
     bar = tqdm(total=len(todo), desc="bench", file=sys.stderr) if tqdm else None
     for family in args.models:
-        try:
-            model = build(family, device)
-        except Exception as err:  # noqa: BLE001 - a family still being written must not stop the others
-            log.warning("%s does not build (%s: %s); skipped", family, type(err).__name__, err)
-            for L in args.lengths:
-                rows.append(dict(model=family, seq_len=L, batch=args.batch, device=str(device), dtype=args.dtype,
-                                 status=f"no build: {type(err).__name__}"))
-            if bar:
-                bar.update(len(args.lengths))
-            continue
+        model = build(family, device)
         params = model.param_counts().total
         too_slow = False
         for L in args.lengths:
-            row = dict(model=family, params=params, seq_len=L, batch=args.batch, device=str(device), dtype=args.dtype)
+            row = dict(model=family, params=params, seq_len=L, batch=args.batch, device=str(device), dtype=args.dtype,
+                       warmup=args.warmup, repeats=args.repeats)
             if too_slow:
                 row["status"] = "skipped"
                 rows.append(row)
@@ -130,13 +124,13 @@ def run(args) -> list[dict]:
                     bar.update(1)
                 continue
             autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
-            ids = torch.randint(0, 4, (args.batch, L + 1), device=device)
+            ids = torch.randint(0, 4, (args.batch, L + 1), generator=torch.Generator().manual_seed(L)).to(device)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             try:
                 for _ in range(args.warmup):
                     time_step(model, ids, autocast, device)
-                times = [time_step(model, ids, autocast, device) for _ in range(args.repeats)]
+                timed = [time_step(model, ids, autocast, device) for _ in range(args.repeats)]
             except torch.OutOfMemoryError:
                 model.zero_grad(set_to_none=True)
                 torch.cuda.empty_cache() if device.type == "cuda" else None
@@ -146,11 +140,16 @@ def run(args) -> list[dict]:
                 if bar:
                     bar.update(1)
                 continue
+            times = [t for t, _ in timed]
+            metrics = timed[-1][1]  # same weights and input in every pass: the same boundaries
             seconds = statistics.median(times)
-            flops = model.flops_per_token(L).training
+            measured = model.measured_flops_per_token(L, metrics).training
+            rates = [metrics[k] for k in sorted(metrics) if k.endswith("/selection_rate")]
             row.update(
-                status="ok", seconds=seconds, tokens_per_s=args.batch * L / seconds, train_flops_per_token=flops,
-                achieved_gflops=flops * args.batch * L / seconds / 1e9,
+                status="ok", seconds=seconds, tokens_per_s=args.batch * L / seconds,
+                train_flops_per_token=model.flops_per_token(L).training, measured_flops_per_token=measured,
+                selection_rates="/".join(f"{r:.4f}" for r in rates),
+                achieved_gflops=measured * args.batch * L / seconds / 1e9,
                 peak_mem_mib=torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
             )
             rows.append(row)

@@ -59,11 +59,35 @@ def test_batching_and_order_do_not_change_scores(model):
     np.testing.assert_allclose(ids.sum_ll, many.sum_ll, atol=1e-5)
 
 
-def test_sliding_window_covering_everything_equals_full(model):
+def test_sliding_window_batched_with_a_sequence_that_fits(model):
+    """A 30-nt sequence slides (windows of 16, stride 7: three windows) in the same batches as a 12-nt one
+    that fits in one window. The short one scores as the full forward; the long one scores each position
+    with its planned, truncated context (an independent forward per target), so it differs from the
+    full forward: the windows really slide."""
+    seqs = random_seqs([30, 12], seed=3)
+    window, stride = 16, 7
+    plan = sliding_windows(30, window, stride)
+    assert len(plan) == 3 and sliding_windows(12, window, stride) == [(0, 12, 1)]
+    full = Scorer(model, device="cpu").score(seqs)
+    slid = Scorer(model, device="cpu", max_context=window, stride=stride, batch_size=2).score(seqs)
+    np.testing.assert_array_equal(slid.n_scored, [29, 11])
+    assert slid.sum_ll[1] == pytest.approx(full.sum_ll[1], abs=1e-4)
+    ids = encode(seqs[0])
+    expected = 0.0
+    for s, e, f in plan:
+        for t in range(s + f, e):  # target t sees exactly ids[s:t]
+            with torch.no_grad():
+                logits = model(ids[s:t][None]).logits[0, -1].double()
+            expected += float(torch.log_softmax(logits, -1)[ids[t]])
+    assert slid.sum_ll[0] == pytest.approx(expected, abs=1e-4)
+    assert abs(slid.sum_ll[0] - full.sum_ll[0]) > 1e-3  # truncated context changes the score
+
+
+def test_a_window_covering_the_sequence_equals_the_full_forward(model):
     seqs = random_seqs([30, 12], seed=3)
     full = Scorer(model, device="cpu").score(seqs)
-    slid = Scorer(model, device="cpu", max_context=30, stride=7).score(seqs)
-    np.testing.assert_array_equal(full.sum_ll, slid.sum_ll)
+    covering = Scorer(model, device="cpu", max_context=30, stride=7).score(seqs)
+    np.testing.assert_allclose(covering.sum_ll, full.sum_ll, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("length,window,stride", [(2, 2, 1), (10, 4, 1), (10, 4, 3), (37, 16, 5), (33, 16, 15), (100, 10, 9)])
