@@ -58,12 +58,15 @@ def safe_load(path: str | os.PathLike, map_location="cpu", mmap: bool = False):
     try:
         return torch.load(path, map_location=map_location, mmap=mmap, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "Unsupported operand" in str(exc):
-            first = str(exc).strip().splitlines()[0][:200]
+        # The weights-only unpickler names the global a pickle asks for ("Unsupported global: GLOBAL
+        # builtins.open"): that is a request to run code. Anything else (a bad opcode) is garbage.
+        globals_ = [line.strip() for line in str(exc).splitlines() if "Unsupported global" in line]
+        if globals_:
             raise UnsafeCheckpoint(
                 f"{path}: refused: it holds objects other than tensors and plain values, and loading it could "
-                f"run code ({first})") from None
-        raise CorruptCheckpoint(f"{path}: unreadable checkpoint ({_first_line(exc)})") from None
+                f"run code ({globals_[0][:160]})") from None
+        raise CorruptCheckpoint(f"{path}: unreadable checkpoint, truncated or not a checkpoint (not a torch "
+                                "pickle)") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, IndexError) as exc:
         raise CorruptCheckpoint(f"{path}: unreadable checkpoint, truncated or not a checkpoint "
                                 f"({_first_line(exc)})") from None

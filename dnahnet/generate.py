@@ -82,8 +82,24 @@ def generate(
     return torch.cat(out, dim=1)
 
 
+def check_args(args) -> None:
+    """Refuse sampling options that would be ignored or meaningless (ValueError naming the option)."""
+    if args.max_new_tokens < 0:
+        raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
+    if args.num_samples < 1:
+        raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
+    if not args.temperature >= 0:
+        raise ValueError(f"--temperature must be >= 0 (0 = greedy), got {args.temperature}")
+    if args.top_k is not None and args.top_k < 1:
+        raise ValueError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise ValueError(f"--top-p must lie in (0, 1], got {args.top_p}")
+    if not args.prompt.strip():
+        raise ValueError("--prompt is empty")
+
+
 def main(argv: list[str] | None = None) -> int:
-    from dnahnet.checkpoint import load_model
+    from dnahnet.checkpoint import load_model, resolve_device
     from dnahnet.registry import build_model
 
     parser = argparse.ArgumentParser(prog="python -m dnahnet.generate", description=__doc__,
@@ -96,18 +112,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=100)
     parser.add_argument("--num-samples", type=int, default=1)
     parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
-    parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (k >= 1)")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass, in (0, 1]")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:N")
     args = parser.parse_args(argv)
     try:
-        model = load_model(args.checkpoint, args.device) if args.checkpoint else build_model(args.family, args.preset)
-        model = model.to(args.device)
+        check_args(args)
+        device = resolve_device(args.device)
+        model = load_model(args.checkpoint, device) if args.checkpoint else build_model(args.family, args.preset)
+        model = model.to(device)
         ids = generate(model, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
                        args.seed, args.num_samples)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        print(f"error: {str(exc).strip(chr(39))}", file=sys.stderr)
         return 2
     for i, row in enumerate(ids):
         seq = decode(row)

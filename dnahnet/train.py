@@ -352,9 +352,13 @@ def config_differences(old: dict, new: dict, neutral=_NEUTRAL_KEYS) -> list[str]
 
 
 def check_same_run(run_dir: Path, resolved: dict) -> None:
-    """Refuse to resume (or report) a run directory made with other settings, naming the keys."""
+    """Refuse to resume (or report) a run directory made with other settings, naming the keys. A directory
+    with neither a result nor a checkpoint (e.g. a run that diverged at its first steps) has nothing to
+    protect: it starts afresh with the new settings."""
     path = run_dir / "config.yaml"
     if not path.is_file():
+        return
+    if not (run_dir / "result.json").exists() and not ckptlib.find_resume_point(run_dir, set_aside_corrupt=False):
         return
     import yaml
 
@@ -469,13 +473,14 @@ def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset,
         point = ckptlib.find_resume_point(run_dir, set_aside_corrupt=launch_rank() == 0)
     except ckptlib.UnsafeCheckpoint as exc:
         raise RunRefused(str(exc)) from None
-    cfglib.write_yaml(run_dir / "config.yaml", resolved_config(family, preset, variant, model_cfg, train_cfg, data_cfg))
     L.seed_everything(train_cfg.seed, workers=True, verbose=False)
     _, GenomeDataModule = _data_api()
     dm = datamodule or GenomeDataModule(data_cfg)
     _check_data(dm, data_cfg)
     lit = LitLM(family, cfglib.to_dict(model_cfg), cfglib.to_dict(train_cfg), seq_len=data_cfg.seq_len)
     _check_model(lit)
+    # Written once the run is known to start: a refused run leaves no config behind.
+    cfglib.write_yaml(run_dir / "config.yaml", resolved_config(family, preset, variant, model_cfg, train_cfg, data_cfg))
     trainer = build_trainer(train_cfg, run_dir, callbacks=[clock, *callbacks], progress=progress,
                             resume_step=point.step if point else None)
     if point:

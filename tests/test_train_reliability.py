@@ -235,3 +235,12 @@ def test_a_second_writer_is_refused_naming_the_holder(corpus, tmp_path, capsys):
     keys = [(r["step"], bool(r.get("val/loss"))) for r in rows]
     assert len(keys) == len(set(keys))  # no interleaved duplicate rows
     assert not (run / ".lock.owner").exists()
+
+
+def test_a_run_that_diverged_before_any_checkpoint_can_rerun_with_other_settings(corpus, tmp_path, capsys):
+    """Nothing to protect (no checkpoint, no result): new settings are not refused."""
+    run = tmp_path / "run"
+    assert trainlib.main(train_args(corpus, run, 6, "train.lr=1e30")) == 2
+    assert "diverged" in capsys.readouterr().err
+    assert trainlib.main(train_args(corpus, run, 6)) == 0
+    assert json.loads((run / "result.json").read_text())["status"] == "ok"

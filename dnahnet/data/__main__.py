@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from dnahnet.data.ingest import prepare_store
 from dnahnet.data.paths import default_inputs, resolve_data_dir
@@ -105,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
             store = TokenStore(args.store)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # --out a file, on a read-only or full filesystem
+        where = Path(e.filename) if e.filename else None
+        why = "is a file, not a directory" if where is not None and where.is_file() else (e.strerror or str(e))
+        print(f"error: {where or args.command}: {why}", file=sys.stderr)
         return 2
     print(f"\nstore: {store.path}  (key {store.key})")
     print(summary_table(store))

@@ -46,7 +46,16 @@ import torch
 from tqdm.auto import tqdm
 
 from dnahnet.config import atomic_savefig
-from dnahnet.evals.cli import add_model_args, atomic_write_csv, atomic_write_json, model_from_args, setup_logging
+from dnahnet.evals.cli import (
+    add_model_args,
+    atomic_write_csv,
+    atomic_write_json,
+    model_from_args,
+    nonnegative_int,
+    positive_int,
+    run_main,
+    setup_logging,
+)
 from dnahnet.evals.genes import Annotation, Gene, Replicon, apply_topology, extract, read_annotation, read_genome
 from dnahnet.evals.scoring import load_scoring_model
 from dnahnet.tokenizer import encode
@@ -316,9 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--genome", required=True, type=Path, help="genome FASTA or GenBank")
     p.add_argument("--annotation", required=True, type=Path, help="GFF3 or GenBank annotation")
     p.add_argument("--seqid", default=None, help="replicon to use (default: the longest)")
-    p.add_argument("--windows", type=int, default=5, help="number of windows (default 5)")
-    p.add_argument("--window-len", type=int, default=49152, help="window length, nt (default 49,152)")
-    p.add_argument("--promoter-span", type=int, default=DEFAULT_PROMOTER_SPAN,
+    p.add_argument("--windows", type=positive_int, default=5, help="number of windows (default 5)")
+    p.add_argument("--window-len", type=positive_int, default=49152, help="window length, nt (default 49,152)")
+    p.add_argument("--promoter-span", type=nonnegative_int, default=DEFAULT_PROMOTER_SPAN,
                    help=f"nt upstream of a gene's 5' end counted as promoter (default {DEFAULT_PROMOTER_SPAN})")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     return p
@@ -358,4 +367,4 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_main(main, sys.argv[1:]))

@@ -13,7 +13,8 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,64 @@ from dnahnet.config import atomic_write_text
 from dnahnet.evals.scoring import Scorer
 
 log = logging.getLogger(__name__)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse names the option in its error)."""
+    return _bounded_int(text, 1)
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _bounded_int(text, 0)
+
+
+def _bounded_int(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+    return value
+
+
+def check_output_dir(path: str | Path, arg: str = "--out") -> Path:
+    """Create the output directory now (ValueError naming it when it is a file, or not writable), so that a
+    long evaluation does not fail at its very end."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{arg} {path}: is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{arg} {path}: cannot create it ({exc.strerror or exc})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{arg} {path}: not writable")
+    return path
+
+
+def run_main(main: Callable, argv: list[str] | None = None) -> int:
+    """Run an evaluation's `main` as a command: exit code 0, or 2 with one `error:` line (no traceback)
+    for bad input (arguments, files, checkpoints, devices, a model without what the evaluation needs)."""
+    from dnahnet.checkpoint import CheckpointError
+
+    try:
+        main(argv)
+    except SystemExit as exc:  # argparse (already printed) or the evaluation's own `error: ...` exits
+        if isinstance(exc.code, str):
+            text = exc.code if exc.code.startswith("error:") else f"error: {exc.code}"
+            print(text, file=sys.stderr)
+            return 2
+        return exc.code or 0
+    except (CheckpointError, ValueError, KeyError) as exc:
+        print(f"error: {str(exc).strip(chr(39))}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a missing file, a directory for a file, a read-only or full filesystem
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def add_model_args(parser: argparse.ArgumentParser, scoring: bool = True) -> None:
@@ -35,13 +94,13 @@ def add_model_args(parser: argparse.ArgumentParser, scoring: bool = True) -> Non
     g.add_argument("--variant", default=None, help="variant of --family (e.g. dnaHNet 3,2)")
     g.add_argument("--seed", type=int, default=0, help="seed of the untrained model's initialisation and of sampling")
     g.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda, cuda:1, ...")
-    g.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass")
+    g.add_argument("--batch-size", type=positive_int, default=8, help="sequences per forward pass")
     g.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast dtype")
     if scoring:
         s = parser.add_argument_group("scoring")
-        s.add_argument("--max-context", type=int, default=None,
+        s.add_argument("--max-context", type=positive_int, default=None,
                        help="longest window fed to the model; longer sequences need --stride")
-        s.add_argument("--stride", type=int, default=None,
+        s.add_argument("--stride", type=positive_int, default=None,
                        help="sliding-window stride for sequences longer than --max-context")
         s.add_argument("--rc-average", action="store_true", help="average the scores of both strands")
     parser.add_argument("--log-level", default="INFO", help="logging level (DEBUG, INFO, WARNING)")
@@ -53,7 +112,13 @@ def setup_logging(level: str = "INFO") -> None:
 
 
 def model_from_args(args: argparse.Namespace):
-    """(model, description) from --checkpoint or --family/--preset/--variant/--seed."""
+    """(model, description) from --checkpoint or --family/--preset/--variant/--seed. Checks --device and
+    --out (when the command has one) first: both fail in seconds rather than after the model is loaded."""
+    from dnahnet.checkpoint import resolve_device
+
+    resolve_device(args.device)
+    if getattr(args, "out", None) is not None:
+        check_output_dir(args.out)
     if args.checkpoint:
         from dnahnet.checkpoint import load_model
 

@@ -39,6 +39,8 @@ from dnahnet.evals.cli import (
     add_model_args,
     atomic_write_csv,
     atomic_write_json,
+    positive_int,
+    run_main,
     score_with_cache,
     scorer_from_args,
     setup_logging,
@@ -250,8 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--labels", action="append", required=True, type=Path, help="TSV: locus_tag + 0/1 essential column")
     a.add_argument("--label-column", default=None, help="label column (default: the column named essential*)")
     a.add_argument("--name", action="append", help="organism name (default: the genome file's stem)")
-    a.add_argument("--window", type=int, default=DEFAULT_WINDOW, help=f"window length, nt (default {DEFAULT_WINDOW})")
-    a.add_argument("--max-genes", type=int, default=None, help="stratified seeded sample of genes per organism")
+    a.add_argument("--window", type=positive_int, default=DEFAULT_WINDOW, help=f"window length, nt (default {DEFAULT_WINDOW})")
+    a.add_argument("--max-genes", type=positive_int, default=None, help="stratified seeded sample of genes per organism")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     return p
 
@@ -288,4 +290,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_main(main, sys.argv[1:]))

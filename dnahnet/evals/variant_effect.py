@@ -43,6 +43,8 @@ from dnahnet.evals.cli import (
     add_model_args,
     atomic_write_csv,
     atomic_write_json,
+    positive_int,
+    run_main,
     score_with_cache,
     scorer_from_args,
     setup_logging,
@@ -373,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GenBank (its CDS features) or FASTA of CDSs for codon-usage ties (default: CDS + context)")
     a.add_argument("--name", action="append", help="assay name (default: the CSV's stem)")
     a.add_argument("--skip-mismatched", action="store_true", help="drop mutants whose wild type the CDS does not encode")
-    a.add_argument("--max-variants", type=int, default=None, help="score a seeded random sample per assay (smoke runs)")
+    a.add_argument("--max-variants", type=positive_int, default=None, help="score a seeded random sample per assay (smoke runs)")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     return p
 
@@ -419,4 +421,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_main(main, sys.argv[1:]))
