@@ -167,8 +167,11 @@ def measure_prefill(spec, seq_len, args) -> dict:
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
+    last = (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
+    if proc.returncode >= 0 and "out of memory" not in last.lower():  # a crash, not the OOM killer
+        raise RuntimeError(f"{spec} at L={seq_len} failed (exit {proc.returncode}): {last}")
     return {"latency_s": math.nan, "nt_per_s": math.nan, "peak_mem_mb": math.nan,
-            "note": (proc.stderr.strip().splitlines() or ["failed"])[-1][:120]}
+            "note": f"killed (signal {-proc.returncode})" if proc.returncode < 0 else last[:120]}
 
 
 def main(argv=None) -> int:

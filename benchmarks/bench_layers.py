@@ -29,40 +29,19 @@ from contextlib import nullcontext
 from unittest import mock
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dnahnet import kernels
 from dnahnet.nn import mamba2 as mamba2_module
+from dnahnet.nn.attention import Attention
 from dnahnet.nn.mamba2 import Mamba2
 from dnahnet.nn.ssd import ssd_naive
 
 log = logging.getLogger("bench_layers")
 
 
-class SDPAttention(nn.Module):
-    """Minimal causal attention (used only if dnahnet.nn.attention.Attention cannot be built)."""
-
-    def __init__(self, d_model: int, n_heads: int):
-        super().__init__()
-        self.n_heads, self.head_dim = n_heads, d_model // n_heads
-        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
-        self.out = nn.Linear(d_model, d_model, bias=False)
-
-    def forward(self, x):
-        b, seqlen, d = x.shape
-        q, k, v = self.qkv(x).view(b, seqlen, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)       # (B, H, L, dh)
-        return self.out(y.transpose(1, 2).reshape(b, seqlen, d))
-
-
 def make_attention(d_model: int, n_heads: int) -> tuple[nn.Module, str]:
-    try:
-        from dnahnet.nn.attention import Attention
-        return Attention(d_model, n_heads), "dnahnet.nn.attention.Attention"
-    except Exception as err:  # noqa: BLE001 - the lead's module may not exist yet
-        log.warning("using a minimal SDPA attention (%s: %s)", type(err).__name__, err)
-        return SDPAttention(d_model, n_heads), "F.scaled_dot_product_attention"
+    return Attention(d_model, n_heads), "dnahnet.nn.attention.Attention"
 
 
 def naive_scan(x, dt, A, B, C, chunk_size=256, D=None, initial_state=None):
