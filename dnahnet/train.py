@@ -643,7 +643,8 @@ def main(argv: list[str] | None = None) -> int:
         if out.exists() and not out.is_dir():
             raise RunRefused(f"--out {out}: is a file, not a run directory")
         resolved = resolved_config(family, preset, variant, model_cfg, train_cfg, data_cfg)
-        if args.new_run and (out / "config.yaml").exists():
+        # Rank 0 only: the other ranks of a multi-process run re-run this command once rank 0 trains.
+        if args.new_run and launch_rank() == 0 and (out / "config.yaml").exists():
             print(f"--new-run: the old run in {out} is kept as {move_run_aside(out)}", file=sys.stderr)
         check_same_run(out, resolved)
         result = train_run(family, model_cfg, train_cfg, data_cfg, out, preset=preset, variant=variant,

@@ -115,3 +115,15 @@ def test_sigterm_stops_a_sweep_with_143_and_the_rerun_resumes(tmp_path):
     rows = read_results(out / "results.csv")
     assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
     assert any(int(float(r["resumed_from_step"])) > 0 for r in rows)
+
+
+def test_a_worker_stopped_by_sigterm_stops_the_sweep_without_a_failed_row(tmp_path):
+    from dnahnet.train import TrainingStopped
+    from sweeps.launch import _finish
+
+    out = tmp_path / "sweep"
+    spec = isoflop.plan_from_args(isoflop.build_parser().parse_args(sweep_args(tmp_path, out)))[0]
+    with pytest.raises(TrainingStopped, match="SIGTERM"):
+        _finish(spec, out, 143)
+    assert not (out / "results.csv").exists()  # not failed: a rerun resumes it
+    assert _finish(spec, out, 1)["status"] == "failed"  # any other death is a failure
