@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     for key in collected.keys:
         sub = runs[runs["key"] == key]
         seed = _key_seed(args.seed, key)
-        approach2[key] = fit_approach2(key, sub, n_boot=args.bootstrap, seed=seed)
+        approach2[key] = fit_approach2(key, sub, n_boot=args.bootstrap, seed=seed,
+                                       windows=collected.window_matrix(sub))
         approach3[key] = fit_approach3(key, sub, n_boot=args.bootstrap, seed=seed + 1,
                                        grid=InitGrid.named(args.a3_grid), progress=not args.quiet)
     comparison = compare(approach2)

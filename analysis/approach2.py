@@ -10,15 +10,23 @@ sizes, a parabola that opens downward, the lowest loss at either end of the ladd
 outside the sampled sizes. It is still reported (and drawn), never silently used.
 
 Power laws N_opt ~ C^a, D_opt ~ C^b and L_opt ~ C^-c are least-squares lines in log10-log10 space
-over the usable budgets (C = the planned `budget`). Confidence intervals come from a bootstrap that
-resamples runs with replacement within each budget, refits every parabola and every power law, and
-takes percentile intervals.
+over the usable budgets (C = the planned `budget`).
+
+Confidence intervals come from a bootstrap that resamples what is noisy in a run's loss, keeping every
+run's size and budget fixed, then refits every parabola and every power law:
+- **validation windows** (when the runs wrote their per-window losses): the windows are drawn with
+  replacement, the same draw for every run (they share the windows, so their differences are paired),
+  and each run's loss becomes the mean over the drawn windows;
+- **parabola residuals** (always): a wild bootstrap, each run's residual from its budget's parabola
+  kept or sign-flipped at random (Rademacher), which carries the training noise and misfit that the
+  windows cannot see.
+Percentile intervals. The per-budget standard error of a run's loss and of the difference between
+neighbouring sizes (window bootstrap, paired) is reported beside the spread of the budget's losses.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +56,9 @@ class BudgetOptimum:
     tokens_ci: tuple[float, float] | None = None
     loss_ci: tuple[float, float] | None = None
     flops_ratio: float = float("nan")  # mean actual / planned FLOPs of its runs (a sweep sanity check)
+    spread: float = float("nan")  # largest - smallest loss over the budget's runs (nats/nt)
+    loss_se: float = float("nan")  # median standard error of one run's loss (window bootstrap)
+    paired_se: float = float("nan")  # median SE of the loss difference of neighbouring sizes (paired)
 
     @property
     def flagged(self) -> bool:
@@ -91,6 +102,7 @@ class Approach2Result:
     skipped: str | None  # why there are no power laws, if there are none
     n_boot: int  # resamples requested
     n_boot_valid: int  # resamples in which every usable budget still had a convex parabola
+    noise: str = "residuals"  # what the bootstrap resampled: "windows+residuals" or "residuals"
     boot_log10_loss: np.ndarray | None = None  # (n_valid, n_usable) vertex losses, log10, for comparisons
 
     @property
@@ -134,43 +146,34 @@ def bootstrap_weights(groups: np.ndarray, n_boot: int, rng: np.random.Generator)
     return weights
 
 
-def weighted_polyfit(x: np.ndarray, y: np.ndarray, weights: np.ndarray, degree: int) -> np.ndarray:
-    """Least-squares polynomials for many weight vectors at once.
-
-    x, y: (n,); weights: (R, n) non-negative. Returns (R, degree + 1) coefficients, highest power
-    first (as np.polyfit); rows whose weighted design is rank-deficient are NaN. x is centred before
-    solving the normal equations (log10 N is ~8, so x^4 would otherwise swamp float64).
-    """
-    weights = np.atleast_2d(weights).astype(float)
-    shift = float(np.mean(x))
-    design = np.vander(x - shift, degree + 1)  # (n, k), highest power first
-    gram = np.einsum("rn,ni,nj->rij", weights, design, design)  # (R, k, k)
-    rhs = np.einsum("rn,ni,n->ri", weights, design, y)  # (R, k)
-    distinct = np.array([np.unique(x[w > 0]).size for w in weights])
-    coef = np.full((weights.shape[0], degree + 1), np.nan)
-    ok = distinct > degree
-    if ok.any():
-        coef[ok] = np.linalg.solve(gram[ok], rhs[ok][..., None])[..., 0]
-    # Undo the centring: p(t) with t = x - shift expands to q(x) with
-    # q_j = sum_{k >= j} p_k binom(k, j) (-shift)^(k - j)   (coefficients of increasing power).
-    expand = np.zeros((degree + 1, degree + 1))
-    for k in range(degree + 1):
-        for j in range(k + 1):
-            expand[k, j] = math.comb(k, j) * (-shift) ** (k - j)
-    return (coef[:, ::-1] @ expand)[:, ::-1]
-
-
-def _vertices(x: np.ndarray, logd: np.ndarray, loss: np.ndarray, weights: np.ndarray):
-    """Vertex log10 N, log10 D and loss for every weight row; NaN where no convex parabola exists."""
-    quad = weighted_polyfit(x, loss, weights, 2)  # (R, 3)
-    line = weighted_polyfit(x, logd, weights, 1)  # (R, 2)
-    c2, c1, c0 = quad.T
+def _vertices(x: np.ndarray, logd: np.ndarray, losses: np.ndarray):
+    """Vertex log10 N, log10 D and loss of the parabola through each row of losses (R, n) over x (n,);
+    NaN where a row's parabola opens downward. D is log-linear in N within a budget (fixed runs)."""
+    c2, c1, c0 = np.polyfit(x, losses.T, 2)  # each (R,)
+    slope, intercept = np.polyfit(x, logd, 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         convex = c2 > 0
         xv = np.where(convex, -c1 / (2 * c2), np.nan)
         lv = np.where(convex, c0 - c1**2 / (4 * c2), np.nan)
-    dv = line[:, 0] * xv + line[:, 1]
-    return xv, dv, lv
+    return xv, slope * xv + intercept, lv
+
+
+def window_replicates(windows: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(R, n_runs) run losses over windows drawn with replacement, one draw per replicate shared by
+    every run (paired). windows: (n_runs, W) per-window mean losses."""
+    n_win = windows.shape[1]
+    out = np.empty((n_boot, windows.shape[0]))
+    for r in range(n_boot):
+        out[r] = windows[:, rng.integers(0, n_win, n_win)].mean(axis=1)
+    return out
+
+
+def residual_replicates(x: np.ndarray, loss: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(R, n) wild-bootstrap losses: the budget's parabola plus its residuals with random signs."""
+    coeffs = np.polyfit(x, loss, 2)
+    fit = np.polyval(coeffs, x)
+    signs = rng.choice((-1.0, 1.0), size=(n_boot, x.size))
+    return fit[None, :] + signs * (loss - fit)[None, :]
 
 
 def fit_budget(budget: float, runs: pd.DataFrame) -> BudgetOptimum:
@@ -230,10 +233,12 @@ def fit_power_law(compute: np.ndarray, values: np.ndarray, boot_values: np.ndarr
     return PowerLaw(float(slope[0]), float(intercept[0]), boot_slope, boot_intercept)
 
 
-def fit_approach2(key: str, runs: pd.DataFrame, n_boot: int = 200, seed: int = 0) -> Approach2Result:
+def fit_approach2(key: str, runs: pd.DataFrame, n_boot: int = 200, seed: int = 0,
+                  windows: np.ndarray | None = None) -> Approach2Result:
     """isoFLOP analysis of one family: optima per budget, power laws and their bootstrap CIs.
 
-    `runs` holds that family's usable runs with columns C (budget), N, D, L and flops.
+    `runs` holds that family's usable runs with columns C (budget), N, D, L and flops; `windows`
+    (len(runs), W), aligned with its rows, their per-window validation losses, or None.
     """
     budgets = sorted(runs["C"].unique())
     optima = [fit_budget(float(c), runs[runs["C"] == c]) for c in budgets]
@@ -245,16 +250,32 @@ def fit_approach2(key: str, runs: pd.DataFrame, n_boot: int = 200, seed: int = 0
 
     # Bootstrap every budget that has a parabola: per-budget CIs for all, power-law CIs for usable.
     rng = np.random.default_rng(seed)
+    runs = runs.reset_index(drop=True)
+    noise = "windows+residuals" if windows is not None else "residuals"
+    boot_runs = window_replicates(windows, n_boot, rng) if windows is not None else None  # (R, n_runs)
     fitted = [o for o in optima if o.coeffs is not None]
     boot_x = np.full((n_boot, len(fitted)), np.nan)
     boot_d = np.full((n_boot, len(fitted)), np.nan)
     boot_l = np.full((n_boot, len(fitted)), np.nan)
+    for o in optima:
+        rows = np.flatnonzero((runs["C"] == o.budget).to_numpy())
+        loss = runs["L"].to_numpy()[rows]
+        o.spread = float(loss.max() - loss.min())
+        if boot_runs is not None and n_boot > 1:
+            order = rows[np.argsort(runs["N"].to_numpy()[rows])]
+            o.loss_se = float(np.median(boot_runs[:, order].std(axis=0, ddof=1)))
+            if order.size > 1:
+                o.paired_se = float(np.median(np.diff(boot_runs[:, order], axis=1).std(axis=0, ddof=1)))
     for j, o in enumerate(fitted):
-        sub = runs[runs["C"] == o.budget]
-        x = np.log10(sub["N"].to_numpy())
-        weights = bootstrap_weights(np.zeros(len(sub)), n_boot, rng)
-        boot_x[:, j], boot_d[:, j], boot_l[:, j] = _vertices(
-            x, np.log10(sub["D"].to_numpy()), sub["L"].to_numpy(), weights)
+        rows = np.flatnonzero((runs["C"] == o.budget).to_numpy())
+        x = np.log10(runs["N"].to_numpy()[rows])
+        loss = runs["L"].to_numpy()[rows]
+        if n_boot == 0:
+            continue
+        replicates = residual_replicates(x, loss, n_boot, rng)  # (R, n)
+        if boot_runs is not None:
+            replicates = replicates + (boot_runs[:, rows] - loss[None, :])
+        boot_x[:, j], boot_d[:, j], boot_l[:, j] = _vertices(x, np.log10(runs["D"].to_numpy()[rows]), replicates)
         o.params_ci = _ci_pow10(boot_x[:, j])
         o.tokens_ci = _ci_pow10(boot_d[:, j])
         o.loss_ci = _percentile_interval(boot_l[:, j])
@@ -269,7 +290,7 @@ def fit_approach2(key: str, runs: pd.DataFrame, n_boot: int = 200, seed: int = 0
         skipped = None
     if skipped:
         log.warning("%s: %s", key, skipped)
-        return Approach2Result(key, optima, None, None, None, skipped, n_boot, 0)
+        return Approach2Result(key, optima, None, None, None, skipped, n_boot, 0, noise=noise)
 
     cols = [fitted.index(o) for o in usable]
     valid = np.all(np.isfinite(boot_l[:, cols]), axis=1)
@@ -282,7 +303,7 @@ def fit_approach2(key: str, runs: pd.DataFrame, n_boot: int = 200, seed: int = 0
     n_law = fit_power_law(compute, np.array([o.params for o in usable]), 10.0**bx)
     d_law = fit_power_law(compute, np.array([o.tokens for o in usable]), 10.0**bd)
     l_law = fit_power_law(compute, np.array([o.loss for o in usable]), bl)
-    return Approach2Result(key, optima, n_law, d_law, l_law, None, n_boot, n_valid,
+    return Approach2Result(key, optima, n_law, d_law, l_law, None, n_boot, n_valid, noise=noise,
                            boot_log10_loss=np.log10(bl))
 
 

@@ -50,6 +50,15 @@ class Collected:
     params_column: str = "params"  # which parameter count `N` is
     duplicates_dropped: int = 0  # rows superseded by a later row for the same run_dir
     keys: list[str] = field(default_factory=list)  # sorted keys with at least one usable run
+    windows: dict[str, np.ndarray] = field(default_factory=dict)  # run name -> per-window val losses
+
+    def window_matrix(self, runs: pd.DataFrame) -> np.ndarray | None:
+        """(len(runs), W) per-window validation losses of these runs, row-aligned, or None unless every
+        run has them over the same number of windows (then the bootstrap resamples residuals only)."""
+        rows = [self.windows.get(name) for name in runs["run_name"]]
+        if not rows or any(r is None for r in rows) or len({r.size for r in rows}) != 1:
+            return None
+        return np.stack(rows)
 
 
 def run_key(family: str, variant: object) -> str:
@@ -116,6 +125,67 @@ def _read_one(path: Path) -> pd.DataFrame:
     return frame
 
 
+WINDOWS_FILE = "val_windows.csv"  # per-window validation losses (dnahnet/window_losses.py writes one per run)
+
+
+def run_name(row: pd.Series) -> str:
+    """A run's name: its run_id column where there is one, else its run directory's name."""
+    name = str(row.get("run_id", "") or "").strip()
+    return name or Path(str(row["run_dir"])).name
+
+
+def read_window_file(path: Path) -> np.ndarray:
+    """The `loss` column of one run's `val_windows.csv` (window,loss,tokens)."""
+    try:
+        frame = pd.read_csv(path)
+        return frame["loss"].to_numpy(dtype=float)
+    except (OSError, KeyError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise ResultsError(f"{path}: not a per-window loss file ({err})") from None
+
+
+def read_sweep_windows(path: Path) -> dict[str, np.ndarray]:
+    """A sweep's gathered `val_windows.csv`: one row per run, `run_id,w0,w1,...`."""
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise ResultsError(f"{path}: not a sweep window-loss file ({err})") from None
+    if "run_id" not in frame.columns or frame.shape[1] < 2:
+        raise ResultsError(f"{path}: expected columns run_id,w0,w1,...")
+    values = frame.drop(columns="run_id").to_numpy(dtype=float)
+    return {str(r): values[i] for i, r in enumerate(frame["run_id"])}
+
+
+def gather_windows(sweep_dir: str | Path) -> Path | None:
+    """Write SWEEP/val_windows.csv from SWEEP/runs/*/val_windows.csv (one row per run, wide), so the
+    window losses travel with results.csv; None when no run wrote any."""
+    sweep_dir = Path(sweep_dir)
+    found = {p.parent.name: read_window_file(p) for p in sorted((sweep_dir / "runs").glob(f"*/{WINDOWS_FILE}"))}
+    if not found:
+        return None
+    width = max(v.size for v in found.values())
+    lines = ["run_id," + ",".join(f"w{i}" for i in range(width))]
+    lines += [name + "," + ",".join(f"{x:.7f}" for x in v) for name, v in found.items()]
+    out = sweep_dir / WINDOWS_FILE
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(out)
+    return out
+
+
+def _load_windows(path: Path, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per-window losses of a results file's runs: the sweep's gathered file beside it, else each run
+    directory's own file where it exists."""
+    gathered = path.parent / WINDOWS_FILE
+    if gathered.is_file():
+        return read_sweep_windows(gathered)
+    out = {}
+    for _, row in frame.iterrows():
+        own = Path(str(row["run_dir"])) / WINDOWS_FILE
+        if str(row["run_dir"]) and own.is_file():
+            out[run_name(row)] = read_window_file(own)
+    return out
+
+
 def load_results(paths: Iterable[str | Path], params_column: str = "params") -> Collected:
     """Read, validate and merge sweep result files; keep the `ok` runs and count the failed ones.
 
@@ -128,8 +198,13 @@ def load_results(paths: Iterable[str | Path], params_column: str = "params") -> 
     paths = [Path(p) for p in paths]
     if not paths:
         raise ResultsError("no results files given")
-    frame = pd.concat([_read_one(p) for p in paths], ignore_index=True)
-    frame["key"] = [run_key(f, v) for f, v in zip(frame["family"], frame["variant"])]
+    frames = [_read_one(p) for p in paths]
+    windows: dict[str, np.ndarray] = {}
+    for p, f in zip(paths, frames, strict=True):
+        f["run_name"] = [run_name(row) for _, row in f.iterrows()]
+        windows.update(_load_windows(p, f))
+    frame = pd.concat(frames, ignore_index=True)
+    frame["key"] = [run_key(f, v) for f, v in zip(frame["family"], frame["variant"], strict=True)]
 
     has_dir = frame["run_dir"] != ""
     superseded = has_dir & frame.duplicated(subset="run_dir", keep="last")
@@ -156,5 +231,5 @@ def load_results(paths: Iterable[str | Path], params_column: str = "params") -> 
         log.warning("%s: all %d runs failed; it is left out of the fits", key, n_failed[key])
     return Collected(
         runs=runs, n_failed=n_failed, sources=[str(p) for p in paths], params_column=params_column,
-        duplicates_dropped=duplicates, keys=keys,
+        duplicates_dropped=duplicates, keys=keys, windows=windows,
     )

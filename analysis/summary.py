@@ -50,11 +50,12 @@ def approach2_json(r: Approach2Result) -> dict:
         "flagged": o.flagged, "flags": o.flags, "n_runs": o.n_runs,
         "params_ci": _ci(o.params_ci), "tokens_ci": _ci(o.tokens_ci), "loss_ci": _ci(o.loss_ci),
         "parabola": list(o.coeffs) if o.coeffs else None, "flops_ratio": o.flops_ratio,
+        "spread": o.spread, "loss_se": o.loss_se, "paired_se": o.paired_se,
     } for o in r.optima]
     prefactors = {name: (10**law.intercept if law else None)
                   for name, law in (("N", r.n_law), ("D", r.d_law), ("L", r.l_law))}
     return {**laws, "prefactors": prefactors, "optima": optima, "skipped": r.skipped,
-            "n_bootstrap": r.n_boot, "n_bootstrap_valid": r.n_boot_valid}
+            "n_bootstrap": r.n_boot, "n_bootstrap_valid": r.n_boot_valid, "bootstrap_noise": r.noise}
 
 
 def approach3_json(r: Approach3Result) -> dict:
@@ -123,8 +124,10 @@ def summary_markdown(collected: Collected, a2: dict[str, Approach2Result],
     lines = ["# Scaling-law analysis", ""]
     lines += [f"Inputs: {', '.join(f'`{s}`' for s in collected.sources)}. "
               f"N = `{collected.params_column}`, D = `tokens` (nt), C = planned `budget` (FLOPs), "
-              f"L = `val_loss` (nats/nt). Bootstrap: {n_boot} resamples of runs within each budget, "
-              f"seed {seed}, percentile 95% intervals.", ""]
+              f"L = `val_loss` (nats/nt). Bootstrap: {n_boot} resamples, seed {seed}, percentile 95% "
+              "intervals; each resample draws the validation windows with replacement (the same draw "
+              "for every run, where the runs wrote per-window losses) and flips the signs of the "
+              "isoFLOP parabolas' residuals at random (wild bootstrap).", ""]
     rows = [[k, str(int((runs["key"] == k).sum())), str(collected.n_failed.get(k, 0)),
              str(runs.loc[runs["key"] == k, "C"].nunique())]
             for k in sorted(set(collected.keys) | set(collected.n_failed))]
@@ -148,6 +151,13 @@ def summary_markdown(collected: Collected, a2: dict[str, Approach2Result],
         lines += _table(["budget C (FLOPs)", "runs", "N_opt", "N_opt 95% CI", "D_opt (nt)",
                          "D_opt 95% CI", "L_opt (nats/nt)", "L_opt 95% CI", "FLOPs / budget",
                          "flag"], rows) + [""]
+        lines += [f"Measurement noise vs the signal, per budget (bootstrap noise: {r2.noise}): the "
+                  "spread of the ladder's losses against the standard error of one run's loss and of "
+                  "the paired difference between neighbouring sizes (validation windows resampled).", ""]
+        rows = [[_g(o.budget), _f(o.spread, 4), _f(o.loss_se, 5), _f(o.paired_se, 5),
+                 _f(o.spread / o.paired_se, 1) if o.paired_se > 0 else "-"] for o in r2.optima]
+        lines += _table(["budget C (FLOPs)", "loss spread (nats/nt)", "SE of a run's loss",
+                         "SE of a neighbour difference", "spread / paired SE"], rows) + [""]
         if r2.skipped:
             lines += [f"Power laws skipped: {r2.skipped}.", ""]
             flags.append(f"{key}: Approach 2 power laws skipped: {r2.skipped}")

@@ -267,4 +267,4 @@ PRESETS = {
     "1b": _preset(1920, 25, 15, filter_group_size=15),  # 1.11B
 }
 
-register_family("stripedhyena", StripedHyenaConfig, StripedHyenaLM, PRESETS)
+register_family("stripedhyena", StripedHyenaConfig, StripedHyenaLM, PRESETS, context_field="l_train")

@@ -50,18 +50,22 @@ class TrainConfig:
 
 
 def param_groups(model, weight_decay: float, base_lr: float) -> list[dict]:
-    """AdamW groups keyed by (decay?, lr multiplier): no decay on norms, biases and embeddings
-    (any parameter with fewer than 2 dims, or an nn.Embedding), nor on parameters a model exempts."""
-    exempt = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
+    """AdamW groups keyed by (decay?, lr multiplier). Which parameters decay is the model's recipe
+    (`LanguageModel.weight_decay_names`); a plain module gets the generic rule: matrices only (no decay on
+    norms, biases, embeddings)."""
+    if hasattr(model, "weight_decay_names"):
+        decayed = model.weight_decay_names()
+    else:
+        embedding_params = {
+            id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()
+        }
+        decayed = {n for n, p in model.named_parameters() if p.ndim >= 2 and id(p) not in embedding_params}
     multipliers = model.lr_multipliers() if hasattr(model, "lr_multipliers") else {}
-    embedding_params = {
-        id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()
-    }
     groups: dict[tuple[bool, float], dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        decay = p.ndim >= 2 and id(p) not in embedding_params and name not in exempt
+        decay = name in decayed
         mult = float(multipliers.get(name, 1.0))
         group = groups.setdefault(
             (decay, mult),

@@ -25,6 +25,7 @@ encoders and decoders are dropped, see `DNAHNetConfig.n_stages`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -180,17 +181,22 @@ class StageCache:
 
 # ---------------------------------------------------------------------------------------- modules
 class ResidualProjection(nn.Module):
-    """W_res: D x D, bias-free (ours), weight zero-initialised, applied in float32 with autocast off."""
+    """W_res: D x D with a bias, kept and applied in float32 with autocast off. As H-Net's
+    `residual_proj = nn.Linear(d, d)` (goombalab/hnet, hnet/models/hnet.py): only the weight is
+    zero-initialised, the bias keeps nn.Linear's default U(-1/sqrt(D), 1/sqrt(D))."""
 
     def __init__(self, d_model: int, device=None):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(d_model, d_model, device=device, dtype=torch.float32))
-        self.weight._no_reinit = True
+        bound = 1.0 / math.sqrt(d_model)
+        self.bias = nn.Parameter(torch.empty(d_model, device=device, dtype=torch.float32).uniform_(-bound, bound))
+        for p in (self.weight, self.bias):
+            p._no_reinit = True
         self._no_reinit = True
 
     def forward(self, h: Tensor) -> Tensor:
         with torch.autocast(device_type=h.device.type, enabled=False):
-            return F.linear(h.float(), self.weight.float())  # (..., D) float32
+            return F.linear(h.float(), self.weight.float(), self.bias.float())  # (..., D) float32
 
 
 def _n_residuals(stack: BlockStack) -> int:
@@ -396,6 +402,16 @@ class DNAHNet(LanguageModel):
             out.aux_loss = self.config.alpha * torch.stack(out.ratio_losses).sum()
         out.metrics = metrics
         return out
+
+    def weight_decay_names(self) -> set[str]:
+        """H-Net's rule (goombalab/hnet, hnet/utils/train.py `group_params`: "all parameters (except bias +
+        norms)"): embeddings, pad vectors and Mamba-2's A_log, D and dt_bias decay too, unlike the generic
+        matrices-only rule. Norms are matched by module type; H-Net matches the name `.norm.`, which
+        misses its block norms `norm1`/`norm2`: we follow its stated intent."""
+        norm_params = {
+            id(p) for m in self.modules() if "Norm" in type(m).__name__ for p in m.parameters(recurse=False)
+        }
+        return {n for n, p in self.named_parameters() if not n.endswith(".bias") and id(p) not in norm_params}
 
     def lr_multipliers(self) -> dict[str, float]:
         """Every parameter of stage s (its blocks, router, W_res and the pad vector entering it) gets

@@ -37,7 +37,7 @@ import torch
 from dnahnet import checkpoint as ckptlib
 from dnahnet import config as cfglib
 from dnahnet.lit import LitLM, TrainConfig
-from dnahnet.registry import get_config, get_family, list_families
+from dnahnet.registry import bind_context, context_field, get_config, get_family, list_families
 
 log = logging.getLogger("dnahnet.train")
 
@@ -511,8 +511,24 @@ def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset,
         metrics={k: float(v) for k, v in val.items()},
     )
     if trainer.is_global_zero:
+        _write_window_losses(run_dir, lit, dm, trainer.world_size, result.val_loss)
         cfglib.atomic_write_text(result_path, json.dumps(result.__dict__, indent=2))
     return result
+
+
+def _write_window_losses(run_dir: Path, lit, dm, world_size: int, val_loss: float) -> None:
+    """`val_windows.csv`: the final model's loss on each validation window (what a sweep's bootstrap
+    resamples). One process only: a sharded model cannot run forward on rank 0 alone."""
+    from dnahnet import window_losses as wl
+
+    if world_size > 1:
+        log.info("%s: per-window validation losses are written by single-process runs only", run_dir)
+        return
+    losses, tokens = wl.window_losses(lit.model, dm.val_dataloader())
+    mean = float((losses * tokens).sum() / max(1, tokens.sum()))
+    if abs(mean - val_loss) > 1e-4:  # the same windows and weights must give the logged validation loss
+        log.warning("%s: per-window losses average %.5f, validation logged %.5f", run_dir, mean, val_loss)
+    wl.write_window_losses(run_dir / wl.FILENAME, losses, tokens)
 
 
 # ---------------------------------------------------------------------- CLI
@@ -570,6 +586,8 @@ def _configs_from_args(args, DataConfig):
         data_cfg = cfglib.replace(DataConfig(), **overrides["data"])
     if args.data_dir:
         data_cfg = cfglib.replace(data_cfg, data_dir=args.data_dir)
+    bound = context_field(family)
+    model_cfg = bind_context(family, model_cfg, data_cfg.seq_len, explicit=bound in overrides["model"])
     return family, preset, variant, model_cfg, train_cfg, data_cfg
 
 

@@ -11,18 +11,23 @@ functions of model size, validation windows, checkpoint spacing. Named ladders:
     paper      4e18 .. 8e19 FLOPs x 7 models, context 8192 (the dnaHNet paper's range; GPU clusters)
 
 A **size rule** (`SizeRule`, one per family) turns a (width, depth) pair into model-config overrides of
-the family's preset. Widths come from a grid (fine enough that neighbouring sizes differ by ~1.2-1.5x
-in parameters); each family prefers a depth for each width:
+the family's preset, under the ladder's **architecture recipe** (`Ladder.arch`). Every run of a ladder
+shares one recipe (layout template, Mamba-2 and Hyena settings, head dimension, SwiGLU rounding): only
+width and depth fields change between its models, so an isoFLOP parabola measures size alone.
 
-- transformer:  depth = width / 64 (aspect ratio 64, >= 2 layers); head dim 16/32/64 as width grows.
-- stripedhyena: the same aspect ratio, >= 4 layers so the period-7 pattern SE-MR-LI-MHA holds one
-  attention layer; mixer pattern and filters as the preset.
-- dnahnet:      stage widths (w/2, 3w/4, w) (the paper's presets: 256/384/512 .. 1024/1536/2048); the
-  encoders/decoders keep their layout and the main Transformer's depth is chosen so that it holds ~70%
-  of the non-embedding parameters (DESIGN.md section 2), which fixes depth ~ constant across widths as in
-  the paper's presets. Small widths use the `tiny` preset's layout and Mamba-2 settings, larger ones the
-  paper's appendix layout `["m4", ["T1m4", ["T{n}"], "m4T1"], "m4"]`. Every variant takes the depth of
-  the full two-stage layout (variant "3" is that model without the inner stage's encoder and decoder).
+- recipe `cpu` (CPU ladders): a fixed depth, width varying on a fine grid, so the shape changes smoothly.
+  transformer / stripedhyena: 4 layers (SE-MR-LI-MHA holds one attention layer), head dim 8, SwiGLU
+  rounded to 8, widths 8..256; stripedhyena's SE/MR filter groups are 8 channels (Evo 2: 16, at widths
+  of 1920+; at CPU widths 16 would leave 1-4 groups, i.e. 1-4 MR decay rates). dnahnet: shallow stages `["m1", ["m1", ["T4"], "m1"], "m1"]`, stage
+  widths (w/2, 3w/4, w) rounded to 8 (w from 8), Mamba-2 state 16 / head dim 8 / SSD chunk 16, attention head dim 8
+  (ours: small enough that the compute-optimal size at CPU budgets lies inside the ladder).
+- recipe `paper` (GPU ladders): transformer / stripedhyena depth = width / 64 (>= 2 / >= 4), head dim
+  64, SwiGLU rounded to 128; dnahnet the appendix layout `["m4", ["T1m4", ["T{n}"], "m4T1"], "m4"]` at
+  every width, Mamba-2 state 128 / head dim 64, stage widths (w/2, 3w/4, w) (the paper's presets
+  256/384/512 .. 1024/1536/2048), main depth so that the main network holds ~70% of the non-embedding
+  parameters (DESIGN.md section 2), which fixes the depth across widths as in the paper's presets.
+  Every dnaHNet variant takes the depth of the full two-stage layout (variant "3" is that model
+  without the inner stage's encoder and decoder).
 
 For a budget C the ladder is centred on the size N_c where tokens / parameters = the family's
 `center_tokens_per_param` (solved with the family's exact FLOPs per token at the context length), and
@@ -45,6 +50,8 @@ import numpy as np
 from dnahnet.nn.mlp import round_up
 
 log = logging.getLogger(__name__)
+
+ARCHS = ("cpu", "paper")  # architecture recipes (module docstring)
 
 
 # --------------------------------------------------------------------------------------- ladders
@@ -71,17 +78,27 @@ class Ladder:
     n_val_windows: int = 256  # fixed validation windows (the same for every run of the sweep)
     ckpt_fraction: float = 0.05  # checkpoint every this fraction of a run's steps (the resume point)
     max_width: int = 2048  # widest model considered (keeps CPU ladders tiny)
+    arch: str = "paper"  # architecture recipe shared by every run of the ladder: "cpu" | "paper" (see above)
+    family_budgets: dict = field(default_factory=dict)  # family -> its own budgets (else `budgets`)
+    center_tokens_per_param: float | None = None  # ladder centre (tokens / params); None = the family's
     description: str = ""
 
     def __post_init__(self):
-        if not self.budgets or any(not (b > 0 and math.isfinite(b)) for b in self.budgets):
-            raise ValueError(f"ladder {self.name!r}: budgets must be positive finite FLOP counts, got {self.budgets}")
+        for budgets in (self.budgets, *self.family_budgets.values()):
+            if not budgets or any(not (b > 0 and math.isfinite(b)) for b in budgets):
+                raise ValueError(f"ladder {self.name!r}: budgets must be positive finite FLOP counts, got {budgets}")
         if self.sizes < 3:
             raise ValueError(f"ladder {self.name!r}: sizes={self.sizes}; an isoFLOP parabola needs >= 3 models")
         if self.span < 5:
             raise ValueError(f"ladder {self.name!r}: span={self.span}; each budget's ladder must span >= 5x")
         if self.seq_len < 8:
             raise ValueError(f"ladder {self.name!r}: seq_len={self.seq_len} is too short")
+        if self.arch not in ARCHS:
+            raise ValueError(f"ladder {self.name!r}: arch={self.arch!r}; architecture recipes: {', '.join(ARCHS)}")
+
+    def budgets_for(self, family: str) -> tuple[float, ...]:
+        """The budgets one family runs: its own where the ladder gives them, else the ladder's."""
+        return tuple(self.family_budgets.get(family, self.budgets))
 
     def batch_windows(self, params: float, seq_len: int | None = None) -> int:
         """Global batch in windows: `batch_ref_tokens` x (params / ref)^exponent tokens, a power of two."""
@@ -100,20 +117,27 @@ LADDERS: dict[str, Ladder] = {
     "cpu-smoke": Ladder(
         name="cpu-smoke", budgets=(2.5e11, 5e11, 1e12), seq_len=256, sizes=3, span=7.0, min_steps=30,
         batch_ref_tokens=2048, batch_ref_params=1e5, batch_exponent=0.0, min_batch_windows=8,
-        max_batch_windows=8, n_val_windows=32, ckpt_fraction=0.15, max_width=256,
+        max_batch_windows=8, n_val_windows=32, ckpt_fraction=0.15, max_width=256, arch="cpu",
         description="3 budgets x 3 tiny models at context 256: a few minutes on 2 CPU cores (demo, tests)",
     ),
+    # Each family gets the 8x range of budgets it can afford in about an hour on one CPU core: per FLOP,
+    # dnaHNet's CPU time is ~10x a Transformer's (its compressed main network makes few FLOPs per
+    # nucleotide, while its full-length Mamba-2 layers cost elementwise work FLOP counts ignore), and
+    # below ~1e12 FLOPs a Transformer at context 512 has not yet learned beyond ln 4 nats. The ranges
+    # overlap at 1e12-2e12, where the three frontiers are compared directly.
     "cpu": Ladder(
-        name="cpu", budgets=(1e12, 2e12, 4e12, 8e12), seq_len=512, sizes=5, span=8.0, min_steps=100,
-        batch_ref_tokens=8192, batch_ref_params=1e6, batch_exponent=0.3, min_batch_windows=8,
-        max_batch_windows=32, n_val_windows=64, ckpt_fraction=0.1, max_width=512,
-        description="4 budgets x 5 small models at context 512: about an hour on 2 CPU cores",
+        name="cpu", budgets=(5e11, 1e12, 2e12, 4e12), seq_len=512, sizes=5, span=16.0, min_steps=100,
+        family_budgets={"dnahnet": (2.5e11, 5e11, 1e12, 2e12), "transformer": (1e12, 2e12, 4e12, 8e12)},
+        batch_ref_tokens=8192, batch_ref_params=1e6, batch_exponent=0.0, min_batch_windows=16,
+        max_batch_windows=16, n_val_windows=512, ckpt_fraction=0.1, max_width=256, arch="cpu",
+        description="4 budgets (8x, per family) x 5 models spanning 16x at context 512, 512 validation "
+        "windows: about an hour per family on one CPU core",
     ),
     "paper": Ladder(
         name="paper", budgets=(4e18, 8e18, 2e19, 4e19, 8e19), seq_len=8192, sizes=7, span=10.0, min_steps=500,
         batch_ref_tokens=2**19, batch_ref_params=1e8, batch_exponent=0.5, min_batch_windows=16,
         max_batch_windows=512, lr_ref=1e-3, lr_ref_params=1e8, lr_exponent=0.25, lr_min=2e-4, lr_max=3e-3,
-        n_val_windows=256, ckpt_fraction=0.02,
+        n_val_windows=256, ckpt_fraction=0.02, arch="paper",
         description="dnaHNet paper budgets 4e18-8e19 FLOPs (Evo's 8e18, 2e19, 4e19, 8e19 plus 4e18), 7 models "
         "spanning a decade each, context 8192 (GPU clusters)",
     ),
@@ -133,7 +157,7 @@ def custom_ladder(budgets: list[float], base: str | None = None, **changes) -> L
     base = base or ("cpu" if max(budgets) < 1e16 else "paper")
     fields = dict(get_ladder(base).__dict__)
     fields.update(name="custom" if base in LADDERS and tuple(budgets) != LADDERS[base].budgets else base,
-                  budgets=tuple(float(b) for b in budgets), **changes)
+                  budgets=tuple(float(b) for b in budgets), family_budgets={}, **changes)  # for every family
     return Ladder(**fields)
 
 
@@ -157,102 +181,133 @@ def parse_budgets(text: str) -> list[float]:
 
 
 # ------------------------------------------------------------------------------------ size rules
-def _width_grid(lo: int, hi: int) -> tuple[int, ...]:
-    """16-multiples below 128, 32-multiples below 256, 64-multiples below 1024, then 128-multiples."""
+def _width_grid(lo: int, hi: int, multiple: int = 16) -> tuple[int, ...]:
+    """Widths from lo to hi, ~10-15% apart (a step of ~1/8 of the width), each a multiple of `multiple`."""
     out, w = [], lo
     while w <= hi:
         out.append(w)
-        w += 16 if w < 128 else 32 if w < 256 else 64 if w < 1024 else 128
+        w += max(multiple, (w // 8) // multiple * multiple)
     return tuple(out)
 
 
-def _heads(width: int) -> int:
-    """Attention heads: head dim 64 from width 256, 32 from 128, else 16 (the largest that divides)."""
-    for hd, start in ((64, 256), (32, 128), (16, 0)):
-        if width >= start and width % hd == 0:
-            return width // hd
-    return max(1, width // 16)
+@dataclass(frozen=True)
+class Recipe:
+    """One family's architecture recipe: what stays fixed while width and depth vary."""
 
-
-def _mlp_multiple(width: int) -> int:
-    return 16 if width < 256 else 64 if width < 1024 else 128
+    widths: tuple[int, ...]  # the width grid (every entry divisible by `head_dim`)
+    head_dim: int  # attention head dim (n_heads = width / head_dim)
+    mlp_multiple: int  # SwiGLU hidden width rounded up to this
+    depth: Callable[[int, str | None], int]  # (width, variant) -> the depth the recipe prefers
+    extra: dict = field(default_factory=dict)  # other fixed config fields (dnaHNet: Mamba-2 settings)
 
 
 @dataclass(frozen=True)
 class SizeRule:
-    """How one family grows: (width, depth) -> model-config overrides of `preset`."""
+    """How one family grows: (width, depth) -> model-config overrides of `preset`, under a recipe."""
 
     family: str
-    shape: Callable[[int, int], dict]  # (width, depth) -> config overrides
-    preferred_depth: Callable[[int, str | None], int]  # (width, variant) -> depth the rule prefers
-    widths: tuple[int, ...] = field(default_factory=lambda: _width_grid(16, 2048))
+    shape_fn: Callable[[int, int, Recipe], dict]  # (width, depth, recipe) -> config overrides
+    recipes: dict[str, Recipe]  # arch name -> recipe
     min_depth: int = 2
     preset: str = "tiny"  # base preset the overrides apply to
     default_variant: str | None = None  # the variant a sweep uses when none is asked for
     center_tokens_per_param: float = 300.0  # expected compute-optimal tokens / parameters (ladder centre)
     note: str = ""
 
+    def recipe(self, arch: str) -> Recipe:
+        if arch not in self.recipes:
+            raise ValueError(f"{self.family}: no architecture recipe {arch!r}; recipes: {', '.join(self.recipes)}")
+        return self.recipes[arch]
+
+    def widths(self, arch: str) -> tuple[int, ...]:
+        return self.recipe(arch).widths
+
+    def shape(self, width: int, depth: int, arch: str) -> dict:
+        return self.shape_fn(width, depth, self.recipe(arch))
+
+    def preferred_depth(self, width: int, variant: str | None, arch: str) -> int:
+        return self.recipe(arch).depth(width, variant)
+
     def size_name(self, width: int, depth: int) -> str:
         return f"d{width}x{depth}"
 
 
-def _plain_shape(width: int, depth: int) -> dict:
-    """Transformer++ and StripedHyena 2: width, depth, heads, SwiGLU rounding."""
-    return {"d_model": width, "n_layers": depth, "n_heads": _heads(width), "mlp_multiple": _mlp_multiple(width)}
+def _plain_shape(width: int, depth: int, recipe: Recipe) -> dict:
+    """Transformer++ and StripedHyena 2: width, depth, heads of the recipe's head dim, SwiGLU rounding."""
+    return {"d_model": width, "n_layers": depth, "n_heads": max(1, width // recipe.head_dim),
+            "mlp_multiple": recipe.mlp_multiple, **recipe.extra}
+
+
+def _fixed_depth(depth: int) -> Callable[[int, str | None], int]:
+    return lambda width, variant=None: depth
 
 
 def _aspect_depth(aspect: float, min_depth: int) -> Callable[[int, str | None], int]:
     return lambda width, variant=None: max(min_depth, int(round(width / aspect)))
 
 
-DNAHNET_TINY_LAYOUT = ["m2", ["T1m1", ["T{n}"], "m1T1"], "m2"]  # the `tiny` preset's layout, N main blocks
+DNAHNET_CPU_LAYOUT = ["m1", ["m1", ["T{n}"], "m1"], "m1"]  # shallow stages (ours, CPU ladders)
 DNAHNET_PAPER_LAYOUT = ["m4", ["T1m4", ["T{n}"], "m4T1"], "m4"]  # dnaHNet appendix layout
-DNAHNET_PAPER_FROM = 512  # main width from which the paper layout and Mamba-2 settings apply
 
 
-def _dnahnet_widths(width: int) -> tuple[int, int, int]:
-    g = 16 if width < 256 else 64
-    return (max(g, round_up(width / 2, g)), max(g, round_up(3 * width / 4, g)), width)
+def _dnahnet_widths(width: int, multiple: int) -> tuple[int, int, int]:
+    """Stage widths (w/2, 3w/4, w), rounded up to `multiple`."""
+    return (max(multiple, round_up(width / 2, multiple)), max(multiple, round_up(3 * width / 4, multiple)), width)
 
 
-def _dnahnet_shape(width: int, depth: int) -> dict:
-    d = _dnahnet_widths(width)
-    paper = width >= DNAHNET_PAPER_FROM
-    template = DNAHNET_PAPER_LAYOUT if paper else DNAHNET_TINY_LAYOUT
+def _dnahnet_shape(width: int, depth: int, recipe: Recipe) -> dict:
+    template = recipe.extra["layout"]
     layout = [template[0], [template[1][0], [template[1][1][0].format(n=depth)], template[1][2]], template[2]]
-    d_int = (0,) + tuple(round_up(8 * x / 3, _mlp_multiple(width)) for x in d[1:])
-    out = {"layout": layout, "d_model": d, "d_intermediate": d_int, "n_heads": tuple(_heads(x) for x in d)}
-    if paper:  # the paper's Mamba-2 (state 128, head 64); small widths keep the tiny preset's
-        out.update(d_state=128, headdim=64, chunk_size=256)
-    return out
+    d = _dnahnet_widths(width, recipe.extra["width_multiple"])
+    d_int = (0,) + tuple(round_up(8 * x / 3, recipe.mlp_multiple) for x in d[1:])
+    mamba = {k: v for k, v in recipe.extra.items() if k not in ("layout", "width_multiple")}
+    return {"layout": layout, "d_model": d, "d_intermediate": d_int,
+            "n_heads": tuple(max(1, x // recipe.head_dim) for x in d), **mamba}
 
 
-def _dnahnet_preferred_depth(width: int, variant: str | None) -> int:
+def _dnahnet_paper_depth(width: int, variant: str | None) -> int:
     """Main-network depth giving it ~70% of the non-embedding parameters of the full two-stage layout
     (DESIGN.md section 2). Every variant uses that depth: the one-stage variant "3" is the same model
     without the inner stage's encoder and decoder (as `DNAHNetConfig.n_stages` defines it)."""
-    p1 = stats_of("dnahnet", None, _dnahnet_shape(width, 1), 64).params_non_embedding
-    p2 = stats_of("dnahnet", None, _dnahnet_shape(width, 2), 64).params_non_embedding
+    recipe = SIZE_RULES["dnahnet"].recipe("paper")
+    p1 = stats_of("dnahnet", None, _dnahnet_shape(width, 1, recipe), 64).params_non_embedding
+    p2 = stats_of("dnahnet", None, _dnahnet_shape(width, 2, recipe), 64).params_non_embedding
     per_layer, rest = p2 - p1, p1 - (p2 - p1)
     return max(1, int(round(0.7 / 0.3 * rest / per_layer)))
 
 
+_PLAIN_CPU = dict(widths=_width_grid(8, 256, 8), head_dim=8, mlp_multiple=8)  # fine grid down to tiny models
+_PLAIN_PAPER = dict(widths=_width_grid(256, 4096, 64), head_dim=64, mlp_multiple=128)
+
 SIZE_RULES: dict[str, SizeRule] = {
     "transformer": SizeRule(
-        family="transformer", shape=_plain_shape, preferred_depth=_aspect_depth(64, 2), min_depth=2,
+        family="transformer", shape_fn=_plain_shape, min_depth=2,
+        recipes={"cpu": Recipe(**_PLAIN_CPU, depth=_fixed_depth(4)),
+                 "paper": Recipe(**_PLAIN_PAPER, depth=_aspect_depth(64, 2))},
         center_tokens_per_param=350.0,  # as StripedHyena 2 (no published DNA Transformer optimum)
-        note="depth = width/64 (>= 2); heads of 16/32/64 channels; SwiGLU 8/3 d",
+        note="cpu: 4 layers, head dim 16; paper: depth = width/64 (>= 2), head dim 64; SwiGLU 8/3 d",
     ),
     "stripedhyena": SizeRule(
-        family="stripedhyena", shape=_plain_shape, preferred_depth=_aspect_depth(64, 4), min_depth=4,
+        family="stripedhyena", shape_fn=_plain_shape, min_depth=4,
+        recipes={"cpu": Recipe(**_PLAIN_CPU, depth=_fixed_depth(4), extra=dict(filter_group_size=8)),
+                 "paper": Recipe(**_PLAIN_PAPER, depth=_aspect_depth(64, 4))},
         center_tokens_per_param=350.0,  # dnaHNet paper: SH2 compute-optimal ~68B tokens at 8e19 FLOPs
-        note="depth = width/64 (>= 4: one attention layer in SE-MR-LI-MHA); heads of 16/32/64 channels",
+        note="cpu: 4 layers (SE-MR-LI-MHA: one attention layer), head dim 16; paper: depth = width/64 (>= 4)",
     ),
     "dnahnet": SizeRule(
-        family="dnahnet", shape=_dnahnet_shape, preferred_depth=_dnahnet_preferred_depth, min_depth=1,
-        widths=_width_grid(32, 3072), default_variant="3,2",
+        family="dnahnet", shape_fn=_dnahnet_shape, min_depth=1, default_variant="3,2",
+        recipes={
+            "cpu": Recipe(widths=_width_grid(8, 256, 8), head_dim=8, mlp_multiple=8, depth=_fixed_depth(4),
+                          extra=dict(layout=DNAHNET_CPU_LAYOUT, width_multiple=8, d_state=16, headdim=8,
+                                     chunk_size=16, ema_chunk_size=16)),
+            "paper": Recipe(widths=_width_grid(256, 3072, 64), head_dim=64, mlp_multiple=128,
+                            depth=_dnahnet_paper_depth,
+                            extra=dict(layout=DNAHNET_PAPER_LAYOUT, width_multiple=64, d_state=128, headdim=64,
+                                       chunk_size=256, ema_chunk_size=64)),
+        },
         center_tokens_per_param=600.0,  # dnaHNet paper: compute-optimal ~140B tokens at 8e19 FLOPs
-        note="stage widths (w/2, 3w/4, w); main depth for ~70% of the parameters; tiny layout below w=512",
+        note="stage widths (w/2, 3w/4, w); cpu: shallow stages, main T4, Mamba-2 state 16; paper: appendix "
+             "layout, Mamba-2 state 128, main depth for ~70% of the parameters",
     ),
 }
 
@@ -335,51 +390,35 @@ class Size:
     stats: ModelStats
 
 
-def make_size(rule: SizeRule, variant: str | None, width: int, depth: int, seq_len: int) -> Size:
-    ov = rule.shape(width, depth)
+def make_size(rule: SizeRule, variant: str | None, width: int, depth: int, seq_len: int, arch: str) -> Size:
+    ov = rule.shape(width, depth, arch)
     return Size(rule.size_name(width, depth), width, depth, ov, stats_of(rule.family, variant, ov, seq_len, rule.preset))
 
 
-def reference_curve(rule: SizeRule, variant: str | None, seq_len: int, max_width: int) -> list[Size]:
-    """The rule's sizes at their preferred depth, one per width up to `max_width`, ascending."""
-    out = [make_size(rule, variant, w, rule.preferred_depth(w, variant), seq_len) for w in rule.widths if w <= max_width]
+def reference_curve(rule: SizeRule, variant: str | None, seq_len: int, max_width: int, arch: str) -> list[Size]:
+    """The recipe's sizes at its preferred depth, one per width up to `max_width`, ascending: the only
+    shapes a ladder of that recipe uses (so its shape changes smoothly with size)."""
+    out = [make_size(rule, variant, w, rule.preferred_depth(w, variant, arch), seq_len, arch)
+           for w in rule.widths(arch) if w <= max_width]
     if len(out) < 2:
         raise ValueError(f"{rule.family}: fewer than two model widths up to max_width={max_width}")
     return out
 
 
-def center_params(rule: SizeRule, variant: str | None, budget: float, seq_len: int, max_width: int = 2048) -> float:
-    """N_c with budget = r N_c f(N_c) (r = the rule's tokens per parameter, f = training FLOPs per token),
-    interpolated in log space along the reference curve; clamped to its ends."""
-    curve = reference_curve(rule, variant, seq_len, max_width)
+def center_params(rule: SizeRule, variant: str | None, budget: float, seq_len: int, max_width: int = 2048,
+                  arch: str = "paper", tokens_per_param: float | None = None) -> float:
+    """N_c with budget = r N_c f(N_c) (r = tokens per parameter, the rule's unless given; f = training
+    FLOPs per token), interpolated in log space along the reference curve; clamped to its ends."""
+    curve = reference_curve(rule, variant, seq_len, max_width, arch)
+    r = tokens_per_param or rule.center_tokens_per_param
     logn = np.log([s.stats.params for s in curve])
-    logc = np.log([rule.center_tokens_per_param * s.stats.params * s.stats.flops_per_token for s in curve])
+    logc = np.log([r * s.stats.params * s.stats.flops_per_token for s in curve])
     return float(np.exp(np.interp(math.log(budget), logc, logn)))
 
 
-def _pick(rule: SizeRule, variant: str | None, target: float, seq_len: int, curve: list[Size]) -> Size:
-    """The (width, depth) nearest `target` in log-parameters, with a small penalty for leaving the rule's
-    depth (a 2x departure costs as much as a 7% parameter miss). Depths from 0.5x to 2x the preferred one
-    are scored with parameters linear in depth (exact for a stack of identical blocks; close for
-    StripedHyena's period-7 pattern); the chosen size is then built exactly."""
-    best, best_cost = None, math.inf
-    for ref in curve:
-        if not target / 4 <= ref.stats.params <= target * 4:
-            continue
-        up = make_size(rule, variant, ref.width, ref.depth + 1, seq_len)
-        per_layer = up.stats.params - ref.stats.params
-        lo, hi = max(rule.min_depth, ref.depth // 2), max(rule.min_depth + 2, 2 * ref.depth)
-        for depth in range(lo, hi + 1):
-            params = ref.stats.params + (depth - ref.depth) * per_layer
-            if params <= 0:
-                continue
-            cost = abs(math.log(params / target)) + 0.1 * abs(math.log(depth / ref.depth))
-            if cost < best_cost:
-                best, best_cost = (ref.width, depth), cost
-    if best is None:
-        ref = min(curve, key=lambda s: abs(math.log(s.stats.params / target)))
-        best = (ref.width, ref.depth)
-    return make_size(rule, variant, best[0], best[1], seq_len)
+def _pick(target: float, curve: list[Size]) -> Size:
+    """The size of the reference curve nearest `target` in log-parameters."""
+    return min(curve, key=lambda s: abs(math.log(s.stats.params / target)))
 
 
 def ladder_sizes(family: str, variant: str | None, budget: float, ladder: Ladder, seq_len: int | None = None) -> list[Size]:
@@ -387,14 +426,14 @@ def ladder_sizes(family: str, variant: str | None, budget: float, ladder: Ladder
     log-spaced around the expected optimum (slid up to the smallest model when the optimum is smaller)."""
     rule = get_rule(family)
     L = int(seq_len or ladder.seq_len)
-    curve = reference_curve(rule, variant, L, ladder.max_width)
+    curve = reference_curve(rule, variant, L, ladder.max_width, ladder.arch)
     lo, hi = curve[0].stats.params, curve[-1].stats.params
     if hi / lo < ladder.span:
         raise ValueError(f"{family}: widths up to {ladder.max_width} span only {hi / lo:.1f}x in parameters "
                          f"(ladder {ladder.name!r} needs {ladder.span}x)")
-    center = center_params(rule, variant, budget, L, ladder.max_width)
+    center = center_params(rule, variant, budget, L, ladder.max_width, ladder.arch, ladder.center_tokens_per_param)
     first = center / math.sqrt(ladder.span)
-    if first < lo:
+    if center < lo:
         log.info("%s, budget %.3g: the expected optimum (%s params) lies below the ladder's window; it starts "
                  "at the smallest model (%s params)", family, budget, f"{center:,.0f}", f"{lo:,}")
     picked: list[Size] = []
@@ -404,7 +443,7 @@ def ladder_sizes(family: str, variant: str | None, budget: float, ladder: Ladder
         targets = start * span ** np.linspace(0.0, 1.0, ladder.sizes)
         picked = []
         for t in targets:
-            s = _pick(rule, variant, float(t), L, curve)
+            s = _pick(float(t), curve)
             if all(s.name != p.name for p in picked):
                 picked.append(s)
         picked.sort(key=lambda s: s.stats.params)

@@ -219,7 +219,7 @@ def plan_family(
     """Plan every run of one family/variant over the ladder's budgets."""
     from dnahnet.data import DataConfig
     from dnahnet.lit import TrainConfig
-    from dnahnet.registry import get_config, get_family
+    from dnahnet.registry import context_field, get_config, get_family
 
     overrides = overrides or Overrides()
     rule = get_rule(family)
@@ -255,9 +255,12 @@ def plan_family(
     fixed_batch = data_user.get("batch_size")
 
     specs: list[RunSpec] = []
-    for budget in ladder.budgets:
+    for budget in ladder.budgets_for(family):
         for size in ladder_sizes(family, variant, budget, ladder, L):
             model = {**size.overrides, **model_user}
+            bound = context_field(family)  # e.g. SH2's MR decay length: the sweep's context unless set
+            if bound and bound not in model_user:
+                model[bound] = L
             st = stats_of(family, variant, model, L, rule.preset) if model_user else size.stats
             tokens_target = budget / st.flops_per_token
             if fixed_batch is not None:

@@ -68,6 +68,14 @@ class LanguageModel(nn.Module):
         """Parameter names exempt from weight decay beyond the generic rule (norms, biases, embeddings)."""
         return {n for n, p in self.named_parameters() if getattr(p, "_no_weight_decay", False)}
 
+    def weight_decay_names(self) -> set[str]:
+        """Names of the parameters AdamW decays. The generic rule (Transformer++, StripedHyena 2): matrices
+        only, i.e. no decay on anything with fewer than 2 dims (norms, biases, SSM scalars), on embeddings,
+        nor on parameters marked `_no_weight_decay`. Families with a reference recipe override it."""
+        exempt = self.no_weight_decay()
+        embedding = {id(p) for m in self.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+        return {n for n, p in self.named_parameters() if p.ndim >= 2 and id(p) not in embedding and n not in exempt}
+
     def param_counts(self) -> ParamCounts:
         total = sum(p.numel() for p in self.parameters())
         embed = self.embedding.weight.numel() + sum(p.numel() for p in self.lm_head.parameters())

@@ -87,9 +87,8 @@ def ssd_chunked(
         a_cum = dtA.cumsum(-1)                                   # (B, c, H, Q)
 
         # 1. Intra-chunk (diagonal blocks): y_l = sum_{s<=l} (C_l . B_s) exp(sum_{s<k<=l} dtA_k) dt_s x_s
-        # segsum's masked cumsum, not differences of a_cum: a_cum can reach -1e3 inside a chunk
-        # (large dt, e.g. the dechunking EMA), where a_cum[l] - a_cum[s] loses ~1e-5 of the decay of
-        # nearby positions in float32; the masked cumsum is ~40x more accurate there, for ~20% time.
+        # segsum's float64 differences, not differences of the float32 a_cum: a_cum can reach -1e3
+        # inside a chunk (large dt, e.g. the dechunking EMA), where float32 loses ~1e-5 of the decay.
         if torch.is_grad_enabled() or c <= INFERENCE_CHUNK_GROUP:
             y = _intra_chunk(dtA, Cc, Bc, xdt, g)                        # (B, c, Q, G, H/G, P)
         else:
@@ -177,12 +176,16 @@ def ssd_naive(
 
 def segsum(a: Tensor) -> Tensor:
     """(..., T) -> (..., T, T) with out[..., i, j] = sum_{j < k <= i} a[..., k] for i >= j, -inf above
-    the diagonal. Summing masked copies (not differencing a cumsum) keeps it exact for long runs of
-    strongly negative a, and exp(-inf) = 0 makes the causal mask."""
+    the diagonal; exp(-inf) = 0 makes the causal mask.
+
+    Computed as differences of a float64 cumsum: in float32, cum[i] - cum[j] would lose ~1e-5 of the
+    decay of nearby positions once the cumsum reaches -1e3 (large dt, e.g. the dechunking EMA); float64
+    keeps the differences exact to ~1e-13 relative, as accurate as summing masked copies, and on a CPU
+    it is ~2x faster (one broadcast subtraction instead of a masked (T, T) cumsum and its flipped
+    backward, which dominated the small models' training step)."""
     t = a.size(-1)
-    rep = a.unsqueeze(-1).expand(*a.shape, t)                                # (..., T_i, T_j) = a_i
-    strict = torch.tril(torch.ones(t, t, dtype=torch.bool, device=a.device), diagonal=-1)
-    out = rep.masked_fill(~strict, 0).cumsum(dim=-2)                         # sum over j < k <= i
+    cum = a.to(torch.float64).cumsum(-1)                                     # (..., T)
+    out = (cum.unsqueeze(-1) - cum.unsqueeze(-2)).to(a.dtype)                # (..., T_i, T_j)
     causal = torch.tril(torch.ones(t, t, dtype=torch.bool, device=a.device))
     return out.masked_fill(~causal, float("-inf"))
 

@@ -7,20 +7,7 @@ import pandas as pd
 import pytest
 from synthetic_scaling import BUDGETS, CHINCHILLA, EPOCH, as_runs, synthetic_sweep
 
-from analysis.approach2 import bootstrap_weights, fit_approach2, weighted_polyfit
-
-
-def test_weighted_polyfit_equals_polyfit_on_resampled_rows():
-    rng = np.random.default_rng(3)
-    x = np.sort(rng.uniform(7, 9, 9))
-    y = 0.3 * (x - 8.1) ** 2 + 2 + 0.01 * rng.standard_normal(9)
-    weights = bootstrap_weights(np.zeros(9), 20, rng)
-    coef = weighted_polyfit(x, y, weights, 2)
-    for w, c in zip(weights, coef):
-        if np.unique(x[w > 0]).size >= 3:
-            np.testing.assert_allclose(c, np.polyfit(np.repeat(x, w), np.repeat(y, w), 2), rtol=1e-8)
-        else:
-            assert np.isnan(c).all()
+from analysis.approach2 import bootstrap_weights, fit_approach2
 
 
 def test_bootstrap_weights_resample_within_groups():
@@ -98,3 +85,42 @@ def test_single_budget_reports_optimum_without_power_law():
     assert result.n_law is None and "only one budget" in result.skipped
     assert len(result.optima) == 1 and not result.optima[0].flagged
     assert result.optima[0].params == pytest.approx(float(CHINCHILLA.n_opt(1e19)), rel=0.02)
+
+
+def _windows_for(losses: np.ndarray, n_windows: int, shared_sd: float, own_sd: float, seed: int) -> np.ndarray:
+    """Per-window losses whose means are exactly `losses`: a per-window effect every run shares (the
+    windows differ in difficulty) plus each run's own per-window noise."""
+    rng = np.random.default_rng(seed)
+    shared = rng.normal(0.0, shared_sd, n_windows)
+    own = rng.normal(0.0, own_sd, (losses.size, n_windows))
+    w = losses[:, None] + shared[None, :] + own
+    return w - w.mean(axis=1, keepdims=True) + losses[:, None]
+
+
+def test_window_bootstrap_reports_the_standard_errors_of_losses_and_paired_differences():
+    """Closed form: the SE of a run's mean over W windows is sqrt(shared^2 + own^2 / 1) / sqrt(W); the
+    SE of a paired difference cancels the shared part: own * sqrt(2) / sqrt(W)."""
+    runs = as_runs(synthetic_sweep(CHINCHILLA, budgets=BUDGETS[:3], sizes=5))
+    W, shared_sd, own_sd = 2000, 0.3, 0.05
+    windows = _windows_for(runs["L"].to_numpy(), W, shared_sd, own_sd, seed=3)
+    result = fit_approach2("synth", runs, n_boot=300, seed=0, windows=windows)
+    assert result.noise == "windows+residuals"
+    for o in result.optima:
+        assert o.loss_se == pytest.approx(np.hypot(shared_sd, own_sd) / np.sqrt(W), rel=0.15)
+        assert o.paired_se == pytest.approx(own_sd * np.sqrt(2) / np.sqrt(W), rel=0.15)
+        sub = runs[runs["C"] == o.budget]
+        assert o.spread == pytest.approx(sub["L"].max() - sub["L"].min())
+
+
+def test_intervals_reflect_noise_with_few_runs_per_budget():
+    """3 runs per budget: resampling runs within a budget returned intervals of zero width; the
+    residual and window bootstrap gives an interval that widens with the noise and holds the truth."""
+    widths = []
+    for noise in (0.001, 0.004):
+        runs = as_runs(synthetic_sweep(CHINCHILLA, sizes=3, half_width=0.5, noise=noise, seed=2))
+        windows = _windows_for(runs["L"].to_numpy(), 256, 0.2, 20 * noise, seed=1)
+        result = fit_approach2("synth", runs, n_boot=300, seed=0, windows=windows)
+        lo, hi = result.n_law.slope_ci()
+        assert hi - lo > 1e-3 and lo < result.a < hi
+        widths.append(hi - lo)
+    assert widths[1] > 1.5 * widths[0]

@@ -42,8 +42,8 @@ def test_named_ladders_hit_budgets_and_span(family, ladder_name):
     ladder = lad.get_ladder(ladder_name)
     for variant in _variants(family):
         specs = plan_family(family, variant, ladder)
-        assert {s.budget for s in specs} == set(ladder.budgets), "a budget lost all its runs"
-        for budget in ladder.budgets:
+        assert {s.budget for s in specs} == set(ladder.budgets_for(family)), "a budget lost all its runs"
+        for budget in ladder.budgets_for(family):
             runs = [s for s in specs if s.budget == budget]
             assert len(runs) >= 3, (family, variant, budget, [s.run_id for s in runs])
             params = sorted(s.params for s in runs)
@@ -64,7 +64,7 @@ def test_flops_per_token_matches_a_real_model():
     """stats_of builds on the meta device with init skipped: same numbers as a real CPU model."""
     from dnahnet.registry import build_model
 
-    ov = lad.SIZE_RULES["transformer"].shape(48, 3)
+    ov = lad.SIZE_RULES["transformer"].shape(48, 3, "cpu")
     s = lad.stats_of("transformer", None, ov, 256)
     model = build_model("transformer", "tiny", **ov)
     assert s.params == sum(p.numel() for p in model.parameters())
@@ -76,29 +76,31 @@ def test_flops_per_token_matches_a_real_model():
 
 def test_transformer_shapes_follow_the_rule():
     rule = lad.get_rule("transformer")
-    assert rule.preferred_depth(512, None) == 8 and rule.preferred_depth(32, None) == 2
-    ov = rule.shape(512, 8)
+    assert rule.preferred_depth(512, None, "paper") == 8 and rule.preferred_depth(256, None, "paper") == 4
+    ov = rule.shape(512, 8, "paper")
     assert ov["d_model"] % ov["n_heads"] == 0 and ov["d_model"] // ov["n_heads"] == 64
-    assert lad.get_rule("stripedhyena").preferred_depth(64, None) == 4  # one attention layer in SE-MR-LI-MHA
+    assert rule.preferred_depth(8, None, "cpu") == rule.preferred_depth(256, None, "cpu") == 4  # fixed depth
+    for arch in ("cpu", "paper"):  # one attention layer in SE-MR-LI-MHA
+        assert lad.get_rule("stripedhyena").preferred_depth(256, None, arch) >= 4
 
 
 def test_dnahnet_rule_keeps_main_network_near_70_percent():
     rule = lad.get_rule("dnahnet")
-    for width in (64, 512, 1024):
-        depth = rule.preferred_depth(width, None)
-        full = lad.stats_of("dnahnet", None, rule.shape(width, depth), 64).params_non_embedding
-        one = lad.stats_of("dnahnet", None, rule.shape(width, 1), 64).params_non_embedding
-        two = lad.stats_of("dnahnet", None, rule.shape(width, 2), 64).params_non_embedding
+    for width in (256, 512, 1024):
+        depth = rule.preferred_depth(width, None, "paper")
+        full = lad.stats_of("dnahnet", None, rule.shape(width, depth, "paper"), 64).params_non_embedding
+        one = lad.stats_of("dnahnet", None, rule.shape(width, 1, "paper"), 64).params_non_embedding
+        two = lad.stats_of("dnahnet", None, rule.shape(width, 2, "paper"), 64).params_non_embedding
         share = depth * (two - one) / full
         assert 0.6 <= share <= 0.8, (width, depth, share)
-        d = rule.shape(width, depth)["d_model"]
+        d = rule.shape(width, depth, "paper")["d_model"]
         assert d[0] <= d[1] <= d[2] == width
 
 
 def test_center_moves_with_budget_and_ladder_spans_a_decade_for_paper():
     ladder = lad.get_ladder("paper")
     rule = lad.get_rule("transformer")
-    centers = [lad.center_params(rule, None, b, ladder.seq_len) for b in ladder.budgets]
+    centers = [lad.center_params(rule, None, b, ladder.seq_len, arch="paper") for b in ladder.budgets]
     assert len(centers) >= 2 and all(a < b for a, b in zip(centers[:-1], centers[1:], strict=True))
     sizes = lad.ladder_sizes("transformer", None, 2e19, ladder)
     assert len(sizes) == ladder.sizes

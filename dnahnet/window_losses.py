@@ -1,0 +1,66 @@
+"""Per-window validation losses: the unit of measurement noise a sweep's bootstrap resamples.
+
+Every run of a sweep is scored on the same fixed validation windows (same genomes, same positions).
+A run's validation loss is the mean over those windows; saving each window's own mean loss lets the
+analysis resample the windows (paired across runs, since they share them) to put a standard error on
+each loss and an interval on each fitted exponent, instead of treating the losses as exact.
+
+File format (`val_windows.csv`, one per run directory): one row per window in loader order,
+`window,loss,tokens` with `loss` the window's mean NLL in nats per nucleotide.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dnahnet import config as cfglib
+from dnahnet.data.module import IGNORE_INDEX
+
+FILENAME = "val_windows.csv"
+
+
+@torch.no_grad()
+def window_losses(model: torch.nn.Module, loader) -> tuple[np.ndarray, np.ndarray]:
+    """(mean NLL per window in nats, scored tokens per window), in the loader's window order."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    losses, counts = [], []
+    try:
+        for batch in loader:
+            ids, labels = batch["input_ids"].to(device), batch["labels"].to(device)  # (B, L) each
+            logits = model(ids).logits.float()  # (B, L, V)
+            nll = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")  # (B, L)
+            n = (labels != IGNORE_INDEX).sum(-1)  # (B,)
+            losses.append((nll.sum(-1) / n.clamp_min(1)).double().cpu())
+            counts.append(n.cpu())
+    finally:
+        model.train(was_training)
+    if not losses:
+        raise ValueError("no validation windows to score")
+    return torch.cat(losses).numpy(), torch.cat(counts).numpy()
+
+
+def write_window_losses(path: str | Path, losses: np.ndarray, tokens: np.ndarray) -> None:
+    buf = io.StringIO()
+    buf.write("window,loss,tokens\n")
+    for i, (loss, n) in enumerate(zip(losses, tokens, strict=True)):
+        buf.write(f"{i},{loss:.7f},{int(n)}\n")
+    cfglib.atomic_write_text(path, buf.getvalue())
+
+
+def read_window_losses(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(losses, tokens) from a `val_windows.csv`; a clear error naming the file when it is malformed."""
+    path = Path(path)
+    try:
+        data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a per-window loss file ({exc})") from None
+    if data.shape[1] != 3 or len(data) == 0:
+        raise ValueError(f"{path}: expected rows 'window,loss,tokens'")
+    return data[:, 1], data[:, 2]

@@ -1,0 +1,80 @@
+"""One architecture per ladder: within a budget only width and depth change (issue: fidelity, point 5),
+the ladders bracket their budgets, and StripedHyena 2's MR decay length follows the sweep's context."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from sweeps import ladders as lad
+from sweeps.plan import plan_family
+
+FAMILIES = ("transformer", "stripedhyena", "dnahnet")
+WIDTH_FIELDS = {"d_model", "n_heads", "d_intermediate"}  # derived from the width by the recipe
+DEPTH_FIELDS = {"n_layers"}
+
+
+def _variants(family: str) -> list:
+    from dnahnet.registry import get_family
+
+    return list(get_family(family).variants) or [None]
+
+
+def _recipe_signature(model: dict) -> dict:
+    """The run's model overrides without its width and depth fields. dnaHNet's depth lives in its layout
+    (the main network's block count), so the layout is compared with that count blanked out."""
+    out = {k: v for k, v in model.items() if k not in WIDTH_FIELDS | DEPTH_FIELDS}
+    if "layout" in out:
+        layout = copy.deepcopy(out["layout"])
+        inner = layout
+        while isinstance(inner, list) and len(inner) == 3:
+            inner = inner[1]
+        assert isinstance(inner, list) and len(inner) == 1 and inner[0][0] in "Tt", layout
+        inner[0] = inner[0][0] + "*"
+        out["layout"] = layout
+    return out
+
+
+@pytest.mark.parametrize("ladder_name", list(lad.LADDERS))
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_run_of_a_ladder_shares_one_architecture_recipe(family, ladder_name):
+    ladder = lad.get_ladder(ladder_name)
+    for variant in _variants(family):
+        specs = plan_family(family, variant, ladder)
+        signatures = {repr(sorted(_recipe_signature(s.model).items())) for s in specs}
+        assert len(signatures) == 1, (family, variant, ladder_name, signatures)
+        for budget in ladder.budgets_for(family):
+            runs = sorted((s for s in specs if s.budget == budget), key=lambda s: s.params)
+            widths = [s.model["d_model"] if isinstance(s.model["d_model"], int) else s.model["d_model"][-1] for s in runs]
+            assert widths == sorted(widths) and len(set(widths)) == len(widths), widths  # size grows with width
+
+
+def test_mixed_recipes_are_detected():
+    """The signature above is not vacuous: the old paper rule (tiny layout and Mamba-2 state 16 below
+    width 512, the appendix layout and state 128 from 512) gives two signatures."""
+    small = {"layout": ["m2", ["T1m1", ["T9"], "m1T1"], "m2"], "d_model": [192, 320, 384]}
+    large = {"layout": ["m4", ["T1m4", ["T9"], "m4T1"], "m4"], "d_model": [256, 384, 512], "d_state": 128}
+    assert _recipe_signature(small) != _recipe_signature(large)
+    assert _recipe_signature(small) == _recipe_signature({**small, "layout": ["m2", ["T1m1", ["T3"], "m1T1"], "m2"]})
+
+
+def test_cpu_ladder_budgets_span_8x_with_5_sizes_spanning_8x():
+    ladder = lad.get_ladder("cpu")
+    for family in FAMILIES:
+        budgets = ladder.budgets_for(family)
+        assert max(budgets) / min(budgets) >= 8
+        for budget in budgets:
+            sizes = lad.ladder_sizes(family, lad.get_rule(family).default_variant, budget, ladder)
+            assert len(sizes) >= 5 and sizes[-1].stats.params / sizes[0].stats.params >= 8
+    shared = set.intersection(*(set(ladder.budgets_for(f)) for f in FAMILIES))
+    assert len(shared) >= 2  # the frontiers are compared at budgets every family ran
+
+
+@pytest.mark.parametrize("ladder_name", ["cpu-smoke", "cpu"])
+def test_stripedhyena_mr_decay_length_is_the_sweeps_context(ladder_name):
+    ladder = lad.get_ladder(ladder_name)
+    specs = plan_family("stripedhyena", None, ladder)
+    assert specs and all(s.model["l_train"] == s.seq_len == ladder.seq_len for s in specs)
+    specs = plan_family("stripedhyena", None, ladder, seq_len=96)
+    assert all(s.model["l_train"] == 96 for s in specs)
