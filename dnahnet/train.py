@@ -25,8 +25,6 @@ import json
 import logging
 import math
 import os
-import signal
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,6 +36,15 @@ from dnahnet import checkpoint as ckptlib
 from dnahnet import config as cfglib
 from dnahnet.lit import LitLM, TrainConfig
 from dnahnet.registry import bind_context, context_field, get_config, get_family, list_families
+from dnahnet.rundir import (
+    RunRefused,
+    TrainingStopped,
+    check_same_run,
+    directory_lock,
+    launch_rank,
+    move_run_aside,
+    stop_on_sigterm,
+)
 
 log = logging.getLogger("dnahnet.train")
 
@@ -169,72 +176,6 @@ def build_trainer(train_cfg: TrainConfig, run_dir: Path, callbacks=(), progress:
     )
 
 
-# ---------------------------------------------------------------------- refusals and stops
-class RunRefused(ValueError):
-    """A run that must not start (a bad config, no validation windows, a changed recipe): one line."""
-
-
-class RunLocked(RunRefused):
-    """Another process is writing into the run (or sweep) directory."""
-
-
-class TrainingStopped(BaseException):
-    """The run was stopped by SIGTERM; a rerun resumes it. A BaseException (like KeyboardInterrupt) so
-    that a sweep stops instead of recording the run as failed."""
-
-    exit_code = 128 + signal.SIGTERM  # 143, what a shell reports for a process killed by SIGTERM
-
-
-def launch_rank() -> int:
-    """This process's rank as its launcher set it (0 when alone): Lightning re-runs the command for the
-    other ranks of a multi-process run with LOCAL_RANK/NODE_RANK set; SLURM sets SLURM_PROCID per task."""
-    if "RANK" in os.environ:
-        return int(os.environ["RANK"])
-    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_PROCID" in os.environ:
-        return int(os.environ["SLURM_PROCID"])
-    return int(os.environ.get("LOCAL_RANK", 0) or 0) + int(os.environ.get("NODE_RANK", 0) or 0)
-
-
-def _lock_holder(owner_file: Path) -> str:
-    try:
-        info = json.loads(owner_file.read_text())
-        return f"pid {info['pid']} on host {info['host']} (since {info['since']})"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another process (no owner recorded)"
-
-
-@contextlib.contextmanager
-def directory_lock(directory: str | os.PathLike, what: str = "run directory"):
-    """Hold `directory/.lock` for the block; a second process gets RunLocked naming the holder (pid, host).
-
-    The holder's identity goes into a separate `.lock.owner`: filelock truncates the lock file itself when
-    another process opens it. The lock is the kernel's (flock), so a killed holder releases it."""
-    from filelock import FileLock, Timeout
-
-    directory = Path(directory)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunRefused(f"{directory}: cannot create the {what} ({exc.strerror or exc})") from None
-    lock = FileLock(str(directory / ".lock"), timeout=0)
-    owner = directory / ".lock.owner"
-    try:
-        lock.acquire()
-    except Timeout:
-        raise RunLocked(f"{directory}: the {what} is in use by {_lock_holder(owner)}; wait for it to finish or "
-                        "use another --out") from None
-    except OSError as exc:
-        raise RunRefused(f"{directory}: cannot lock the {what} ({exc.strerror or exc})") from None
-    try:
-        cfglib.atomic_write_text(owner, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                                    "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            owner.unlink()
-        lock.release()
-
-
 # ---------------------------------------------------------------------- config checks
 _POSITIVE_MODEL_FIELDS = ("d_model", "n_layers", "n_heads", "vocab_size", "d_state", "headdim", "expand",
                           "chunk_size", "ema_chunk_size")
@@ -324,67 +265,6 @@ def _check_data(dm, data_cfg) -> None:
     loader = dm.val_dataloader()
     if hasattr(loader, "__len__") and len(loader) == 0:
         raise RunRefused("data: the validation dataloader is empty; a run needs validation windows")
-
-
-# ---------------------------------------------------------------------- run identity
-# Keys that do not change what a run learns (where data is cached, how often it logs, which kernels run).
-_NEUTRAL_KEYS = {"data.store_dir", "data.num_workers", "data.eval_batch_size", "train.log_every",
-                 "model.attn_backend", "model.mamba_backend"}
-
-
-def config_differences(old: dict, new: dict, neutral=_NEUTRAL_KEYS) -> list[str]:
-    """'key: old -> new' for every entry of two resolved configs that differs (neutral keys aside)."""
-    diffs = []
-    for key in ("family", "preset", "variant"):
-        if old.get(key) != new.get(key):
-            diffs.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
-    for section in ("model", "train", "data"):
-        o, n = old.get(section) or {}, new.get(section) or {}
-        for k in sorted(set(o) | set(n)):
-            if f"{section}.{k}" in neutral:
-                continue
-            a, b = o.get(k), n.get(k)
-            if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-                a, b = list(a), list(b)
-            if a != b:
-                diffs.append(f"{section}.{k}: {o.get(k)!r} -> {n.get(k)!r}")
-    return diffs
-
-
-def check_same_run(run_dir: Path, resolved: dict) -> None:
-    """Refuse to resume (or report) a run directory made with other settings, naming the keys. A directory
-    with neither a result nor a checkpoint (e.g. a run that diverged at its first steps) has nothing to
-    protect: it starts afresh with the new settings."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return
-    if not (run_dir / "result.json").exists() and not ckptlib.find_resume_point(run_dir, set_aside_corrupt=False):
-        return
-    import yaml
-
-    try:
-        old = yaml.safe_load(path.read_text()) or {}
-    except (yaml.YAMLError, OSError) as exc:
-        raise RunRefused(f"{path}: unreadable ({exc})") from None
-    if not isinstance(old, dict):
-        raise RunRefused(f"{path}: not a run config")
-    diffs = config_differences(old, resolved)
-    if diffs:
-        raise RunRefused(f"{run_dir} holds a run with other settings ({'; '.join(diffs[:5])}"
-                         f"{f'; {len(diffs) - 5} more' if len(diffs) > 5 else ''}); rerun with the same settings to "
-                         "resume it, use another --out, or pass --new-run to keep it aside and start afresh")
-
-
-def move_run_aside(run_dir: Path) -> Path:
-    """--new-run: rename an existing run directory to RUN.old-<time> (kept intact) so a new run starts."""
-    with directory_lock(run_dir):  # refuses while another process trains in it
-        pass
-    for name in (".lock", ".lock.owner"):
-        with contextlib.suppress(OSError):
-            (run_dir / name).unlink()
-    aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-    os.replace(run_dir, aside)
-    return aside
 
 
 # ---------------------------------------------------------------------- wall time and final metrics
@@ -589,22 +469,6 @@ def _configs_from_args(args, DataConfig):
     bound = context_field(family)
     model_cfg = bind_context(family, model_cfg, data_cfg.seq_len, explicit=bound in overrides["model"])
     return family, preset, variant, model_cfg, train_cfg, data_cfg
-
-
-def stop_on_sigterm() -> None:
-    """Turn SIGTERM outside `trainer.fit` into TrainingStopped (exit 143 with a line) instead of a silent kill.
-
-    Inside fit, Lightning's own handler runs first and calls this one too: then it returns, and Lightning
-    stops at the next step boundary (train_run turns that into TrainingStopped with the step)."""
-
-    def handler(signum, frame):
-        if signal.getsignal(signal.SIGTERM) is not handler:  # Lightning is handling it (inside fit)
-            return
-        raise TrainingStopped("stopped by SIGTERM before training started or after it ended; rerun the same "
-                              "command to resume")
-
-    with contextlib.suppress(ValueError):  # not the main thread
-        signal.signal(signal.SIGTERM, handler)
 
 
 def _error(message: str) -> int:

@@ -240,7 +240,7 @@ def summary_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dnahnet.train import RunRefused, TrainingStopped, directory_lock, stop_on_sigterm
+    from dnahnet.rundir import RunRefused, TrainingStopped, directory_lock, stop_on_sigterm
     from sweeps.runner import DiskFull
 
     args = build_parser().parse_args(argv)

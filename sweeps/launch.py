@@ -67,7 +67,7 @@ def _worker_env(extra: dict | None = None) -> dict:
 def _finish(spec: RunSpec, sweep_dir: Path, returncode: int | None, why: str = "") -> dict:
     """The row a worker wrote, or a failed row when it wrote none. A worker stopped by SIGTERM (exit 143,
     or killed by it) stops the sweep instead: its run is not failed, a rerun resumes it."""
-    from dnahnet.train import TrainingStopped
+    from dnahnet.rundir import TrainingStopped
 
     row = results_by_id(sweep_dir / "results.csv").get(spec.run_id)
     if row is None and returncode in (TrainingStopped.exit_code, -15):

@@ -151,7 +151,7 @@ def identity_differences(old: dict, new: dict) -> list[str]:
     """'key: old -> new' for the entries of two resolved run configs that define a run: the model, the
     recipe (IDENTITY_TRAIN), the data windows (IDENTITY_DATA) and the global batch. Devices, precision or
     where data is cached may change between a run and its resumption."""
-    from dnahnet.train import config_differences
+    from dnahnet.rundir import config_differences
 
     neutral = {f"train.{k}" for k in set(old.get("train") or {}) | set(new.get("train") or {})
                if k not in IDENTITY_TRAIN}
@@ -206,7 +206,7 @@ def execute_run(spec: RunSpec, sweep_dir: str | os.PathLike, callbacks=(), datam
     Never raises for a failed run (it is recorded as failed); KeyboardInterrupt propagates.
     """
     from dnahnet import train as trainlib
-    from dnahnet.train import RunLocked
+    from dnahnet.rundir import RunLocked
 
     train_fn = train_fn or trainlib.train_run
     sweep_dir = Path(sweep_dir).resolve()
@@ -333,7 +333,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     if args.run_id not in specs:
         print(f"error: run {args.run_id!r} is not in {Path(args.sweep_dir) / 'plan.json'}", file=sys.stderr)
         return 2
-    from dnahnet.train import RunLocked, TrainingStopped
+    from dnahnet.rundir import RunLocked, TrainingStopped
 
     try:
         row = execute_run(specs[args.run_id], args.sweep_dir)

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # --out a file, on a read-only filesystem
         print(f"error: {exc.filename or out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    from dnahnet.train import TrainingStopped, stop_on_sigterm
+    from dnahnet.rundir import TrainingStopped, stop_on_sigterm
 
     stop_on_sigterm()
     try:

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from dnahnet import train as trainlib
+from dnahnet.checkpoint import find_resume_point
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "sweeps"))
@@ -209,7 +210,7 @@ def test_sigterm_exits_143_and_the_rerun_resumes(corpus, tmp_path, caplog):
     assert proc.returncode == 143, err[-2000:]
     assert "stopped by SIGTERM at step" in err and "rerun the same command to resume" in err
     assert not (run / "result.json").exists()
-    point = trainlib.ckptlib.find_resume_point(run)
+    point = find_resume_point(run)
     first_segment = torch.load(point.path, weights_only=True)["callbacks"]["WallClock"]["wall_s"]
     assert first_segment > 0
     with caplog.at_level("INFO"):

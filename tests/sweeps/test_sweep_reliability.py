@@ -58,7 +58,7 @@ def test_crafted_checkpoint_is_refused_by_sweep_resume(tmp_path):
 
 
 def test_a_second_sweep_on_one_directory_is_refused(tmp_path, capsys):
-    from dnahnet.train import directory_lock
+    from dnahnet.rundir import directory_lock
 
     out = tmp_path / "sweep"
     with directory_lock(out, what="sweep directory"):  # a first sweep holds it
@@ -118,7 +118,7 @@ def test_sigterm_stops_a_sweep_with_143_and_the_rerun_resumes(tmp_path):
 
 
 def test_a_worker_stopped_by_sigterm_stops_the_sweep_without_a_failed_row(tmp_path):
-    from dnahnet.train import TrainingStopped
+    from dnahnet.rundir import TrainingStopped
     from sweeps.launch import _finish
 
     out = tmp_path / "sweep"
