@@ -11,7 +11,10 @@ batch, lr, tokens_per_param, seq_len, run_id, model overrides) and plan.json; ru
 config.yaml, metrics.csv, checkpoints/last.ckpt, result.json); results.csv (one row per finished run:
 val_loss in nats/nt on the fixed validation windows, actual training FLOPs, status ok|failed, error).
 Rerunning the same command skips finished runs (ok or failed; --retry-failed reruns failed ones) and
-resumes an interrupted run from its last checkpoint. Then: `python -m analysis --results OUT/results.csv
+resumes an interrupted run from its newest readable checkpoint. A rerun that would give a planned or
+trained run other settings (--set, --overrides) is refused, naming the keys; so is a second sweep on the
+same --out while one runs. Stopped by SIGTERM, the sweep exits 143 and a rerun resumes; a full disk stops
+it with one line after recording what it can. Then: `python -m analysis --results OUT/results.csv
 --out OUT/analysis`.
 
 Named ladders (--ladder): cpu-smoke (minutes on 2 CPU cores), cpu (about an hour), paper (4e18-8e19
@@ -174,7 +177,13 @@ def check_unchanged(out: Path, specs: list[RunSpec]) -> None:
     changed: dict[str, dict] = {}  # key -> {"runs": set, "example": "old -> new"}
     for spec in specs:
         new = resolved_of(spec)
-        olds = [resolved_of(planned[spec.run_id])] if spec.run_id in planned else []
+        olds = []
+        if spec.run_id in planned:
+            try:
+                olds.append(resolved_of(planned[spec.run_id]))
+            except (ValueError, TypeError, KeyError) as exc:  # planned by another version of the code
+                changed.setdefault("plan.json", {"runs": set(), "example": f"unusable here ({exc})"})
+                changed["plan.json"]["runs"].add(spec.run_id)
         config = run_dir_of(spec, out) / "config.yaml"
         if config.is_file():
             olds.append(yaml.safe_load(config.read_text()) or {})
