@@ -7,7 +7,10 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= demo
 
-.PHONY: install demo test test-fast lint clean
+REFERENCE ?= analysis/reference/cpu
+FIGURES ?= figures/cpu
+
+.PHONY: install demo figures test test-fast lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +22,10 @@ install: $(VENV)/.installed
 
 demo: install
 	$(PY) -m dnahnet.demo --out $(DEMO_OUT)
+
+# Every figure, summary.md and fits.json of the committed CPU sweeps, from their logs alone (seconds).
+figures: install
+	$(PY) -m analysis --results $(REFERENCE)/*/results.csv --out $(FIGURES) --quiet
 
 test: install
 	$(PY) -m pytest -q

@@ -79,7 +79,7 @@ def compare(results: dict[str, Approach2Result]) -> Comparison:
     for key, r in fitted.items():
         frontier[key] = [float(v) for v in r.l_law(grid)]
         lo, hi = r.l_law.band(grid)
-        frontier_ci[key] = [(float(a), float(b)) for a, b in zip(lo, hi)]
+        frontier_ci[key] = [(float(a), float(b)) for a, b in zip(lo, hi, strict=True)]
         ppl = perplexity_law(r)
         c_lo, c_hi = r.l_law.slope_ci()
         p_lo, p_hi = ppl.slope_ci()

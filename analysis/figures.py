@@ -117,8 +117,8 @@ def _ci_errors(values: list[float], cis: list) -> np.ndarray | None:
     """Asymmetric error bars (2, n) from intervals; None if no interval is known."""
     if all(ci is None for ci in cis):
         return None
-    lo = [v - ci[0] if ci else 0.0 for v, ci in zip(values, cis)]
-    hi = [ci[1] - v if ci else 0.0 for v, ci in zip(values, cis)]
+    lo = [v - ci[0] if ci else 0.0 for v, ci in zip(values, cis, strict=True)]
+    hi = [ci[1] - v if ci else 0.0 for v, ci in zip(values, cis, strict=True)]
     return np.clip(np.nan_to_num(np.array([lo, hi])), 0, None)
 
 

@@ -74,7 +74,7 @@ def comparison_json(c: Comparison) -> dict:
     return {
         "budgets": c.budgets,
         "frontier_loss": {k: [{"budget": b, "loss": v, "ci": list(ci)}
-                              for b, v, ci in zip(c.budgets, c.frontier[k], c.frontier_ci[k])]
+                              for b, v, ci in zip(c.budgets, c.frontier[k], c.frontier_ci[k], strict=True)]
                           for k in c.frontier},
         "exponents": {e.key: {"loss": e.c, "loss_ci": list(e.c_ci), "perplexity": e.c_ppl,
                               "perplexity_ci": list(e.c_ppl_ci)} for e in c.exponents},

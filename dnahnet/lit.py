@@ -17,6 +17,7 @@ import torch.nn.functional as F
 import torchmetrics
 
 from dnahnet import config as cfglib
+from dnahnet.compiled import MaybeCompiled
 from dnahnet.registry import build_model_from_config, config_from_dict
 from dnahnet.schedules import SCHEDULES, lr_factor
 
@@ -46,7 +47,7 @@ class TrainConfig:
     devices: int = 1  # devices per node
     num_nodes: int = 1  # nodes
     strategy: str = "auto"  # "auto" | "ddp" | "fsdp" | "fsdp2" (ModelParallelStrategy + fully_shard)
-    compile: bool = False  # torch.compile the model
+    compile: bool = False  # torch.compile the training forward (dnahnet/compiled.py; eager fallback, logged)
 
 
 def param_groups(model, weight_decay: float, base_lr: float) -> list[dict]:
@@ -99,10 +100,11 @@ class LitLM(L.LightningModule):
         self.val_loss_sum = torchmetrics.SumMetric().set_dtype(torch.float64)
         self.val_token_count = torchmetrics.SumMetric().set_dtype(torch.float64)
         self._last_time: float | None = None
+        self._forward = MaybeCompiled(self.model, self.train_cfg.compile, family)
 
     # ------------------------------------------------------------------ objective
     def _loss(self, batch) -> tuple[torch.Tensor, torch.Tensor, int, object]:
-        out = self.model(batch["input_ids"])
+        out = self._forward(batch["input_ids"]) if self.training else self.model(batch["input_ids"])
         logits = out.logits.float()  # (B, L, V)
         labels = batch["labels"]  # (B, L)
         nll_sum = F.cross_entropy(

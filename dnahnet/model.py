@@ -148,7 +148,7 @@ class DNAHNetOutput(LMOutput):
     def nucleotide_boundaries(self) -> list[Tensor]:
         """Per stage, (B, L) bool: which input positions (nucleotides) are boundaries of that stage."""
         out, pos = [], None
-        for s, (b, valid) in enumerate(zip(self.boundary_masks, self.valid_masks)):
+        for s, (b, valid) in enumerate(zip(self.boundary_masks, self.valid_masks, strict=True)):
             if pos is None:
                 pos = torch.arange(b.shape[1], device=b.device).expand(b.shape[0], -1)  # (B, L)
             hits = torch.zeros_like(out[0] if out else b, dtype=torch.long)
@@ -310,7 +310,7 @@ class HNetStage(nn.Module):
         elif bool(b.any()):
             saved = [t.clone() for t in _cache_tensors(cache.inner)]
             z = self.inner.step(h, cache.inner)
-            for t, old in zip(_cache_tensors(cache.inner), saved):
+            for t, old in zip(_cache_tensors(cache.inner), saved, strict=True):
                 t.copy_(torch.where(b.view(-1, *([1] * (t.dim() - 1))), t, old))
         else:
             z = torch.zeros_like(h)  # unused: no sequence hit a boundary
@@ -387,7 +387,7 @@ class DNAHNet(LanguageModel):
         logits = self.lm_head(h)  # (B, L, V)
         out = DNAHNetOutput(logits=logits)
         metrics = {}
-        for s, (tr, target) in enumerate(zip(traces, self.resolved.ratios)):
+        for s, (tr, target) in enumerate(zip(traces, self.resolved.ratios, strict=True)):
             rl = ratio_loss(tr.prob, tr.boundary, target, tr.mask)
             out.boundary_probs.append(tr.prob)
             out.boundary_masks.append(tr.boundary)

@@ -244,7 +244,7 @@ def summary_table(rows: list[dict]) -> str:
                       f"{float(r['flops']):.3g}" if ok else "-", f"{float(r['val_loss']):.4f}" if ok else "-",
                       f"{float(r['val_bpn']):.4f}" if ok else "-", r["status"], f"{float(r['wall_s'] or 0):.0f}"))
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(head)]
-    line = lambda cs: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cs, widths)))
+    line = lambda cs: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cs, widths, strict=True)))
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(c) for c in cells])
 
 

@@ -4,10 +4,10 @@ A **ladder** (`Ladder`) names the budgets of a sweep and the recipe rules every 
 length, models per budget, how wide a range of sizes each budget spans, batch size and learning rate as
 functions of model size, validation windows, checkpoint spacing. Named ladders:
 
-    cpu-smoke  3 budgets x 3 tiny models, context 256: measured 2.5 min (transformer) and 6.7 min
-               (dnaHNet) on 2 CPU cores, one thread per run (the demo, the tests)
-    cpu        4 budgets x 5 small models, context 512: about an hour on 2 CPU cores (estimated from
-               cpu-smoke throughput: transformer ~40 min, dnaHNet ~80 min)
+    cpu-smoke  2 budgets x 3 tiny models, context 256: about a minute per family on one CPU core
+               (the demo's live sweep; shows the pipeline, too small to measure scaling)
+    cpu        4 budgets (8x) x 5 models spanning 16x, context 512, 512 validation windows: about an
+               hour per family on one CPU core; the committed reference sweeps (analysis/reference/cpu)
     paper      4e18 .. 8e19 FLOPs x 7 models, context 8192 (the dnaHNet paper's range; GPU clusters)
 
 A **size rule** (`SizeRule`, one per family) turns a (width, depth) pair into model-config overrides of
@@ -115,19 +115,21 @@ class Ladder:
 
 LADDERS: dict[str, Ladder] = {
     "cpu-smoke": Ladder(
-        name="cpu-smoke", budgets=(2.5e11, 5e11, 1e12), seq_len=256, sizes=3, span=7.0, min_steps=30,
+        name="cpu-smoke", budgets=(2.5e10, 5e10), seq_len=256, sizes=3, span=7.0, min_steps=30,
         batch_ref_tokens=2048, batch_ref_params=1e5, batch_exponent=0.0, min_batch_windows=8,
         max_batch_windows=8, n_val_windows=32, ckpt_fraction=0.15, max_width=256, arch="cpu",
-        description="3 budgets x 3 tiny models at context 256: a few minutes on 2 CPU cores (demo, tests)",
+        description="2 budgets x 3 tiny models at context 256: the demo's live sweep, about a minute per "
+        "family on one CPU core (shows the pipeline, too small to measure scaling)",
     ),
-    # Each family gets the 8x range of budgets it can afford in about an hour on one CPU core: per FLOP,
-    # dnaHNet's CPU time is ~10x a Transformer's (its compressed main network makes few FLOPs per
-    # nucleotide, while its full-length Mamba-2 layers cost elementwise work FLOP counts ignore), and
-    # below ~1e12 FLOPs a Transformer at context 512 has not yet learned beyond ln 4 nats. The ranges
-    # overlap at 1e12-2e12, where the three frontiers are compared directly.
+    # Each family gets an 8x range of budgets it can afford in about an hour on one CPU core. Per FLOP,
+    # dnaHNet and StripedHyena 2 see 3-7x more nucleotides than a Transformer (its attention over 512
+    # positions dominates its FLOPs at these widths), and their CPU time per nucleotide is no lower, so
+    # they run 2.5e11-2e12; below ~1e12 FLOPs a Transformer at context 512 has barely learned beyond
+    # ln 4 nats, so it runs 1e12-8e12. The ranges overlap at 1e12-2e12, where the three frontiers are
+    # compared directly.
     "cpu": Ladder(
-        name="cpu", budgets=(5e11, 1e12, 2e12, 4e12), seq_len=512, sizes=5, span=16.0, min_steps=100,
-        family_budgets={"dnahnet": (2.5e11, 5e11, 1e12, 2e12), "transformer": (1e12, 2e12, 4e12, 8e12)},
+        name="cpu", budgets=(2.5e11, 5e11, 1e12, 2e12), seq_len=512, sizes=5, span=16.0, min_steps=100,
+        family_budgets={"transformer": (1e12, 2e12, 4e12, 8e12)},
         batch_ref_tokens=8192, batch_ref_params=1e6, batch_exponent=0.0, min_batch_windows=16,
         max_batch_windows=16, n_val_windows=512, ckpt_fraction=0.1, max_width=256, arch="cpu",
         description="4 budgets (8x, per family) x 5 models spanning 16x at context 512, 512 validation "

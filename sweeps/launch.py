@@ -315,11 +315,11 @@ def submit_jobs(specs: list[RunSpec], sweep_dir: Path, opts: SlurmOptions, threa
         w = csv.writer(fh)
         if new:
             w.writerow(["run_id", "job_id", "submitted"])
-        for s, j in zip(specs, jobs):
+        for s, j in zip(specs, jobs, strict=True):
             w.writerow([s.run_id, j.job_id, time.strftime("%Y-%m-%d %H:%M:%S")])
     log.info("submitted %d %s (%s); job ids in %s", len(jobs), "array tasks" if opts.array else "jobs",
              opts.executor, path)
-    return list(zip(specs, jobs))
+    return list(zip(specs, jobs, strict=True))
 
 
 def run_slurm(specs: list[RunSpec], sweep_dir: Path, done: int, total: int, opts: SlurmOptions,

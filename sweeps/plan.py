@@ -339,5 +339,5 @@ def format_table(specs: list[RunSpec]) -> str:
     rows = [(s.run_id, f"{s.budget:.3g}", _human(s.params), _human(s.tokens), f"{s.tokens_per_param:.3g}",
              f"{s.flops:.4g}", f"{s.flops / s.budget:.4f}", str(s.steps), str(s.batch), f"{s.lr:.3g}") for s in specs]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
-    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])

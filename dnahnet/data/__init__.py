@@ -10,6 +10,10 @@ from dnahnet.data.paths import cache_root, default_inputs, resolve_data_dir
 from dnahnet.data.splits import HOLDOUT, SPLITS, TEST, TRAIN, VAL, SplitConfig, assign_splits
 from dnahnet.data.store import DataError, RecordInfo, StoreWriter, TokenStore
 from dnahnet.data.windows import FixedWindows, TrainWindows, WindowIndex
+from dnahnet.logs import log_repeats_once
+
+# Every run of a sweep sets up the same data: say where it comes from once per process, not per run.
+log_repeats_once("dnahnet.data.ingest", "dnahnet.data.module", "dnahnet.data.splits", "dnahnet.data.paths")
 
 _LAZY = {"DataConfig", "GenomeDataModule"}
 

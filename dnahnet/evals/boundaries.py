@@ -228,7 +228,7 @@ def boundary_fractions(masks: Sequence[np.ndarray], tracks: Sequence[RegionTrack
     """The boundary table of windows: masks[i] (S, L_i) nucleotide masks, tracks[i] the window's
     region/codon-position arrays (a RegionTrack or a (region, codon_pos) pair)."""
     tally = BoundaryTally(masks[0].shape[0])
-    for m, t in zip(masks, tracks):
+    for m, t in zip(masks, tracks, strict=True):
         region, codon = (t.region, t.codon_pos) if isinstance(t, RegionTrack) else t
         tally.add(np.asarray(m, dtype=bool), np.asarray(region), np.asarray(codon))
     return tally.table()

@@ -223,7 +223,7 @@ class ScoreCache:
 
     def add(self, keys: Iterable[str], sum_ll: Iterable[float], mean_ll: Iterable[float]) -> None:
         lines = []
-        for k, s, m in zip(keys, sum_ll, mean_ll):
+        for k, s, m in zip(keys, sum_ll, mean_ll, strict=True):
             self.scores[k] = (float(s), float(m))
             lines.append(json.dumps({"key": k, "sum_ll": float(s), "mean_ll": float(m)}))
         with open(self.path, "a") as fh:

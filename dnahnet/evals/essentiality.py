@@ -200,7 +200,7 @@ def evaluate_essentiality(scorer: Scorer, organisms: list[Organism], out_dir: Pa
     digest = hashlib.sha256()
     items = []
     for org in organisms:
-        for tag, wt, ko in zip(org.genes["locus_tag"], org.genes["wt"], org.genes["ko"]):
+        for tag, wt, ko in zip(org.genes["locus_tag"], org.genes["wt"], org.genes["ko"], strict=True):
             items += [(f"{org.name}\t{tag}\twt", wt), (f"{org.name}\t{tag}\tko", ko)]
             digest.update(f"{org.name}\t{tag}".encode() + wt.encode() + ko.encode())
     cache = ScoreCache(out_dir, "genes", {"model": model_info, "scoring": scorer.describe(), "inputs": digest.hexdigest()})

@@ -314,7 +314,7 @@ def _span(parts, strand: int, n: int) -> tuple[int, int]:
     ends = [int(p.end) for p in parts]
     # Transcript order that decreases in coordinates on the plus strand (or increases on minus) wraps.
     ordered = parts if strand > 0 else parts[::-1]
-    wraps = any(int(b.start) < int(a.start) for a, b in zip(ordered, ordered[1:]))
+    wraps = any(int(b.start) < int(a.start) for a, b in zip(ordered, ordered[1:], strict=False))
     if wraps:
         first, last = ordered[0], ordered[-1]
         return int(first.start), int(last.end) + n

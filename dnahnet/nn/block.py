@@ -104,6 +104,6 @@ class BlockStack(nn.Module):
         return [b.allocate_cache(batch_size, max_seqlen, device=device, dtype=dtype) for b in self.blocks]
 
     def step(self, x: torch.Tensor, cache: list) -> torch.Tensor:
-        for block, block_cache in zip(self.blocks, cache):
+        for block, block_cache in zip(self.blocks, cache, strict=True):
             x = block.step(x, block_cache)
         return self.norm_f(x) if self.norm_f is not None else x

@@ -16,7 +16,7 @@ def _naive_objective(theta, n, d, loss, weights, delta=HUBER_DELTA):
     """The objective written out run by run, in float64: mean Huber / delta of the log residual."""
     a, b, e, alpha, beta = theta
     total = 0.0
-    for ni, di, li, wi in zip(n, d, loss, weights):
+    for ni, di, li, wi in zip(n, d, loss, weights, strict=True):
         lse = math.log(math.exp(a - alpha * math.log(ni)) + math.exp(b - beta * math.log(di)) + math.exp(e))
         r = lse - math.log(li)
         total += wi * (0.5 * r * r if abs(r) <= delta else delta * (abs(r) - 0.5 * delta))

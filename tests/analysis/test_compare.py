@@ -39,7 +39,7 @@ def test_compute_multiplier_of_a_less_data_efficient_family():
     lo, hi = slow_vs_fast.ci
     assert lo <= slow_vs_fast.multiplier <= hi
     # Frontier at matched compute: the slow family's loss is higher at every budget.
-    assert all(s > f for s, f in zip(comparison.frontier["slow"], comparison.frontier["fast"]))
+    assert all(s > f for s, f in zip(comparison.frontier["slow"], comparison.frontier["fast"], strict=True))
 
 
 def test_perplexity_exponent_is_slope_of_loss_against_log_compute():

@@ -51,3 +51,20 @@ def test_default_inputs_and_cache(tmp_path, monkeypatch):
     assert paths.default_store_root() == tmp_path / "c" / "stores"
     monkeypatch.delenv("DNAHNET_CACHE")
     assert paths.cache_root().parts[-2:] == (".cache", "dnahnet")
+
+
+def test_the_data_pipelines_info_lines_are_logged_once_per_process(caplog):
+    """A sweep sets up the same data for every run: each INFO line of the data pipeline appears once,
+    warnings every time."""
+    import logging
+
+    import dnahnet.data  # noqa: F401  (installs the filter)
+
+    caplog.set_level(logging.INFO)
+    logger = logging.getLogger("dnahnet.data.splits")
+    for _ in range(3):
+        logger.info("held out of pretraining: %s", "genome-xyz")
+        logger.warning("a warning is never dropped")
+    messages = [r.getMessage() for r in caplog.records if r.name == "dnahnet.data.splits"]
+    assert messages.count("held out of pretraining: genome-xyz") == 1
+    assert messages.count("a warning is never dropped") == 3

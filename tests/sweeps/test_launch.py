@@ -62,7 +62,7 @@ def test_slurm_launcher_through_submitit_local_executor(tmp_path, monkeypatch):
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the local jobs run at once: one thread each
     out = tmp_path / "sweep"
-    only = ["--only", "transformer-C3e9-d16x2", "--only", "transformer-C3e9-d48x2"]
+    only = ["--only", "transformer-C3e9-d8x4", "--only", "transformer-C3e9-d24x4"]
     assert isoflop.main(args_for(tmp_path, out, "--launcher", "slurm", "--slurm-executor", "local",
                                  "--slurm-array", "--slurm-time", "10", *only)) == 0
     _all_ok(out, 2)
@@ -77,9 +77,9 @@ def test_slurm_launcher_debug_executor_runs_in_process(tmp_path):
 
     out = tmp_path / "sweep"
     assert isoflop.main(args_for(tmp_path, out, "--launcher", "slurm", "--slurm-executor", "debug",
-                                 "--only", "transformer-C3e9-d48x2")) == 0
+                                 "--only", "transformer-C3e9-d24x4")) == 0
     (row,) = _all_ok(out, 1)
-    assert row["run_id"] == "transformer-C3e9-d48x2"
+    assert row["run_id"] == "transformer-C3e9-d24x4"
 
 
 def test_slurm_jobs_are_built_for_the_cluster(tmp_path, monkeypatch):
@@ -113,7 +113,7 @@ def test_slurm_jobs_are_built_for_the_cluster(tmp_path, monkeypatch):
 def test_devices_reach_the_trainer_from_the_cli(tmp_path):
     """--devices 2 --strategy ddp: the run trains on 2 CPU processes (a worker process per run)."""
     out = tmp_path / "sweep"
-    argv = args_for(tmp_path, out, "--devices", "2", "--strategy", "ddp", "--only", "transformer-C3e9-d16x2")
+    argv = args_for(tmp_path, out, "--devices", "2", "--strategy", "ddp", "--only", "transformer-C3e9-d8x4")
     assert isoflop.main(argv) == 0
     (row,) = _all_ok(out, 1)
     import yaml

@@ -11,7 +11,7 @@ import pytest
 from synthetic_corpus import markov_corpus
 
 from sweeps import ladders as lad
-from sweeps.demo import buildable_families, run_demo
+from sweeps.demo import run_demo
 from sweeps.plan import load_overrides
 from sweeps.runner import read_results
 
@@ -21,10 +21,10 @@ def make_corpus(root: Path, genomes: int = 4, length: int = 20_000, seed: int = 
     return markov_corpus(root, genomes, length, seed, file_name="d{g}.fasta", header="D{g} synthetic {g}")
 
 
-def test_families_that_do_not_build_are_skipped_with_a_reason():
-    status = buildable_families(["transformer", "no-such-family"])
-    assert status["transformer"] is None
-    assert "no-such-family" in status["no-such-family"]
+def test_an_unknown_family_is_an_error_not_a_skip(tmp_path):
+    with pytest.raises(ValueError, match="unknown family no-such-family"):
+        run_demo(tmp_path / "demo", ["transformer", "no-such-family"])
+    assert not (tmp_path / "demo").exists()  # refused before anything ran
 
 
 @pytest.mark.slow
@@ -33,12 +33,11 @@ def test_demo_sweeps_then_analyses(tmp_path):
     ladder = lad.custom_ladder([3e9, 6e9], base="cpu-smoke", seq_len=64, sizes=3)
     overrides = load_overrides(None, [f"data.store_dir={tmp_path / 'store'}", "data.n_val_windows=8",
                                       "train.accelerator=cpu"])
-    out = run_demo(tmp_path / "demo", ["transformer", "no-such-family"], str(data), ladder, progress=False,
+    out = run_demo(tmp_path / "demo", ["transformer"], str(data), ladder, progress=False,
                    overrides=overrides, analysis_args=["--bootstrap", "0", "--quiet"])
-    assert set(out["results"]) == {"transformer"} and "no-such-family" in out["skipped"]
+    assert set(out["results"]) == {"transformer"}
     rows = read_results(out["results"]["transformer"])
     assert len(rows) == 6 and all(r["status"] == "ok" for r in rows)
-    assert out["analysis"] is not None, "the analysis step did not run"
     fits = json.loads((tmp_path / "demo" / "analysis" / "fits.json").read_text())
     (key,) = [k for k in fits if k != "comparisons"]
     assert key.startswith("transformer")

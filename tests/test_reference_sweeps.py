@@ -1,0 +1,87 @@
+"""The committed CPU sweep logs (analysis/reference/cpu): the scaling law regenerates from them alone,
+brackets its optima, carries noise-aware intervals, and its cheapest run reproduces."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "analysis" / "reference" / "cpu"
+FAMILIES = ("transformer", "stripedhyena", "dnahnet")
+
+
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory) -> Path:
+    """`make figures`' command on a copy of the committed logs (nothing else in reach)."""
+    work = tmp_path_factory.mktemp("reference")
+    shutil.copytree(REFERENCE, work / "logs")
+    results = sorted(str(p) for p in (work / "logs").glob("*/results.csv"))
+    out = work / "out"
+    proc = subprocess.run([sys.executable, "-m", "analysis", "--results", *results, "--out", str(out), "--quiet"],
+                          cwd=work, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_committed_logs_are_complete():
+    for family in FAMILIES:
+        folder = REFERENCE / family
+        plan, results = pd.read_csv(folder / "plan.csv"), pd.read_csv(folder / "results.csv")
+        assert set(results["run_id"]) == set(plan["run_id"]) and (results["status"] == "ok").all(), family
+        windows = pd.read_csv(folder / "val_windows.csv")
+        assert set(windows["run_id"]) == set(results["run_id"]) and windows.shape[1] - 1 == 512
+        # the per-window losses are the runs' validation losses, window by window
+        for _, row in results.iterrows():
+            per_window = windows.loc[windows["run_id"] == row["run_id"]].iloc[0, 1:].astype(float)
+            assert per_window.mean() == pytest.approx(row["val_loss"], abs=1e-5)
+        assert (folder.parent / "README.md").is_file()
+
+
+def test_figures_regenerate_from_the_logs_alone(regenerated):
+    figures = {p.name for p in (regenerated / "figures").glob("*.png")}
+    assert {"frontier.png", "optimal_allocation.png"} <= figures
+    assert sum(name.startswith("isoflop_") for name in figures) == len(FAMILIES)
+    assert (regenerated / "summary.md").is_file()
+
+
+def test_each_family_brackets_three_budgets_with_noise_aware_intervals(regenerated):
+    fits = json.loads((regenerated / "fits.json").read_text())
+    for family in FAMILIES:
+        (key,) = [k for k in fits if k.split("/")[0] == family]
+        a2 = fits[key]["approach2"]
+        assert sum(not o["flagged"] for o in a2["optima"]) >= 3, (key, [o["flags"] for o in a2["optima"]])
+        lo, hi = a2["a_ci"]
+        assert hi - lo > 1e-3 and lo <= a2["a"] <= hi, (key, a2["a"], a2["a_ci"])
+        assert a2["bootstrap_noise"] == "windows+residuals"
+        for o in a2["optima"]:  # the measurement noise is reported beside the signal
+            assert 0 < o["paired_se"] < o["spread"], (key, o)
+    multipliers = fits["comparisons"]["compute_multipliers"]
+    against_dnahnet = [m for m in multipliers if m["reference"].startswith("dnahnet")]
+    assert {m["family"].split("/")[0] for m in against_dnahnet} == {"transformer", "stripedhyena"}
+    for m in against_dnahnet:
+        assert math.isfinite(m["multiplier"]) and m["ci"][0] <= m["multiplier"] <= m["ci"][1]
+    summary = (regenerated / "summary.md").read_text()
+    assert "Compute multiplier" in summary and "spread / paired SE" in summary
+
+
+@pytest.mark.slow
+def test_the_cheapest_committed_run_reproduces(tmp_path):
+    """Rerun from the committed plan with the sweep command: the same validation loss within 0.002."""
+    results = pd.read_csv(REFERENCE / "transformer" / "results.csv")
+    plan = pd.read_csv(REFERENCE / "transformer" / "plan.csv").set_index("run_id")
+    cheapest = min(results["run_id"], key=lambda r: plan.loc[r, "tokens"] * plan.loc[r, "params"])
+    proc = subprocess.run([sys.executable, "sweeps/isoflop.py", "--model", "transformer", "--ladder", "cpu",
+                           "--out", str(tmp_path / "sweep"), "--only", cheapest, "--threads", "1", "--no-progress"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rerun = pd.read_csv(tmp_path / "sweep" / "results.csv").set_index("run_id")
+    committed = results.set_index("run_id").loc[cheapest, "val_loss"]
+    assert abs(rerun.loc[cheapest, "val_loss"] - committed) < 0.002, (cheapest, rerun.loc[cheapest, "val_loss"], committed)
