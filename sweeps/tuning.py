@@ -42,7 +42,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 from dnahnet import config as cfglib
 from dnahnet.config import atomic_savefig
 from dnahnet.lit import TrainConfig
-from dnahnet.registry import build_model_from_config, get_config
+from dnahnet.registry import bind_context, build_model_from_config, context_field, get_config
 from dnahnet.train import train_run
 
 log = logging.getLogger("sweeps.tuning")
@@ -259,9 +259,11 @@ class TuneSpec:
         """(model, train, data) configs before the searched values: preset, variant and fixed settings."""
         from dnahnet.data import DataConfig
 
-        return (get_config(self.family, self.preset, self.variant, **self.base["model"]),
-                cfglib.replace(TrainConfig(), **self.base["train"]),
-                cfglib.replace(DataConfig(), **self.base["data"]))
+        data = cfglib.replace(DataConfig(), **self.base["data"])
+        model = get_config(self.family, self.preset, self.variant, **self.base["model"])
+        bound = context_field(self.family)  # e.g. SH2's MR decay length: the trials' context unless set
+        model = bind_context(self.family, model, data.seq_len, explicit=bound in self.base["model"])
+        return model, cfglib.replace(TrainConfig(), **self.base["train"]), data
 
     def identity(self) -> dict[str, Any]:
         """What must not change between reruns and workers (paths may: workers can sit on other machines).

@@ -356,3 +356,12 @@ def test_a_dead_workers_trial_is_retried_and_resumes_its_run(corpus, tmp_path, c
     result = json.loads((out / "trials" / "trial_0" / "result.json").read_text())
     assert result["steps"] == 96 and result["tokens"] == 96 * 4 * SEQ_LEN  # counters survived the crash
     assert not (out / "trials" / "trial_1").exists()
+
+
+def test_stripedhyena_trials_build_their_mr_decay_over_the_trials_context():
+    spec = tuning.TuneSpec("stripedhyena", "tiny", None, 1e9, base={"model": {}, "train": {}, "data": {"seq_len": 96}})
+    model, _, data = spec.base_configs()
+    assert model.l_train == data.seq_len == 96
+    explicit = tuning.TuneSpec("stripedhyena", "tiny", None, 1e9,
+                               base={"model": {"l_train": 500}, "train": {}, "data": {"seq_len": 96}})
+    assert explicit.base_configs()[0].l_train == 500
