@@ -438,20 +438,29 @@ def ladder_sizes(family: str, variant: str | None, budget: float, ladder: Ladder
     if center < lo:
         log.info("%s, budget %.3g: the expected optimum (%s params) lies below the ladder's window; it starts "
                  "at the smallest model (%s params)", family, budget, f"{center:,.0f}", f"{lo:,}")
-    picked: list[Size] = []
+    attempts: list[list[Size]] = []
     for widen in (1.0, 1.15, 1.3, 1.5, 1.75, 2.0):  # rounding to real shapes can shrink the span: widen, retry
         span = ladder.span * widen
         start = min(max(lo, first / math.sqrt(widen)), hi / span)
         targets = start * span ** np.linspace(0.0, 1.0, ladder.sizes)
-        picked = []
+        picked: list[Size] = []
         for t in targets:
             s = _pick(float(t), curve)
             if all(s.name != p.name for p in picked):
                 picked.append(s)
         picked.sort(key=lambda s: s.stats.params)
-        if len(picked) >= ladder.sizes and picked[-1].stats.params / picked[0].stats.params >= ladder.span:
+        if len(picked) >= ladder.sizes and _span(picked) >= ladder.span:
             return picked
-    if len(picked) >= 3 and picked[-1].stats.params / picked[0].stats.params >= 5.0:
-        return picked
-    raise ValueError(f"{family}: cannot build a ladder of {ladder.sizes} distinct sizes spanning >= 5x at budget "
-                     f"{budget:.3g} (got {', '.join(s.name for s in picked)})")
+        attempts.append(picked)
+    # No attempt reached the full span (a coarse size grid): the widest one that kept every size, if it
+    # spans at least half the ladder's span (and 5x).
+    full = [p for p in attempts if len(p) >= ladder.sizes]
+    best = max(full, key=_span) if full else max(attempts, key=len)
+    if len(best) >= ladder.sizes and _span(best) >= max(5.0, ladder.span / 2):
+        return best
+    raise ValueError(f"{family}: cannot build a ladder of {ladder.sizes} distinct sizes spanning >= "
+                     f"{max(5.0, ladder.span / 2):g}x at budget {budget:.3g} (got {', '.join(s.name for s in best)})")
+
+
+def _span(sizes: list[Size]) -> float:
+    return sizes[-1].stats.params / sizes[0].stats.params
