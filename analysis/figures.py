@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
@@ -93,7 +94,7 @@ def isoflop_figure(key: str, runs: pd.DataFrame, result: Approach2Result, stem: 
     if any(o.flagged for o in result.optima):
         ax.scatter([], [], marker="*", s=140, color="white", edgecolors="0.5",
                    label="flagged optimum\n(not fitted)")
-    ax.set_xscale("log")
+    _log_x_major_only(ax)
     ax.set_xlabel(PARAMS_LABEL)
     ax.set_ylabel(LOSS_LABEL)
     ax.set_title(f"{key}: isoFLOP profiles")
@@ -147,8 +148,14 @@ def _optima_panel(ax, results, colours, value, ci, law, symbol: str, exponent_si
                         lw=1, label=label if not flagged else None)
         if all(o.flagged for o in r.optima):
             ax.plot([], [], "o", color=colour, mfc="none", label=label)
-    ax.set_xscale("log")
+    _log_x_major_only(ax)
     ax.set_xlabel(FLOPS_LABEL)
+
+
+def _log_x_major_only(ax) -> None:
+    """Log x axis labelled at powers of ten only: over a decade or so, labelled minor ticks overlap."""
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def frontier_figure(results: dict[str, Approach2Result], stem: Path) -> list[Path]:
