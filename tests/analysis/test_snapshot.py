@@ -1,0 +1,55 @@
+"""analysis.snapshot: a sweep's logs (possibly split over directories) gathered for committing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.collect import load_results
+from analysis.snapshot import main, snapshot
+
+
+def fake_sweep(root: Path, runs: dict[str, list[float]]) -> Path:
+    root.mkdir(parents=True)
+    rows = []
+    for run_id, losses in runs.items():
+        run_dir = root / "runs" / run_id
+        run_dir.mkdir(parents=True)
+        text = "window,loss,tokens\n" + "".join(f"{i},{v},512\n" for i, v in enumerate(losses))
+        (run_dir / "val_windows.csv").write_text(text)
+        rows.append({"run_id": run_id, "family": "transformer", "variant": "", "budget": 1e12, "params": 1000 * (len(rows) + 1),
+                     "params_non_embedding": 900, "tokens": 1e6, "flops": 1e12, "val_loss": sum(losses) / len(losses),
+                     "val_bpn": 2.0, "status": "ok", "wall_s": 1.0, "run_dir": str(run_dir)})
+    pd.DataFrame(rows).to_csv(root / "results.csv", index=False)
+    pd.DataFrame([{"run_id": r["run_id"], "budget": 1e12} for r in rows]).to_csv(root / "plan.csv", index=False)
+    return root
+
+
+def test_split_sweeps_merge_and_their_window_losses_travel_with_them(tmp_path):
+    a = fake_sweep(tmp_path / "a", {"r1": [1.0, 2.0, 3.0], "r2": [1.5, 1.5, 1.5]})
+    b = fake_sweep(tmp_path / "b", {"r3": [0.5, 1.0, 1.5]})
+    out = tmp_path / "out"
+    snapshot([a, b], out)
+    assert list(pd.read_csv(out / "results.csv")["run_id"]) == ["r1", "r2", "r3"]
+    assert list(pd.read_csv(out / "plan.csv")["run_id"]) == ["r1", "r2", "r3"]
+    # The analysis finds the gathered windows beside results.csv, without the run directories.
+    for p in (a, b):
+        for f in p.glob("runs/*/val_windows.csv"):
+            f.unlink()
+    collected = load_results([out / "results.csv"])
+    assert collected.windows["r1"].tolist() == [1.0, 2.0, 3.0] and collected.windows["r3"].tolist() == [0.5, 1.0, 1.5]
+    assert collected.window_matrix(collected.runs).shape == (3, 3)
+
+
+def test_a_run_in_two_directories_or_a_missing_file_is_one_error_line(tmp_path, capsys):
+    a = fake_sweep(tmp_path / "a", {"r1": [1.0]})
+    b = fake_sweep(tmp_path / "b", {"r1": [2.0]})
+    assert main([str(a), str(b), str(tmp_path / "out")]) == 2
+    assert "'r1' appears in more than one" in capsys.readouterr().err
+    assert main([str(tmp_path / "nowhere"), str(tmp_path / "out2")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "no such file" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit):
+        main([])
