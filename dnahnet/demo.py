@@ -51,8 +51,8 @@ def analyse(results: list[Path], out: Path, what: str, allow_no_fit: bool = Fals
 
 
 def headline(fits_path: Path) -> list[str]:
-    """One line per family (the Approach-2 exponent a of N_opt ~ C^a with its interval, usable budgets)
-    and one per compute multiplier against dnaHNet."""
+    """One line per family (the Approach-2 exponents of N_opt ~ C^a and L_opt ~ C^-c with their intervals,
+    the budgets whose optimum the ladder bracketed) and one per compute multiplier between families."""
     fits = json.loads(fits_path.read_text())
     lines = []
     for key, fit in fits.items():
@@ -68,7 +68,7 @@ def headline(fits_path: Path) -> list[str]:
         lines.append(f"  {key}: N_opt ~ C^{a2['a']:.2f} [{lo:.2f}, {hi:.2f}], L_opt ~ C^-{a2['c']:.4f} "
                      f"[{c_lo:.4f}, {c_hi:.4f}] ({usable} of {len(a2['optima'])} budgets bracketed)")
     for m in fits.get("comparisons", {}).get("compute_multipliers", []):
-        if not m["reference"].startswith("dnahnet") or not math.isfinite(m["multiplier"] or math.nan):
+        if not math.isfinite(m["multiplier"] or math.nan):
             continue
         lo, hi = m["ci"] if m["ci"] else (math.nan, math.nan)
         lines.append(f"  {m['family']} needs {m['multiplier']:.2f}x [{lo:.2f}, {hi:.2f}] the compute of "
