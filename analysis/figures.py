@@ -143,7 +143,9 @@ def _optima_panel(ax, results, colours, value, ci, law, symbol: str, exponent_si
             if not opts:
                 continue
             vals = [getattr(o, value) for o in opts]
-            ax.errorbar([o.budget for o in opts], vals, yerr=_ci_errors(vals, [getattr(o, ci) for o in opts]),
+            # A flagged budget's vertex is unconstrained (its bootstrap interval can span decades): no bar.
+            yerr = None if flagged else _ci_errors(vals, [getattr(o, ci) for o in opts])
+            ax.errorbar([o.budget for o in opts], vals, yerr=yerr,
                         fmt="o", ms=5, color=colour, mfc="none" if flagged else colour, capsize=2,
                         lw=1, label=label if not flagged else None)
         if all(o.flagged for o in r.optima):
