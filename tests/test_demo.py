@@ -35,7 +35,9 @@ def test_a_failing_analysis_makes_the_demo_fail(tmp_path):
     proc = demo("--no-live", "--out", str(tmp_path / "demo"), "--reference", str(broken), cwd=tmp_path)
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "reference analysis failed" in errors[0]
+    # the analysis names the bad file, then the demo names the step that failed; no traceback
+    assert "transformer/results.csv: missing column" in errors[0] and "reference analysis failed" in errors[-1]
+    assert len(errors) == 2 and "Traceback" not in proc.stderr
 
 
 def test_missing_reference_logs_are_an_error(tmp_path):
