@@ -5,7 +5,7 @@ and the model's weights under the `model.` prefix of `state_dict`. A single-proc
 file (`checkpoints/last.ckpt`); an FSDP2 run writes a directory of the same name: a distributed
 checkpoint (`.metadata` + `*.distcp` shards) plus `meta.pt` (everything that is not a tensor).
 
-Why everything here goes through `safe_load`: `torch.load(..., weights_only=False)` unpickles arbitrary
+Why everything here goes through `safe_load`: a full (not weights-only) `torch.load` unpickles arbitrary
 objects, so a crafted `.ckpt` runs code the moment it is opened. Our checkpoints hold only tensors and
 plain values, so `weights_only=True` loads all of them; anything else is refused, naming the file.
 """
