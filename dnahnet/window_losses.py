@@ -53,14 +53,3 @@ def write_window_losses(path: str | Path, losses: np.ndarray, tokens: np.ndarray
         buf.write(f"{i},{loss:.7f},{int(n)}\n")
     cfglib.atomic_write_text(path, buf.getvalue())
 
-
-def read_window_losses(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(losses, tokens) from a `val_windows.csv`; a clear error naming the file when it is malformed."""
-    path = Path(path)
-    try:
-        data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a per-window loss file ({exc})") from None
-    if data.shape[1] != 3 or len(data) == 0:
-        raise ValueError(f"{path}: expected rows 'window,loss,tokens'")
-    return data[:, 1], data[:, 2]
