@@ -129,7 +129,11 @@ LADDERS: dict[str, Ladder] = {
     # compared directly.
     "cpu": Ladder(
         name="cpu", budgets=(2.5e11, 5e11, 1e12, 2e12), seq_len=512, sizes=5, span=16.0, min_steps=100,
-        family_budgets={"dnahnet": (2.5e11, 5e11, 1e12, 2e12, 4e12), "transformer": (1e12, 2e12, 4e12, 8e12, 1.6e13)},
+        family_budgets={
+            "dnahnet": (2.5e11, 5e11, 1e12, 2e12, 4e12, 8e12),
+            "stripedhyena": (2.5e11, 5e11, 1e12, 2e12, 4e12),
+            "transformer": (1e12, 2e12, 4e12, 8e12, 1.6e13),
+        },
         batch_ref_tokens=8192, batch_ref_params=1e6, batch_exponent=0.0, min_batch_windows=16,
         max_batch_windows=16, n_val_windows=512, ckpt_fraction=0.1, max_width=256, arch="cpu",
         description="4 budgets (8x, per family) x 5 models spanning 16x at context 512, 512 validation "
