@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     lg = p.add_argument_group("launchers")
     lg.add_argument("--launcher", default="local", choices=LAUNCHERS, help="where runs execute (default local)")
     lg.add_argument("--gpus", type=int, default=None, help="local-gpus: GPUs to use (default: all visible)")
+    lg.add_argument("--jobs", type=int, default=1,
+                    help="local: runs at once, each in its own worker process with --threads threads (default 1 "
+                    "each); e.g. --jobs 2 on a 2-core machine")
     s = p.add_argument_group("slurm (submitit)")
     s.add_argument("--slurm-partition", default=None)
     s.add_argument("--slurm-time", default="24:00:00", help="job time limit: minutes or [D-]HH:MM[:SS]")
@@ -152,11 +155,14 @@ def _merge_plan(out: Path, specs: list[RunSpec]) -> list[RunSpec]:
 def check_args(args) -> None:
     """Refuse nonsensical numbers before planning (ValueError naming the option)."""
     for name, low in (("seq_len", 1), ("sizes", 1), ("devices", 1), ("num_nodes", 1), ("threads", 1), ("gpus", 1),
+                      ("jobs", 1),
                       ("slurm_cpus_per_task", 1), ("slurm_mem_gb", 1), ("slurm_array_parallelism", 1),
                       ("slurm_gpus_per_node", 0)):
         value = getattr(args, name)
         if value is not None and value < low:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+    if args.jobs > 1 and args.launcher != "local":
+        raise ValueError(f"--jobs is for --launcher local (--launcher {args.launcher} has its own parallelism)")
     if args.span is not None and not args.span > 1:
         raise ValueError(f"--span must be > 1 (largest / smallest parameters), got {args.span}")
 
@@ -209,9 +215,10 @@ def prepare_data(spec: RunSpec) -> None:
 
 def run_sweep(specs: list[RunSpec], out_dir: str | Path, launcher: str = "local", retry_failed: bool = False,
               progress: bool = True, gpus: int | None = None, slurm: SlurmOptions | None = None,
-              threads: int | None = None) -> list[dict]:
+              threads: int | None = None, jobs: int = 1) -> list[dict]:
     """Run every planned run that has no result yet; returns the rows of results.csv for the plan.
-    `threads`: CPU threads per training process (default: `runner.cpu_threads`, 1 without CUDA)."""
+    `threads`: CPU threads per training process (default: `runner.cpu_threads`, 1 without CUDA); `jobs`:
+    local runs at once (worker processes)."""
     out_dir = Path(out_dir).resolve()
     threads = cpu_threads(threads)
     finished = results_by_id(out_dir / "results.csv")
@@ -221,10 +228,12 @@ def run_sweep(specs: list[RunSpec], out_dir: str | Path, launcher: str = "local"
     if done:
         log.info("%d of %d runs already recorded in %s; %d to run", done, len(specs), out_dir / "results.csv", len(todo))
     if todo:
-        if launcher != "local" or todo[0].world_size > 1:
+        if launcher != "local" and jobs > 1:
+            raise ValueError(f"--jobs is for --launcher local (--launcher {launcher} has its own parallelism)")
+        if launcher != "local" or todo[0].world_size > 1 or jobs > 1:
             prepare_data(todo[0])
         if launcher == "local":
-            run_local(todo, out_dir, done, len(specs), progress, threads=threads)
+            run_local(todo, out_dir, done, len(specs), progress, threads=threads, jobs=jobs)
         elif launcher == "local-gpus":
             run_local_gpus(todo, out_dir, done, len(specs), gpus=gpus, progress=progress, threads=threads)
         elif launcher == "slurm":
@@ -281,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             quiet_lightning()
             rows = run_sweep(specs, out, launcher=args.launcher, retry_failed=args.retry_failed,
-                             progress=rank0 and not args.no_progress, gpus=args.gpus, slurm=slurm, threads=args.threads)
+                             progress=rank0 and not args.no_progress, gpus=args.gpus, slurm=slurm, threads=args.threads,
+                             jobs=args.jobs)
     except TrainingStopped as exc:
         done = len(results_by_id(out / "results.csv")) if (out / "results.csv").is_file() else 0
         print(f"stopped: sweep {out} ({done} of {len(specs)} runs recorded): {exc}", file=sys.stderr)

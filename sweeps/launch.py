@@ -3,6 +3,9 @@
 - `local` (default): one run after another in this process. A multi-device run (`--devices N` or
   `--num-nodes M` > 1) runs in a fresh worker process per run (`python -m sweeps.runner`), so that
   Lightning's DDP/FSDP launcher starts (and, on failure, tears down) its ranks for that run alone.
+  With `--jobs N` (N > 1), N worker processes run at once, one CPU thread each by default: the CPU
+  ladders' models are far too small for intra-op threads to pay (see `runner.cpu_threads`), so N
+  single-threaded runs use N cores where one run could not. The longest runs (most tokens) start first.
 - `local-gpus`: a work queue over the GPUs of this machine: `--gpus N` GPUs, `N // devices` worker
   processes at a time, each with its own `CUDA_VISIBLE_DEVICES`; a finished worker's GPUs take the next
   run. (On a CPU-only machine the workers train on the CPU, which is how the tests exercise it.)
@@ -81,11 +84,22 @@ def _finish(spec: RunSpec, sweep_dir: Path, returncode: int | None, why: str = "
 
 # ------------------------------------------------------------------------------------ local
 def run_local(specs: list[RunSpec], sweep_dir: Path, done: int, total: int, progress: bool = True,
-              threads: int | None = None) -> list[dict]:
+              threads: int | None = None, jobs: int = 1) -> list[dict]:
     """One run after another; multi-device runs each in a fresh worker process. `threads`: CPU threads
-    per process (None: torch's default)."""
+    per process (None: torch's default). `jobs` > 1: that many single-device runs at once, each in its
+    own worker process (a work queue, longest runs first)."""
     import torch
 
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    if jobs > 1:
+        if any(s.world_size > 1 for s in specs):
+            raise ValueError("--jobs runs single-device runs side by side; with --devices/--num-nodes > 1 use --jobs 1")
+        # Longest processing time first: the queue then ends with short runs filling the gaps.
+        ordered = sorted(specs, key=lambda s: s.tokens, reverse=True)
+        threads_env = {"OMP_NUM_THREADS": str(threads or 1)}
+        slots = [(f"job {i}", threads_env) for i in range(jobs)]
+        return _run_queue(ordered, sweep_dir, done, total, slots, f"runs ({jobs} at once)", progress)
     rows = []
     bar = _bar(total, done, "runs", progress)
     steps = _bar(0, 0, "steps", progress, position=1)
@@ -158,30 +172,40 @@ def run_local_gpus(specs: list[RunSpec], sweep_dir: Path, done: int, total: int,
         raise ValueError("--launcher local-gpus runs on one machine: --num-nodes must be 1 (use --launcher slurm)")
     if per_run > gpus:
         raise ValueError(f"--devices {per_run} per run but only --gpus {gpus}")
-    slots = [list(range(i * per_run, (i + 1) * per_run)) for i in range(gpus // per_run)]
+    n_slots = gpus // per_run
     # CPU threads per worker: share the cores instead of oversubscribing them (spinning OpenMP threads of
     # concurrent workers slow each other down by orders of magnitude on a small machine).
-    per_worker = threads or (None if "OMP_NUM_THREADS" in os.environ else max(1, (os.cpu_count() or 1) // len(slots)))
+    per_worker = threads or (None if "OMP_NUM_THREADS" in os.environ else max(1, (os.cpu_count() or 1) // n_slots))
     threads_env = {"OMP_NUM_THREADS": str(per_worker)} if per_worker else {}
-    queue, running, rows = deque(specs), {}, []
-    bar = _bar(total, done, f"runs on {gpus} GPU(s)", progress)
+    slots = []
+    for i in range(n_slots):
+        gpu_ids = ",".join(map(str, range(i * per_run, (i + 1) * per_run)))
+        slots.append((f"GPU(s) [{gpu_ids.replace(',', ', ')}]", {"CUDA_VISIBLE_DEVICES": gpu_ids, **threads_env}))
+    return _run_queue(specs, sweep_dir, done, total, slots, f"runs on {gpus} GPU(s)", progress, poll_s)
+
+
+def _run_queue(specs: list[RunSpec], sweep_dir: Path, done: int, total: int, slots: list[tuple[str, dict]],
+               desc: str, progress: bool, poll_s: float = 0.5) -> list[dict]:
+    """Run `specs` in worker processes, one per free slot; a slot is (its name for the log, the
+    environment its worker gets). A finished worker's slot takes the next run."""
+    free, queue, running, rows = list(slots), deque(specs), {}, []
+    bar = _bar(total, done, desc, progress)
     try:
         while queue or running:
-            while queue and slots:
-                spec, slot = queue.popleft(), slots.pop(0)
+            while queue and free:
+                spec, (name, slot_env) = queue.popleft(), free.pop(0)
                 log_path = run_dir_of(spec, sweep_dir).with_suffix(".log")
                 log_path.parent.mkdir(parents=True, exist_ok=True)
                 fh = open(log_path, "ab")
-                env = _worker_env({"CUDA_VISIBLE_DEVICES": ",".join(map(str, slot)), **threads_env})
-                proc = subprocess.Popen(_worker_cmd(spec, sweep_dir), env=env, cwd=REPO_ROOT, stdout=fh,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-                running[proc] = (spec, slot, fh, log_path)
-                log.info("started %s on GPU(s) %s (pid %d, log %s)", spec.run_id, slot, proc.pid, log_path)
+                proc = subprocess.Popen(_worker_cmd(spec, sweep_dir), env=_worker_env(slot_env), cwd=REPO_ROOT,
+                                        stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+                running[proc] = (spec, (name, slot_env), fh, log_path)
+                log.info("started %s on %s (pid %d, log %s)", spec.run_id, name, proc.pid, log_path)
             time.sleep(poll_s)
             for proc in [p for p in running if p.poll() is not None]:
                 spec, slot, fh, log_path = running.pop(proc)
                 fh.close()
-                slots.append(slot)
+                free.append(slot)
                 code = proc.returncode
                 row = _finish(spec, sweep_dir, code, "" if code == 0 else f"worker exited with code {code} (log: {log_path})")
                 rows.append(row)

@@ -124,3 +124,26 @@ def test_devices_reach_the_trainer_from_the_cli(tmp_path):
     assert cfg["data"]["batch_size"] * 2 == spec.batch
     assert int(row["tokens"]) == spec.tokens  # both ranks' tokens counted: the global batch
     assert "(2 training processes)" in Path(row["run_dir"]).with_suffix(".log").read_text()
+
+
+@pytest.mark.slow
+def test_local_jobs_run_side_by_side_and_match_sequential(tmp_path, caplog):
+    """--jobs 2: two single-threaded worker processes at once, the run with the most tokens first; each
+    run's validation loss equals the one the sequential in-process launcher gets (same seed, same data)."""
+    caplog.set_level(logging.INFO, logger="sweeps")
+    only = ["--only", "transformer-C3e9-d8x4", "--only", "transformer-C3e9-d24x4"]
+    parallel, sequential = tmp_path / "parallel", tmp_path / "sequential"
+    assert isoflop.main(args_for(tmp_path, parallel, "--jobs", "2", *only)) == 0
+    started = [rec.getMessage() for rec in caplog.records if rec.getMessage().startswith("started ")]
+    assert [m.split()[1] for m in started] == ["transformer-C3e9-d8x4", "transformer-C3e9-d24x4"]  # most tokens first
+    assert {m.split(" on ")[1].split(" (")[0] for m in started} == {"job 0", "job 1"}
+    assert isoflop.main(args_for(tmp_path, sequential, *only)) == 0
+    got = {r["run_id"]: float(r["val_loss"]) for r in _all_ok(parallel, 2)}
+    want = {r["run_id"]: float(r["val_loss"]) for r in _all_ok(sequential, 2)}
+    assert got == want
+
+
+def test_jobs_only_with_the_local_launcher(tmp_path, capsys):
+    assert isoflop.main(args_for(tmp_path, tmp_path / "s", "--jobs", "2", "--launcher", "local-gpus")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --jobs is for --launcher local") and "\n" not in err
