@@ -236,8 +236,12 @@ class Mamba2(nn.Module):
             xbc = kernels.causal_conv1d_fn(full, self.conv1d.weight.squeeze(1), self.conv1d.bias,
                                            activation=self.activation)[..., self.d_conv - 1:]
         else:
-            xbc = F.silu(F.conv1d(full, self.conv1d.weight, self.conv1d.bias, groups=self.conv_dim))
+            xbc = F.conv1d(full, self.conv1d.weight, self.conv1d.bias, groups=self.conv_dim)
         xbc = xbc.transpose(1, 2)                                     # (B, L, conv_dim)
+        if path != "kernel":
+            # The activation on the channel-last copy: its gradient arrives channel-last (x, B, C are
+            # slices of it), and an elementwise backward on the transposed layout is ~10x slower.
+            xbc = F.silu(xbc.contiguous())
 
         x, B, C = self._split_xbc(xbc)
         x = x.reshape(b, seqlen, self.nheads, self.headdim)                # (B, L, H, P)
