@@ -10,6 +10,11 @@ untimed steps (compilation happens there), then the median of --steps timed ones
 median. Modes run interleaved in rounds (eager, compile, bf16, eager, ...) so that a busy machine slows
 them alike; ratios to eager are what to read. A mode that fails (e.g. compilation of dnaHNet's
 data-dependent chunking) prints its error instead of a number. Prints a table, writes CSV atomically.
+
+How to use the cores: with --processes P (default 2), two more rows per family compare one run using P
+threads (`eager xP threads`) with P single-threaded runs side by side (`eager xP procs`, what
+`sweeps/isoflop.py --jobs P` does; tokens/s summed over the processes, all timed at once). Their
+`x eager` is relative to one single-threaded eager run.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from contextlib import nullcontext
@@ -99,6 +107,51 @@ def bench_family(family: str, ladder: ladlib.Ladder, warmup: int, steps: int) ->
     return rows
 
 
+def eager_step_times(family: str, ladder: ladlib.Ladder, warmup: int, steps: int) -> list[float]:
+    """Seconds per eager training step of the family's benchmark model (this process's threads)."""
+    model, _, batch, seq_len = ladder_model(family, ladder)
+    ids = torch.randint(0, 4, (batch, seq_len + 1), generator=torch.Generator().manual_seed(1))
+    trainer = Trainer(model, "eager")
+    for _ in range(warmup):
+        trainer.step(ids)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        trainer.step(ids)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def bench_cores(family: str, ladder: ladlib.Ladder, warmup: int, steps: int, processes: int,
+                eager_row: dict) -> list[dict]:
+    """One run on `processes` threads vs `processes` single-threaded runs at once (summed tokens/s)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(processes)
+    try:
+        threaded = statistics.median(eager_step_times(family, ladder, warmup, steps))
+    finally:
+        torch.set_num_threads(saved)
+    cmd = [sys.executable, __file__, "--worker", family, "--ladder", ladder.name, "--warmup", str(warmup),
+           "--steps", str(steps), "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(processes)]
+    medians = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"benchmark worker for {family} exited with code {proc.returncode}")
+        medians.append(statistics.median(json.loads(out.strip().splitlines()[-1])))
+    tokens = eager_row["batch"] * eager_row["seq_len"]
+    rows = []
+    for mode, tokens_per_s in ((f"eager x{processes} threads", tokens / threaded),
+                               (f"eager x{processes} procs", sum(tokens / m for m in medians))):
+        rows.append({**eager_row, "mode": mode, "ms_per_step": 1e3 * tokens / tokens_per_s,
+                     "tokens_per_s": tokens_per_s,
+                     "gflops_per_s": eager_row["gflops_per_s"] * tokens_per_s / eager_row["tokens_per_s"],
+                     "vs_eager": tokens_per_s / eager_row["tokens_per_s"], "error": ""})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="bench_train_speed.csv", help="CSV output path")
@@ -107,20 +160,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per mode (compilation happens here)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per mode")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--processes", type=int, default=2,
+                   help="compare P threads in one run with P single-threaded runs at once (1: skip)")
+    p.add_argument("--worker", choices=FAMILIES, help=argparse.SUPPRESS)  # internal: one timed eager run
     args = p.parse_args(argv)
-    if args.warmup < 1 or args.steps < 1 or args.threads < 1:
-        print("error: --warmup, --steps and --threads must be >= 1", file=sys.stderr)
+    if min(args.warmup, args.steps, args.threads, args.processes) < 1:
+        print("error: --warmup, --steps, --threads and --processes must be >= 1", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     ladder = ladlib.get_ladder(args.ladder)
-    rows = [row for family in args.families for row in bench_family(family, ladder, args.warmup, args.steps)]
-    head = f"{'family':<13} {'size':<7} {'params':>8} {'mode':<8} {'ms/step':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'x eager':>8}"
+    if args.worker:
+        print(json.dumps(eager_step_times(args.worker, ladder, args.warmup, args.steps)))
+        return 0
+    rows = []
+    for family in args.families:
+        family_rows = bench_family(family, ladder, args.warmup, args.steps)
+        rows += family_rows
+        if args.processes > 1 and not family_rows[0]["error"]:
+            rows += bench_cores(family, ladder, args.warmup, args.steps, args.processes, family_rows[0])
+    head = f"{'family':<13} {'size':<7} {'params':>8} {'mode':<16} {'ms/step':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'x eager':>8}"
     print(head + "\n" + "-" * len(head))
     for r in rows:
         if r["error"]:
-            print(f"{r['family']:<13} {r['size']:<7} {r['params']:>8,} {r['mode']:<8} failed: {r['error']}")
+            print(f"{r['family']:<13} {r['size']:<7} {r['params']:>8,} {r['mode']:<16} failed: {r['error']}")
         else:
-            print(f"{r['family']:<13} {r['size']:<7} {r['params']:>8,} {r['mode']:<8} {r['ms_per_step']:>8.0f} "
+            print(f"{r['family']:<13} {r['size']:<7} {r['params']:>8,} {r['mode']:<16} {r['ms_per_step']:>8.0f} "
                   f"{r['tokens_per_s']:>9,.0f} {r['gflops_per_s']:>8.1f} {r['vs_eager']:>8.2f}")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
