@@ -38,7 +38,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import dnahnet  # noqa: E402
 from benchmarks.matched import MATCHED  # noqa: E402
-from dnahnet.config import atomic_write_text  # noqa: E402
+from dnahnet.fileio import atomic_write_text  # noqa: E402
 
 log = logging.getLogger("bench_models")
 

@@ -74,7 +74,7 @@ def results_by_id(path: str | os.PathLike) -> dict[str, dict]:
 
 def record_result(path: str | os.PathLike, row: dict) -> None:
     """Insert or replace the row of `row["run_id"]` in results.csv: locked, read, write temp, os.replace."""
-    from dnahnet.config import atomic_write_text
+    from dnahnet.fileio import atomic_write_text
 
     path = Path(path)
     with locked(path.with_name(path.name + ".lock")):

@@ -45,7 +45,6 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from dnahnet.config import atomic_savefig
 from dnahnet.evals.cli import (
     add_model_args,
     atomic_write_csv,
@@ -58,6 +57,7 @@ from dnahnet.evals.cli import (
 )
 from dnahnet.evals.genes import Annotation, Gene, Replicon, apply_topology, extract, read_annotation, read_genome
 from dnahnet.evals.scoring import load_scoring_model
+from dnahnet.fileio import atomic_savefig
 from dnahnet.tokenizer import encode
 
 log = logging.getLogger(__name__)
