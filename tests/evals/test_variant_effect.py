@@ -13,9 +13,10 @@ from scipy.stats import spearmanr
 
 from dnahnet.evals import mutations as mut
 from dnahnet.evals import variant_effect as ve
-from dnahnet.evals.genes import read_genome, revcomp
+from dnahnet.evals.genes import read_genome
 from dnahnet.evals.scoring import score_sequences
 from dnahnet.registry import build_model
+from dnahnet.tokenizer import reverse_complement_str
 
 
 def data_dir() -> Path:
@@ -66,10 +67,10 @@ def test_tem1_assay_windows_with_puc19_flanks():
     assert a.info["context"]["strand"] == "-" and a.info["context"]["cds_start_1based"] == 1626
     puc = next(iter(read_genome(PUC).values())).seq
     # bla = complement(1626..2486): upstream of the CDS (its 5' side) is pUC19 2487..2526 reverse-complemented.
-    assert a.wt_window[:flank] == revcomp(puc[2486 : 2486 + flank])
-    assert a.wt_window[-flank:] == revcomp(puc[1625 - flank : 1625])
+    assert a.wt_window[:flank] == reverse_complement_str(puc[2486 : 2486 + flank])
+    assert a.wt_window[-flank:] == reverse_complement_str(puc[1625 - flank : 1625])
     cds_wt = a.wt_window[flank:-flank]
-    assert mut.translate(cds_wt)[23:286] == str(next(iter(read_genome(WTP).values())).seq)
+    assert mut.translate(cds_wt)[23:286] == ve.read_single_fasta(WTP)[2]  # a protein, not a genome
     row = a.variants.set_index("mutant").loc["H24C"]
     diff = [i for i, (x, y) in enumerate(zip(a.wt_window, row["window"], strict=True)) if x != y]
     assert len(row["window"]) == len(a.wt_window) == 861 + 2 * flank
