@@ -3,28 +3,15 @@ mapped back to nucleotides, tallies against a naive loop, and the CLI on a tiny 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from eval_data import data_dir
 
 from dnahnet.evals import boundaries as B
 from dnahnet.evals.genes import Gene, Segment
 from dnahnet.registry import build_model
-
-
-def data_dir() -> Path:
-    try:
-        from dnahnet.data.paths import resolve_data_dir
-
-        return resolve_data_dir()
-    except Exception:
-        import os
-
-        return Path(os.environ.get("DNAHNET_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data"))
-
 
 ECOLI = data_dir() / "genomes" / "ecoli_k12_mg1655"
 needs_ecoli = pytest.mark.skipif(not ECOLI.is_dir(), reason=f"E. coli data absent from {ECOLI}")

@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import gzip
-from pathlib import Path
 
 import numpy as np
 import pytest
+from eval_data import data_dir
 
 from dnahnet.evals import genes as G
 from dnahnet.evals.genes import Gene, Replicon, Segment
 from dnahnet.tokenizer import reverse_complement_str
-
-
-def data_dir() -> Path:
-    try:
-        from dnahnet.data.paths import resolve_data_dir
-
-        return resolve_data_dir()
-    except Exception:
-        import os
-
-        return Path(os.environ.get("DNAHNET_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data"))
-
 
 DATA = data_dir()
 ECOLI = DATA / "genomes" / "ecoli_k12_mg1655"

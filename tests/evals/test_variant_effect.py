@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from eval_data import data_dir
 from scipy.stats import spearmanr
 
 from dnahnet.evals import mutations as mut
@@ -17,18 +17,6 @@ from dnahnet.evals.genes import read_genome
 from dnahnet.evals.scoring import score_sequences
 from dnahnet.registry import build_model
 from dnahnet.tokenizer import reverse_complement_str
-
-
-def data_dir() -> Path:
-    try:
-        from dnahnet.data.paths import resolve_data_dir
-
-        return resolve_data_dir()
-    except Exception:
-        import os
-
-        return Path(os.environ.get("DNAHNET_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data"))
-
 
 VE = data_dir() / "variant_effect"
 needs_tem1 = pytest.mark.skipif(not (VE / "BLAT_ECOLX_Stiffler2015.csv").exists(), reason=f"TEM-1 data absent from {VE}")
