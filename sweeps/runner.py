@@ -28,10 +28,7 @@ import time
 import traceback
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sweeps.plan import RunSpec, read_plan  # noqa: E402
+from sweeps.plan import RunSpec, read_plan
 
 log = logging.getLogger("sweeps")
 
