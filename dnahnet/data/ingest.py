@@ -1,9 +1,10 @@
 """Genome files -> token store.
 
-Inputs are FASTA or GenBank files, plain or compressed (.gz, .xz, .bz2), given as files,
-directories (searched recursively for known extensions) or globs. Parsing is Biopython's
-(``Bio.SeqIO``); the format comes from the extension, or for an unknown extension from the first
-non-empty line (``>`` FASTA, ``LOCUS`` GenBank). One input file is one genome (all its records:
+Inputs are FASTA or GenBank files, plain or compressed (gzip, xz, bzip2: told by the content, not the
+name), given as files, directories (searched recursively for known extensions) or globs. Parsing is
+Biopython's (``Bio.SeqIO``); the format comes from the extension, or for an unknown extension from the
+first non-empty line (``>`` FASTA, ``LOCUS`` GenBank). The evaluations read their genomes through the
+same reader (``read_records``), so both see the same sequences and the same errors. One input file is one genome (all its records:
 chromosomes and plasmids); the genome's name is the file name without compression/format extensions.
 
 The store is keyed by a hash of the resolved input paths, sizes and mtimes and the store format
