@@ -32,14 +32,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import torch
+from matched import matched_specs  # benchmarks/matched.py: a script's own folder is first on the import path
 
-import torch  # noqa: E402
-
-from benchmarks.matched import matched_specs  # noqa: E402
-from dnahnet.registry import build_model  # noqa: E402
+from dnahnet.registry import build_model
 
 DEFAULT_MODELS = matched_specs()
 QUICK_MODELS = ["transformer:tiny", "dnahnet:tiny", "stripedhyena:tiny"]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from dnahnet.config import atomic_write_text
+from dnahnet.fileio import atomic_write_text
 from dnahnet.nn.mamba2 import Mamba2
 
 

@@ -27,18 +27,13 @@ import statistics
 import sys
 import time
 from contextlib import nullcontext
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import torch
+import torch.nn.functional as F
+from matched import MATCHED  # benchmarks/matched.py: a script's own folder is first on the import path
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import dnahnet  # noqa: E402
-from benchmarks.matched import MATCHED  # noqa: E402
-from dnahnet.config import atomic_write_text  # noqa: E402
+import dnahnet
+from dnahnet.fileio import atomic_write_text
 
 log = logging.getLogger("bench_models")
 

@@ -10,13 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from dnahnet.registry import build_model  # noqa: E402
+from dnahnet.registry import build_model
 
 
 def step_time(model, ids, bf16: bool) -> float:

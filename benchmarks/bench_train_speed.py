@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dnahnet.config import atomic_write_text
+from dnahnet.fileio import atomic_write_text
 from dnahnet.registry import build_model
 from sweeps import ladders as ladlib
 

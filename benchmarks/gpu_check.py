@@ -27,15 +27,11 @@ import time
 import traceback
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import torch
+from matched import MATCHED  # benchmarks/matched.py: a script's own folder is first on the import path
 
-import torch  # noqa: E402
-
-from benchmarks.matched import MATCHED  # noqa: E402
-from dnahnet.nn.attention import Attention  # noqa: E402
-from dnahnet.registry import build_model  # noqa: E402
+from dnahnet.nn.attention import Attention
+from dnahnet.registry import build_model
 
 FAMILIES = MATCHED  # the training benchmark's models
 CHECK_FAMILIES = {family: ("tiny", {}) for family in MATCHED}  # the correctness checks' models

@@ -1,10 +1,10 @@
-"""Typed dataclass configs: overrides, coercion from strings, YAML round trip."""
+"""Typed dataclass configs: overrides, coercion from strings, conversion to and from plain dicts (YAML).
+
+Writing them to disk is `dnahnet.fileio`'s job."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import typing
 from pathlib import Path
 from typing import Any
@@ -119,37 +119,3 @@ def to_dict(cfg) -> dict:
 def from_dict(cls, data: dict):
     """Build a config dataclass from a dict (e.g. a resolved YAML), coercing and validating values."""
     return replace(cls(), **data)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never half of it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_savefig(fig, path: str | os.PathLike, **savefig_kwargs) -> None:
-    """Save a matplotlib figure through a temporary file and `os.replace` (never half a PNG/PDF).
-
-    The format comes from `path`'s suffix unless `format=` is given; the figure is left open."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    savefig_kwargs.setdefault("format", path.suffix.lstrip(".") or None)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, **savefig_kwargs)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def write_yaml(path: str | os.PathLike, data: dict) -> None:
-    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

@@ -147,16 +147,39 @@ class DNAHNetOutput(LMOutput):
 
     def nucleotide_boundaries(self) -> list[Tensor]:
         """Per stage, (B, L) bool: which input positions (nucleotides) are boundaries of that stage."""
-        out, pos = [], None
-        for s, (b, valid) in enumerate(zip(self.boundary_masks, self.valid_masks, strict=True)):
-            if pos is None:
-                pos = torch.arange(b.shape[1], device=b.device).expand(b.shape[0], -1)  # (B, L)
-            hits = torch.zeros_like(out[0] if out else b, dtype=torch.long)
-            hits.scatter_add_(1, pos, (b & valid).long())
-            out.append(hits > 0)
-            if s < len(self.chunk_indices):
-                pos = torch.gather(pos, 1, self.chunk_indices[s])  # (B, L_{s+1}) input positions
-        return out
+        return nucleotide_boundaries(self.boundary_masks, self.valid_masks)
+
+
+def nucleotide_boundaries(boundary_masks: Sequence[Tensor], valid_masks: Sequence[Tensor] | None = None
+                          ) -> list[Tensor]:
+    """Map per-stage boundary masks back to nucleotides: per stage s, (B, L) bool, True where nucleotide t
+    is a boundary of stage s (and so of every stage before it).
+
+    Stage 0's mask (B, L) is on nucleotides; stage s > 0's mask (B, L_s) lives on the compressed sequence
+    of stage s-1: its row j is the j-th boundary of stage s-1, in order (as `chunk` gathers them). Rows
+    past a sequence's own count are padding: False in `valid_masks`, and ignored beyond the count in any
+    case. Tensors stay on their device.
+    """
+    out: list[Tensor] = []
+    for s, mask in enumerate(boundary_masks):
+        mask = mask.bool()
+        if valid_masks is not None:
+            mask = mask & valid_masks[s].bool()
+        if s == 0:
+            out.append(mask)
+            continue
+        reached = out[-1]  # (B, L) nucleotides that are boundaries of stage s-1
+        n_rows, length = mask.shape[1], reached.shape[1]
+        counts = reached.sum(dim=1)  # (B,)
+        if counts.numel() and int(counts.max()) > n_rows:
+            raise ValueError(f"stage {s}: {int(counts.max())} boundaries at stage {s - 1} but only {n_rows} rows")
+        positions = torch.arange(length, device=reached.device)
+        # The nucleotide of each row: boundaries keep their position as sort key, the rest go behind.
+        rows = min(n_rows, length)
+        nucleotide = torch.argsort(positions + (~reached).long() * length, dim=1)[:, :rows]  # (B, rows)
+        real = positions[:rows][None, :] < counts[:, None]  # (B, rows) rows that are boundaries of stage s-1
+        out.append(torch.zeros_like(reached).scatter_(1, nucleotide, mask[:, :rows] & real))
+    return out
 
 
 @dataclass
@@ -165,6 +188,14 @@ class StageTrace:
     boundary: Tensor  # (B, L_s)
     mask: Tensor  # (B, L_s) real positions
     index: Tensor  # (B, L_{s+1})
+
+
+@dataclass
+class StageOutput:
+    """What a stage's forward gives back: its output and what its chunkers (and inner stages') did."""
+
+    hidden: Tensor  # (B, L, D_in), the input's width
+    traces: list[StageTrace]  # this stage's first, then the inner stages' (empty for the main network)
 
 
 @dataclass
@@ -239,22 +270,23 @@ class HNetStage(nn.Module):
             return x
         return torch.cat([x, self.pad.to(x.dtype).expand(*x.shape[:-1], -1)], dim=-1)
 
-    def forward(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, list[StageTrace]]:
+    def forward(self, x: Tensor, mask: Tensor | None) -> StageOutput:
         """x: (B, L, D_in), mask: (B, L) real positions or None -> (B, L, D_in), traces of this and inner stages."""
         d_in = x.shape[-1]
         x = self._widen(x)  # (B, L, D)
         if self.is_main:
-            return self.main(x)[..., :d_in], []
+            return StageOutput(self.main(x)[..., :d_in], [])
         h = self.encoder(x)  # (B, L, D)
         residual = self.residual(h)  # (B, L, D) float32
         r = self.router(h, mask)
         chunks = chunk(h, r.boundary)  # (B, M, D)
-        z, inner = self.inner(chunks.x, chunks.mask)  # (B, M, D)
+        inner = self.inner(chunks.x, chunks.mask)
+        z = inner.hidden  # (B, M, D)
         zbar = self.dechunk(z, r.prob, r.boundary, chunks)  # (B, L, D) float32
         c = confidence(r.prob, r.boundary)  # (B, L)
         y = self.decoder((zbar * ste(c)[..., None] + residual).to(h.dtype))  # (B, L, D)
         valid = torch.ones_like(r.boundary) if mask is None else mask
-        return y[..., :d_in], [StageTrace(r.prob, r.boundary, valid, chunks.index), *inner]
+        return StageOutput(y[..., :d_in], [StageTrace(r.prob, r.boundary, valid, chunks.index), *inner.traces])
 
     # ------------------------------------------------------------------ decoding
     def allocate_cache(self, batch_size: int, max_seqlen: int, device=None, dtype=None) -> StageCache:
@@ -383,11 +415,11 @@ class DNAHNet(LanguageModel):
 
     # ------------------------------------------------------------------ training
     def forward(self, input_ids: Tensor) -> DNAHNetOutput:
-        h, traces = self.backbone(self.embedding(input_ids), None)  # (B, L, D0)
-        logits = self.lm_head(h)  # (B, L, V)
+        stages = self.backbone(self.embedding(input_ids), None)
+        logits = self.lm_head(stages.hidden)  # (B, L, V)
         out = DNAHNetOutput(logits=logits)
         metrics = {}
-        for s, (tr, target) in enumerate(zip(traces, self.resolved.ratios, strict=True)):
+        for s, (tr, target) in enumerate(zip(stages.traces, self.resolved.ratios, strict=True)):
             rl = ratio_loss(tr.prob, tr.boundary, target, tr.mask)
             out.boundary_probs.append(tr.prob)
             out.boundary_masks.append(tr.boundary)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from dnahnet import checkpoint as ckptlib
-from dnahnet import config as cfglib
+from dnahnet import fileio
 
 
 # ---------------------------------------------------------------------- refusals and stops
@@ -75,7 +75,7 @@ def directory_lock(directory: str | os.PathLike, what: str = "run directory"):
     except OSError as exc:
         raise RunRefused(f"{directory}: cannot lock the {what} ({exc.strerror or exc})") from None
     try:
-        cfglib.atomic_write_text(owner, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+        fileio.atomic_write_text(owner, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                                     "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
         yield
     finally:

@@ -34,6 +34,7 @@ import torch
 
 from dnahnet import checkpoint as ckptlib
 from dnahnet import config as cfglib
+from dnahnet import fileio
 from dnahnet.lit import LitLM, TrainConfig
 from dnahnet.registry import bind_context, context_field, get_config, get_family, list_families
 from dnahnet.rundir import (
@@ -129,7 +130,7 @@ def _resumable_csv_logger(run_dir: Path, resume_step: int | None):
             writer = csv.DictWriter(buf, fieldnames=self.metrics_keys, lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
-            cfglib.atomic_write_text(self.metrics_file_path, buf.getvalue())
+            fileio.atomic_write_text(self.metrics_file_path, buf.getvalue())
 
     class _Logger(CSVLogger):
         @property
@@ -360,7 +361,7 @@ def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset,
     lit = LitLM(family, cfglib.to_dict(model_cfg), cfglib.to_dict(train_cfg), seq_len=data_cfg.seq_len)
     _check_model(lit)
     # Written once the run is known to start: a refused run leaves no config behind.
-    cfglib.write_yaml(run_dir / "config.yaml", resolved_config(family, preset, variant, model_cfg, train_cfg, data_cfg))
+    fileio.write_yaml(run_dir / "config.yaml", resolved_config(family, preset, variant, model_cfg, train_cfg, data_cfg))
     trainer = build_trainer(train_cfg, run_dir, callbacks=[clock, *callbacks], progress=progress,
                             resume_step=point.step if point else None)
     if point:
@@ -392,7 +393,7 @@ def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset,
     )
     if trainer.is_global_zero:
         _write_window_losses(run_dir, lit, dm, trainer.world_size, result.val_loss)
-        cfglib.atomic_write_text(result_path, json.dumps(result.__dict__, indent=2))
+        fileio.atomic_write_text(result_path, json.dumps(result.__dict__, indent=2))
     return result
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dnahnet import config as cfglib
+from dnahnet import fileio
 from dnahnet.data.module import IGNORE_INDEX
 
 FILENAME = "val_windows.csv"
@@ -51,5 +51,5 @@ def write_window_losses(path: str | Path, losses: np.ndarray, tokens: np.ndarray
     buf.write("window,loss,tokens\n")
     for i, (loss, n) in enumerate(zip(losses, tokens, strict=True)):
         buf.write(f"{i},{loss:.7f},{int(n)}\n")
-    cfglib.atomic_write_text(path, buf.getvalue())
+    fileio.atomic_write_text(path, buf.getvalue())
 

@@ -30,13 +30,10 @@ import logging
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python sweeps/isoflop.py`: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sweeps import ladders as ladlib  # noqa: E402
-from sweeps.launch import LAUNCHERS, SlurmOptions, parse_slurm_time, run_local, run_local_gpus, run_slurm  # noqa: E402
-from sweeps.plan import RunSpec, format_table, load_overrides, plan_family, write_plan  # noqa: E402
-from sweeps.runner import cpu_threads, global_rank, quiet_lightning, results_by_id  # noqa: E402
+from sweeps import ladders as ladlib
+from sweeps.launch import LAUNCHERS, SlurmOptions, parse_slurm_time, run_local, run_local_gpus, run_slurm
+from sweeps.plan import RunSpec, format_table, load_overrides, plan_family, write_plan
+from sweeps.runner import cpu_threads, global_rank, quiet_lightning, results_by_id
 
 log = logging.getLogger("sweeps")
 

@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from dnahnet import config as cfglib
+from dnahnet import fileio
 from sweeps.ladders import Ladder, get_rule, ladder_sizes, stats_of
 
 log = logging.getLogger(__name__)
@@ -310,8 +311,8 @@ def write_plan(specs: list[RunSpec], out_dir: str | os.PathLike, meta: dict | No
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out_dir / "plan.csv", out_dir / "plan.json"
-    cfglib.atomic_write_text(csv_path, pd.DataFrame([s.row() for s in specs]).to_csv(index=False))
-    cfglib.atomic_write_text(json_path, json.dumps({"meta": meta or {}, "runs": [s.to_json() for s in specs]}, indent=1))
+    fileio.atomic_write_text(csv_path, pd.DataFrame([s.row() for s in specs]).to_csv(index=False))
+    fileio.atomic_write_text(json_path, json.dumps({"meta": meta or {}, "runs": [s.to_json() for s in specs]}, indent=1))
     return csv_path, json_path
 
 

@@ -28,10 +28,7 @@ import time
 import traceback
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sweeps.plan import RunSpec, read_plan  # noqa: E402
+from sweeps.plan import RunSpec, read_plan
 
 log = logging.getLogger("sweeps")
 
@@ -74,7 +71,7 @@ def results_by_id(path: str | os.PathLike) -> dict[str, dict]:
 
 def record_result(path: str | os.PathLike, row: dict) -> None:
     """Insert or replace the row of `row["run_id"]` in results.csv: locked, read, write temp, os.replace."""
-    from dnahnet.config import atomic_write_text
+    from dnahnet.fileio import atomic_write_text
 
     path = Path(path)
     with locked(path.with_name(path.name + ".lock")):

@@ -33,10 +33,7 @@ import logging
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python sweeps/tune.py`: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sweeps import tuning  # noqa: E402
+from sweeps import tuning
 
 
 def build_parser() -> argparse.ArgumentParser:

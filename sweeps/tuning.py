@@ -40,7 +40,7 @@ from optuna.trial import FrozenTrial, TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
 from dnahnet import config as cfglib
-from dnahnet.config import atomic_savefig
+from dnahnet.fileio import atomic_savefig, atomic_write_text
 from dnahnet.lit import TrainConfig
 from dnahnet.registry import bind_context, build_model_from_config, context_field, get_config
 from dnahnet.train import train_run
@@ -526,14 +526,14 @@ def write_outputs(study: optuna.Study, spec: TuneSpec, out_dir: Path, echo: Call
     """best_overrides.yaml (when a trial completed), trials.csv and the figures, each written atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     df, short = trials_table(study)
-    cfglib.atomic_write_text(out_dir / "trials.csv", df.to_csv(index=False))
+    atomic_write_text(out_dir / "trials.csv", df.to_csv(index=False))
     import pandas as pd
 
     with pd.option_context("display.max_columns", None, "display.width", 200, "display.float_format", "{:.4g}".format):
         echo(short.to_string(index=False))
     if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
         text = best_overrides_yaml(study, spec)
-        cfglib.atomic_write_text(out_dir / "best_overrides.yaml", text)
+        atomic_write_text(out_dir / "best_overrides.yaml", text)
         echo(f"best configuration -> {out_dir / 'best_overrides.yaml'}\n{text}")
     else:
         log.warning("no trial completed yet: no best_overrides.yaml")

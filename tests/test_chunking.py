@@ -18,15 +18,7 @@ from dnahnet.chunking import (
 )
 from dnahnet.nn.init import init_weights
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matmuls: a second intra-op thread only adds synchronisation, which on a loaded machine
-    costs up to ~100x (measured: 36 decoding steps of tiny3 take 27 s with 2 threads, 0.4 s with 1)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def ema_loop(z, p, initial=None):

@@ -11,18 +11,10 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from dnahnet.model import DNAHNet, DNAHNetConfig, DNAHNetOutput, resolve
+from dnahnet.model import DNAHNet, DNAHNetConfig, DNAHNetOutput, nucleotide_boundaries, resolve
 from dnahnet.registry import build_model, get_config
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matmuls: a second intra-op thread only adds synchronisation, which on a loaded machine
-    costs up to ~100x (measured: 36 decoding steps of tiny3 take 27 s with 2 threads, 0.4 s with 1)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # Attention-only versions of the tiny presets (no Mamba-2: their FLOPs are all matmuls).
@@ -170,6 +162,44 @@ def test_nucleotide_boundaries_follow_fixed_periods():
     assert torch.equal(per_stage[1], (pos % 6 == 0).expand(2, -1))
     model.set_fixed_boundaries(None)
     assert all(st.router.fixed_period is None for st in model.stages()[:-1])
+
+
+def test_nucleotide_boundaries_from_hand_made_stage_masks():
+    s0 = torch.tensor([[1, 0, 1, 1, 0, 1, 0, 0], [1, 1, 0, 0, 0, 0, 0, 1]], dtype=torch.bool)
+    # Stage 1 lives on stage 0's boundaries: row 0 has 4 (nt 0, 2, 3, 5), row 1 has 3 (nt 0, 1, 7) + 1 pad row.
+    s1 = torch.tensor([[1, 0, 0, 1], [1, 0, 1, 1]], dtype=torch.bool)
+    v1 = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]], dtype=torch.bool)
+    nuc = nucleotide_boundaries([s0, s1], [torch.ones_like(s0), v1])
+    assert nuc[0].tolist() == s0.tolist()
+    assert nuc[1][0].nonzero().squeeze(1).tolist() == [0, 5]
+    assert nuc[1][1].nonzero().squeeze(1).tolist() == [0, 7]  # the padding row's True is ignored
+    assert torch.equal(nucleotide_boundaries([s0, s1])[1], nuc[1])  # beyond a sequence's count, rows are ignored
+    s2 = torch.tensor([[1, 1], [1, 0]], dtype=torch.bool)  # stage 2 on stage 1's boundaries
+    nuc = nucleotide_boundaries([s0, s1, s2], [torch.ones_like(s0), v1, torch.ones_like(s2)])
+    assert nuc[2][0].nonzero().squeeze(1).tolist() == [0, 5] and nuc[2][1].nonzero().squeeze(1).tolist() == [0]
+    with pytest.raises(ValueError, match="stage 1: 4 boundaries at stage 0 but only 3 rows"):
+        nucleotide_boundaries([s0, s1[:, :3]])
+
+
+def test_nucleotide_boundaries_follow_the_rows_the_model_gathered():
+    # Reference: a naive loop through the chunk indices the model itself used (row j of stage s + 1 is
+    # position chunk_indices[s][b, j] of stage s), composed down to nucleotides.
+    torch.manual_seed(0)
+    out = make("tiny").eval()(tokens(3, 96))
+    expected = []
+    for s, (mask, valid) in enumerate(zip(out.boundary_masks, out.valid_masks, strict=True)):
+        hits = torch.zeros(3, 96, dtype=torch.bool)
+        for b in range(3):
+            for j in range(mask.shape[1]):
+                t = j
+                for level in reversed(range(s)):  # stage s row -> stage s-1 row -> ... -> nucleotide
+                    t = int(out.chunk_indices[level][b, t])
+                if mask[b, j] and valid[b, j]:
+                    hits[b, t] = True
+        expected.append(hits)
+    got = out.nucleotide_boundaries()
+    assert len(got) == 2 and all(torch.equal(g, e) for g, e in zip(got, expected, strict=True))
+    assert 0 < int(got[1].sum()) < int(got[0].sum())  # a real, non-trivial second stage
 
 
 # ---------------------------------------------------------------------------------------- FLOPs

@@ -75,3 +75,12 @@ def test_decode_special_tokens_and_errors():
         tok.decode(torch.tensor([0, 8]))
     with pytest.raises(ValueError, match="1-D"):
         tok.decode(torch.zeros(2, 2, dtype=torch.long))
+
+
+def test_reverse_complement_str_matches_biopython_on_every_code():
+    # The one string reverse complement (the evaluations use it too), against Biopython's IUPAC table.
+    from Bio.Seq import reverse_complement as bio_reverse_complement
+
+    alphabet = "ACGTN" + "RYSWKMBDHV"
+    seq = alphabet + alphabet.lower() + "".join(np.random.default_rng(0).choice(list(alphabet), 200))
+    assert tok.reverse_complement_str(seq) == bio_reverse_complement(seq)

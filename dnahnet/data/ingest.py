@@ -1,9 +1,10 @@
 """Genome files -> token store.
 
-Inputs are FASTA or GenBank files, plain or compressed (.gz, .xz, .bz2), given as files,
-directories (searched recursively for known extensions) or globs. Parsing is Biopython's
-(``Bio.SeqIO``); the format comes from the extension, or for an unknown extension from the first
-non-empty line (``>`` FASTA, ``LOCUS`` GenBank). One input file is one genome (all its records:
+Inputs are FASTA or GenBank files, plain or compressed (gzip, xz, bzip2: told by the content, not the
+name), given as files, directories (searched recursively for known extensions) or globs. Parsing is
+Biopython's (``Bio.SeqIO``); the format comes from the extension, or for an unknown extension from the
+first non-empty line (``>`` FASTA, ``LOCUS`` GenBank). The evaluations read their genomes through the
+same reader (``read_records``), so both see the same sequences and the same errors. One input file is one genome (all its records:
 chromosomes and plasmids); the genome's name is the file name without compression/format extensions.
 
 The store is keyed by a hash of the resolved input paths, sizes and mtimes and the store format
@@ -63,7 +64,7 @@ class InputFile:
     path: Path  # resolved path
     genome: str  # genome name (file stem without compression/format extensions)
     fmt: str | None  # "fasta" / "genbank" from the extension; None = sniff the content
-    compression: str | None  # ".gz" / ".xz" / ".bz2" or None
+    compression: str | None  # ".gz" / ".xz" / ".bz2" from the name, or None (reading detects it from the content)
     size: int  # bytes on disk (part of the store key)
     mtime_ns: int  # modification time (part of the store key)
 
@@ -80,7 +81,11 @@ def parse_name(path: Path) -> tuple[str, str | None, str | None]:
     return (stem if strip and stem else name), fmt, compression
 
 
-def _input_file(path: Path) -> InputFile:
+def input_file(path: str | os.PathLike) -> InputFile:
+    """One genome file, named and keyed (raises FileNotFoundError naming it when it is missing)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"file not found: {path}")
     path = path.resolve()
     genome, fmt, compression = parse_name(path)
     st = path.stat()
@@ -139,7 +144,7 @@ def discover_inputs(inputs: Iterable[str | os.PathLike], base_dir: str | os.Path
             raise DataError(f"input {text!r}: {full} does not exist")
     files: dict[Path, InputFile] = {}
     for p in paths:
-        f = _input_file(p)
+        f = input_file(p)
         files.setdefault(f.path, f)  # the same file listed twice is read once
     by_genome: dict[str, InputFile] = {}
     for f in sorted(files.values(), key=lambda f: str(f.path)):
@@ -162,15 +167,27 @@ def store_key(files: Sequence[InputFile]) -> str:
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
 
-def _open_text(f: InputFile) -> io.TextIOBase:
-    opener = COMPRESSIONS.get(f.compression or "", open)
+_MAGIC = ((b"\x1f\x8b", ".gz"), (b"\xfd7zXZ\x00", ".xz"), (b"BZh", ".bz2"))  # leading bytes -> compression
+
+
+def detect_compression(path: str | os.PathLike) -> str | None:
+    """".gz" / ".xz" / ".bz2" from a file's leading bytes, None for plain text. The content decides,
+    not the name: a gzipped FASTA saved without ".gz" (or a plain one with it) is still read."""
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    return next((ext for magic, ext in _MAGIC if head.startswith(magic)), None)
+
+
+def open_text(path: str | os.PathLike) -> io.TextIOBase:
+    """Open a plain, gzip, xz or bzip2 text file (the compression from its content)."""
+    opener = COMPRESSIONS.get(detect_compression(path) or "", open)
     # errors="replace": a stray non-UTF-8 byte in a GenBank comment must not sink a valid file;
     # in sequence data it becomes U+FFFD and is reported as an invalid character.
-    return opener(f.path, "rt", encoding="utf-8", errors="replace")
+    return opener(path, "rt", encoding="utf-8", errors="replace")
 
 
 def _io_error(f: InputFile, e: BaseException) -> DataError:
-    kind = {".gz": "gzip", ".xz": "xz", ".bz2": "bzip2"}.get(f.compression or "", "")
+    kind = {".gz": "gzip", ".xz": "xz", ".bz2": "bzip2"}.get(detect_compression(f.path) or "", "")
     if isinstance(e, EOFError):
         return DataError(f"{f.path}: truncated {kind} file ({e})")
     return DataError(f"{f.path}: cannot read{' ' + kind if kind else ''} file: {type(e).__name__}: {e}")
@@ -182,7 +199,7 @@ _READ_ERRORS = (EOFError, OSError, lzma.LZMAError, zlib.error)
 def sniff_format(f: InputFile) -> str:
     """Check the first non-empty line against the format (from the extension, or detect it)."""
     try:
-        with _open_text(f) as handle:
+        with open_text(f.path) as handle:
             for line_no, line in enumerate(handle, 1):
                 if line.strip():
                     break
@@ -219,12 +236,25 @@ def encode_record(raw: bytes, f: InputFile, record_id: str) -> np.ndarray:
     return ids
 
 
-def read_genome(f: InputFile) -> list[tuple[str, str, np.ndarray]]:
-    """All records of one genome file as (record id, description, uint8 ids)."""
+@dataclass(frozen=True)
+class GenomeRecord:
+    """One record (chromosome, plasmid) of a genome file."""
+
+    id: str  # record id (FASTA header's first word, GenBank VERSION)
+    description: str
+    seq: bytes  # the nucleotides as written (any case, IUPAC codes), every byte checked valid
+    ids: np.ndarray  # (len(seq),) uint8 token ids of `seq`
+    circular: bool  # GenBank LOCUS topology "circular"; FASTA cannot say (False)
+
+
+def read_records(f: InputFile) -> list[GenomeRecord]:
+    """All records of one genome file, parsed by Biopython and checked; every problem is a DataError
+    naming the file (and record, position): bad format, truncated or corrupt compression, empty or
+    missing sequence, a character that is not a nucleotide."""
     fmt = sniff_format(f)
     records = []
     try:
-        with warnings.catch_warnings(record=True) as caught, _open_text(f) as handle:
+        with warnings.catch_warnings(record=True) as caught, open_text(f.path) as handle:
             warnings.simplefilter("always", BiopythonParserWarning)
             for k, rec in enumerate(SeqIO.parse(handle, fmt), 1):
                 if not rec.id:
@@ -238,7 +268,9 @@ def read_genome(f: InputFile) -> list[tuple[str, str, np.ndarray]]:
                     ) from None
                 if not raw:
                     raise DataError(f"{f.path}: record {rec.id!r} (#{k}) has no sequence")
-                records.append((rec.id, rec.description, encode_record(raw, f, rec.id)))
+                circular = fmt == GENBANK and rec.annotations.get("topology", "") == "circular"
+                ids = encode_record(raw, f, rec.id)
+                records.append(GenomeRecord(rec.id, rec.description, raw, ids, circular))
             for w in caught:
                 if "Premature end" in str(w.message):
                     raise DataError(f"{f.path}: truncated {fmt} file ({w.message})")
@@ -254,6 +286,11 @@ def read_genome(f: InputFile) -> list[tuple[str, str, np.ndarray]]:
     if not records:
         raise DataError(f"{f.path}: no {fmt} records found")
     return records
+
+
+def read_genome(f: InputFile) -> list[tuple[str, str, np.ndarray]]:
+    """All records of one genome file as (record id, description, uint8 ids)."""
+    return [(r.id, r.description, r.ids) for r in read_records(f)]
 
 
 def build_store(

@@ -25,7 +25,8 @@ disagree on the codon position are left out of that tally.
 Accessor (`boundary_masks_from_output`): the model's forward output carries `boundary_masks`, a list
 over stages of (B, L_s) bool, outermost first, where stage s > 0 lives on the compressed sequence of
 stage s-1 (its j-th row is the j-th boundary of stage s-1, in order), and optionally `valid_masks`
-(same shapes; False on padding rows). `nucleotide_masks` maps them back to nucleotide positions.
+(same shapes; False on padding rows). `dnahnet.model.nucleotide_boundaries` maps them back to nucleotide
+positions.
 
     python -m dnahnet.evals.boundaries --checkpoint runs/dnahnet --genome genome.fna.gz \
         --annotation genome.gff.gz --windows 5 --window-len 49152 --out out/boundaries
@@ -45,7 +46,6 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from dnahnet.config import atomic_savefig
 from dnahnet.evals.cli import (
     add_model_args,
     atomic_write_csv,
@@ -58,6 +58,8 @@ from dnahnet.evals.cli import (
 )
 from dnahnet.evals.genes import Annotation, Gene, Replicon, apply_topology, extract, read_annotation, read_genome
 from dnahnet.evals.scoring import load_scoring_model
+from dnahnet.fileio import atomic_savefig
+from dnahnet.model import nucleotide_boundaries
 from dnahnet.tokenizer import encode
 
 log = logging.getLogger(__name__)
@@ -141,33 +143,6 @@ def boundary_masks_from_output(output) -> tuple[list[torch.Tensor], list[torch.T
         )
     valid = getattr(output, "valid_masks", None) or None
     return list(masks), (list(valid) if valid is not None else None)
-
-
-def nucleotide_masks(boundary_masks: Sequence[torch.Tensor], valid_masks: Sequence[torch.Tensor] | None = None
-                     ) -> torch.Tensor:
-    """(S, B, L) bool: nucleotide t is a boundary of stage s (and so of every stage before it).
-
-    Stage 0's mask is on nucleotides; stage s > 0's row j is the j-th boundary of stage s-1 (rows past a
-    sequence's own count are padding: flagged False by `valid_masks`, and beyond the count in any case).
-    """
-    level = boundary_masks[0].bool().cpu()  # (B, L)
-    if valid_masks is not None:
-        level = level & valid_masks[0].bool().cpu()
-    out = [level]
-    for s in range(1, len(boundary_masks)):
-        m = boundary_masks[s].bool().cpu()  # (B, L_s)
-        if valid_masks is not None:
-            m = m & valid_masks[s].bool().cpu()
-        nxt = torch.zeros_like(level)
-        for b in range(level.shape[0]):
-            idx = torch.nonzero(level[b]).squeeze(1)  # nucleotide positions that reached stage s
-            k = min(len(idx), m.shape[1])
-            if len(idx) > m.shape[1]:
-                raise ValueError(f"stage {s}: {len(idx)} boundaries at stage {s - 1} but only {m.shape[1]} rows")
-            nxt[b, idx[:k]] = m[b, :k]
-        out.append(nxt)
-        level = nxt
-    return torch.stack(out)  # (S, B, L)
 
 
 # ------------------------------------------------------------------------------------------ tallies
@@ -266,7 +241,7 @@ def run_boundaries(model, rep: Replicon, track: RegionTrack, starts: Sequence[in
         else:
             out = model(ids)
         masks, valid = boundary_masks_from_output(out)
-        nuc = nucleotide_masks(masks, valid).numpy()  # (S, B, L)
+        nuc = torch.stack(nucleotide_boundaries(masks, valid)).cpu().numpy()  # (S, B, L)
         if tally is None:
             tally = BoundaryTally(nuc.shape[0])
         for b, s in enumerate(chunk):

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from dnahnet.config import atomic_write_text
 from dnahnet.evals.scoring import Scorer
+from dnahnet.fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 

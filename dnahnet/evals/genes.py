@@ -6,28 +6,26 @@ origin) and windows wrap; on a linear one a window that would leave the sequence
 
 Readers: GFF3 (NCBI style, ``gene``/``pseudogene`` features with ``CDS`` children, ``Is_circular`` on
 ``region`` lines) and GenBank (``gene`` features joined to ``CDS``/RNA features by locus tag, topology
-from the LOCUS line). Both may be gzip/xz/bz2 compressed.
+from the LOCUS line). Both may be gzip/xz/bz2 compressed (`dnahnet.data.ingest.open_text`).
 """
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import logging
-import lzma
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
 from Bio import SeqIO
 
+from dnahnet.data.ingest import input_file, open_text, read_records
+from dnahnet.tokenizer import reverse_complement_str
+
 log = logging.getLogger(__name__)
 
 STOP_CASSETTE = "TAATAATAATAGTGA"  # TAA TAA TAA TAG TGA: five stops in the start codon's frame (DESIGN.md 9)
 CASSETTE_OFFSET = 12  # the cassette starts 12 nt after the first base of the start codon
 MIN_CASSETTE_GENE_LENGTH = CASSETTE_OFFSET + len(STOP_CASSETTE)  # 27: the cassette must lie inside the CDS
-
-_COMPLEMENT = str.maketrans("ACGTNacgtnRYSWKMBDHVryswkmbdhv", "TGCANtgcanYRSWMKVHDByrswmkvhdb")
 
 
 class AnnotationError(ValueError):
@@ -36,26 +34,6 @@ class AnnotationError(ValueError):
 
 class WindowError(ValueError):
     """A window that cannot be cut (replicon too short, gene too close to a linear end, ...)."""
-
-
-def revcomp(seq: str) -> str:
-    return seq.translate(_COMPLEMENT)[::-1]
-
-
-def open_text(path: str | Path):
-    """Open a plain, .gz, .xz or .bz2 text file (by magic bytes, not by name)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"file not found: {path}")
-    with open(path, "rb") as fh:
-        magic = fh.read(6)
-    if magic[:2] == b"\x1f\x8b":
-        return gzip.open(path, "rt")
-    if magic[:6] == b"\xfd7zXZ\x00":
-        return lzma.open(path, "rt")
-    if magic[:3] == b"BZh":
-        return bz2.open(path, "rt")
-    return open(path)
 
 
 @dataclass(frozen=True)
@@ -134,22 +112,15 @@ def is_genbank(path: str | Path) -> bool:
 
 
 def read_genome(path: str | Path) -> dict[str, Replicon]:
-    """FASTA or GenBank (compressed or not) -> {record id: Replicon}. Topology from GenBank's LOCUS line
-    (FASTA says nothing: linear until an annotation says otherwise, see `apply_topology`)."""
-    path = Path(path)
-    fmt = "genbank" if is_genbank(path) else "fasta"
+    """FASTA or GenBank (compressed or not) -> {record id: Replicon}, read and checked as the training
+    data is (`dnahnet.data.ingest.read_records`). Topology from GenBank's LOCUS line (FASTA says nothing:
+    linear until an annotation says otherwise, see `apply_topology`)."""
+    f = input_file(path)
     out: dict[str, Replicon] = {}
-    with open_text(path) as fh:
-        for rec in SeqIO.parse(fh, fmt):
-            seq = str(rec.seq).upper()
-            if not seq:
-                raise AnnotationError(f"{path}: record {rec.id} has no sequence")
-            circular = fmt == "genbank" and rec.annotations.get("topology", "") == "circular"
-            if rec.id in out:
-                raise AnnotationError(f"{path}: duplicate record id {rec.id}")
-            out[rec.id] = Replicon(rec.id, seq, circular)
-    if not out:
-        raise AnnotationError(f"{path}: no {fmt.upper()} records")
+    for rec in read_records(f):
+        if rec.id in out:
+            raise AnnotationError(f"{f.path}: duplicate record id {rec.id}")
+        out[rec.id] = Replicon(rec.id, rec.seq.decode("ascii").upper(), rec.circular)
     return out
 
 
@@ -375,7 +346,7 @@ def gene_window(rep: Replicon, gene: Gene, window: int = 8192) -> GeneWindow:
     sc = (gene.start_codon - left) % n if rep.circular else gene.start_codon - left
     if gene.strand > 0:
         return GeneWindow(fwd, sc, left % n, 1)
-    return GeneWindow(revcomp(fwd), window - 1 - sc, left % n, -1)
+    return GeneWindow(reverse_complement_str(fwd), window - 1 - sc, left % n, -1)
 
 
 def knockout(seq: str, start_codon: int, cassette: str = STOP_CASSETTE, offset: int = CASSETTE_OFFSET) -> str:
@@ -406,7 +377,7 @@ def locate(haystack: Replicon, needle: str) -> tuple[int, int]:
     n, m = len(haystack), len(needle)
     text = haystack.seq + (haystack.seq[: m - 1] if haystack.circular else "")
     hits = []
-    for strand, probe in ((1, needle), (-1, revcomp(needle))):
+    for strand, probe in ((1, needle), (-1, reverse_complement_str(needle))):
         i = text.find(probe)
         while i != -1:
             if i < n:
@@ -423,7 +394,7 @@ def locate(haystack: Replicon, needle: str) -> tuple[int, int]:
 def flanked_window(rep: Replicon, start: int, length: int, strand: int, flank: int) -> str:
     """The feature [start, start+length) with `flank` nt on each side, in the feature's orientation."""
     fwd = extract(rep, start - flank, start + length + flank)
-    return fwd if strand > 0 else revcomp(fwd)
+    return fwd if strand > 0 else reverse_complement_str(fwd)
 
 
 def cds_sequence(rep: Replicon, gene: Gene) -> str:
@@ -433,5 +404,5 @@ def cds_sequence(rep: Replicon, gene: Gene) -> str:
     parts = []
     for seg in gene.cds:
         s = extract(rep, seg.start, seg.end)
-        parts.append(s if gene.strand > 0 else revcomp(s))
+        parts.append(s if gene.strand > 0 else reverse_complement_str(s))
     return "".join(parts)[gene.cds[0].phase :]

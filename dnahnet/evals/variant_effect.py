@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 from torchmetrics.functional import spearman_corrcoef
 
+from dnahnet.data.ingest import open_text
 from dnahnet.evals import mutations as mut
 from dnahnet.evals.cli import (
     ScoreCache,
@@ -50,11 +51,11 @@ from dnahnet.evals.cli import (
     setup_logging,
 )
 from dnahnet.evals.genes import (
+    Replicon,
     cds_sequence,
     flanked_window,
     is_genbank,
     locate,
-    open_text,
     read_annotation,
     read_genome,
 )
@@ -163,65 +164,92 @@ def _codon_usage(spec: AssaySpec, cds: str, context_cds: list[str]) -> mut.Codon
     return mut.CodonUsage.from_sequences([cds, *context_cds], source=f"the CDS + {len(context_cds)} context CDS")
 
 
-def prepare_assay(spec: AssaySpec) -> Assay:
-    """Read, check and map an assay: wild-type window and every mutant window (no model involved)."""
-    name = spec.name or Path(spec.dms).stem
-    cds_id, _, cds = read_single_fasta(Path(spec.cds))
-    protein = mut.check_cds(cds, name=str(spec.cds))
-    info: dict = {"dms": str(spec.dms), "cds": str(spec.cds), "cds_nt": len(cds), "protein_aa": len(protein),
-                  "fitness_column": spec.fitness_column}
+@dataclass(frozen=True)
+class GenomicContext:
+    """Where the CDS (as given, before any reconciliation) lies in `--context`, and the context's CDSs."""
 
-    # Genomic context: locate the CDS as given (before any reconciliation), CDS usage from its features.
-    context_rep, context_cds, located = None, [], None
-    if spec.context is not None:
-        genome = read_genome(spec.context)
-        for rep in genome.values():
-            try:
-                located = (rep, *locate(rep, cds))
-                break
-            except ValueError:
-                continue
-        if located is None:
-            raise ValueError(f"--context {spec.context}: the CDS {cds_id} is not found on either strand of any record")
-        context_rep = located[0]
+    replicon: Replicon
+    start: int  # forward-strand start of the CDS
+    strand: int  # +1 / -1
+    coding_sequences: list[str]  # the context's annotated protein-coding sequences (codon usage)
+
+
+def read_context(path: Path, cds: str, cds_id: str) -> GenomicContext:
+    """Locate the CDS on either strand of the first record of `path` that holds it; its CDS features (none
+    when the file has no readable annotation, e.g. a FASTA)."""
+    genome = read_genome(path)
+    located = None
+    for rep in genome.values():
         try:
-            ann = read_annotation(spec.context)
-            context_cds = [cds_sequence(genome[g.seqid], g) for g in ann.genes if g.is_protein_coding and g.seqid in genome]
+            located = (rep, *locate(rep, cds))
+            break
         except ValueError:
-            context_cds = []
-    usage = _codon_usage(spec, cds, context_cds)
-    info["codon_usage"] = usage.source
+            continue
+    if located is None:
+        raise ValueError(f"--context {path}: the CDS {cds_id} is not found on either strand of any record")
+    try:
+        ann = read_annotation(path)
+        coding = [cds_sequence(genome[g.seqid], g) for g in ann.genes if g.is_protein_coding and g.seqid in genome]
+    except ValueError:
+        coding = []
+    return GenomicContext(*located, coding)
 
-    frame, n_missing = load_dms(Path(spec.dms), spec.fitness_column, spec.mutant_column)
-    info["n_missing_fitness"] = n_missing
+
+def parse_mutants(spec: AssaySpec, frame: pd.DataFrame) -> list[list[mut.Mutation]]:
+    """Each row's mutant string as mutations; an unreadable one is an error naming the CSV line."""
     parsed = []
     for mutant, line in zip(frame["mutant"], frame["line"], strict=True):
         try:
             parsed.append(mut.parse_mutant(mutant, kind=spec.mutation_type))
         except mut.MutationError as e:
             raise ValueError(f"{spec.dms}:{line}: {e}") from None
+    return parsed
 
-    # Numbering: explicit, detected from the CSV, checked against the assay's wild-type protein.
-    wt_cds = cds
-    detected = None
-    if any(m.kind == "aa" for v in parsed for m in v):
-        try:
-            off, n_match, n_pairs = mut.detect_offset(protein, parsed)
-        except mut.MutationError as e:
-            if spec.offset == "auto" and spec.wt_protein is None:
-                raise ValueError(f"{spec.dms}: {e}") from None
-            # The numbering is given (--offset / --wt-protein): each mutant is checked against it below.
-            log.warning("%s: residue offset not detectable from the CSV (%s)", name, e)
-        else:
-            detected = off
-            info["offset_detected"] = {"offset": off, "matching_positions": n_match, "positions": n_pairs}
-            log.info("%s: residue offset %d matches %d/%d mutated positions", name, off, n_match, n_pairs)
+
+@dataclass(frozen=True)
+class OffsetFit:
+    """The residue offset under which most of the CSV's wild-type residues match the CDS protein."""
+
+    offset: int
+    matching_positions: int
+    positions: int  # distinct mutated positions
+
+
+@dataclass(frozen=True)
+class Numbering:
+    """How CSV residues map to the CDS, and the CDS that encodes the assay's wild type."""
+
+    offset: int  # CSV residue p = CDS residue p + offset
+    source: str  # "wt_protein", "auto" or "explicit"
+    wt_cds: str  # the CDS, edited to encode the assay's wild type when --wt-protein says it differs
+    detected: OffsetFit | None = None  # what the CSV alone suggests (None: no amino-acid mutants, or no fit)
+    wt_protein: dict | None = None  # --wt-protein's placement: file, first_residue, offset, identity
+    reconciled: list[str] | None = None  # residues edited in the CDS to encode the assay's wild type
+
+
+def _detect_offset(spec: AssaySpec, name: str, protein: str, parsed: list[list[mut.Mutation]]) -> OffsetFit | None:
+    if not any(m.kind == "aa" for v in parsed for m in v):
+        return None
+    try:
+        off, n_match, n_pairs = mut.detect_offset(protein, parsed)
+    except mut.MutationError as e:
+        if spec.offset == "auto" and spec.wt_protein is None:
+            raise ValueError(f"{spec.dms}: {e}") from None
+        # The numbering is given (--offset / --wt-protein): each mutant is checked against it later.
+        log.warning("%s: residue offset not detectable from the CSV (%s)", name, e)
+        return None
+    log.info("%s: residue offset %d matches %d/%d mutated positions", name, off, n_match, n_pairs)
+    return OffsetFit(off, n_match, n_pairs)
+
+
+def resolve_numbering(spec: AssaySpec, name: str, cds: str, protein: str, parsed: list[list[mut.Mutation]],
+                      usage: mut.CodonUsage) -> Numbering:
+    """Numbering: explicit, detected from the CSV, or checked against the assay's wild-type protein."""
+    detected = _detect_offset(spec, name, protein, parsed)
     if spec.wt_protein is not None:
         _, desc, ref = read_single_fasta(Path(spec.wt_protein))
         first = _reference_start(desc, spec.wt_protein_start, Path(spec.wt_protein))
         aln = mut.align_reference_protein(protein, ref, first)
-        info["wt_protein"] = {"file": str(spec.wt_protein), "first_residue": first, "offset": aln.offset,
-                              "identity": round(aln.identity, 4)}
         if aln.identity < 0.9:
             raise ValueError(
                 f"--wt-protein {spec.wt_protein}: only {aln.identity:.0%} identical to the CDS translation at the "
@@ -229,80 +257,116 @@ def prepare_assay(spec: AssaySpec) -> Assay:
             )
         if spec.offset != "auto" and int(spec.offset) != aln.offset:
             raise ValueError(f"--offset {spec.offset} contradicts --wt-protein, which places residue {first} at offset {aln.offset}")
-        if detected is not None and detected != aln.offset:
-            raise ValueError(f"the CSV's residues fit offset {detected}, but --wt-protein places them at {aln.offset}")
-        offset = aln.offset
+        if detected is not None and detected.offset != aln.offset:
+            raise ValueError(f"the CSV's residues fit offset {detected.offset}, but --wt-protein places them at {aln.offset}")
         wt_cds, changes = mut.reconcile_cds(cds, aln, usage)
-        info["wt_reconciled"] = changes
         if changes:
             log.warning("%s: the CDS differs from the assay's wild-type protein at %s; the wild-type CDS is edited "
                         "to encode the assay's wild type (minimal codon changes)", name, ", ".join(changes))
-        info["offset_source"] = "wt_protein"
-    elif spec.offset == "auto":
+        placement = {"file": str(spec.wt_protein), "first_residue": first, "offset": aln.offset,
+                     "identity": round(aln.identity, 4)}
+        return Numbering(aln.offset, "wt_protein", wt_cds, detected, placement, changes)
+    if spec.offset == "auto":
         if detected is None:
-            offset = 0
-        else:
-            matched = info["offset_detected"]
-            if matched["matching_positions"] < 0.9 * matched["positions"]:
-                raise ValueError(
-                    f"{spec.dms}: the best residue offset ({detected}) matches only {matched['matching_positions']}/"
-                    f"{matched['positions']} wild-type residues of the CDS ("
-                    + "; ".join(mut.wild_type_mismatches(protein, parsed, detected, limit=3))
-                    + "); pass --offset or --wt-protein"
-                )
-            offset = detected
-        info["offset_source"] = "auto"
-    else:
-        offset = int(spec.offset)
-        info["offset_source"] = "explicit"
-        if detected is not None and detected != offset:
-            log.warning("%s: --offset %d given, but offset %d matches more wild-type residues", name, offset, detected)
-    info["offset"] = offset
+            return Numbering(0, "auto", cds, None)
+        if detected.matching_positions < 0.9 * detected.positions:
+            raise ValueError(
+                f"{spec.dms}: the best residue offset ({detected.offset}) matches only {detected.matching_positions}/"
+                f"{detected.positions} wild-type residues of the CDS ("
+                + "; ".join(mut.wild_type_mismatches(protein, parsed, detected.offset, limit=3))
+                + "); pass --offset or --wt-protein"
+            )
+        return Numbering(detected.offset, "auto", cds, detected)
+    offset = int(spec.offset)
+    if detected is not None and detected.offset != offset:
+        log.warning("%s: --offset %d given, but offset %d matches more wild-type residues", name, offset, detected.offset)
+    return Numbering(offset, "explicit", cds, detected)
 
-    # Windows: the (reconciled) CDS, with flanks from the context in the CDS's orientation.
-    flank = spec.flank if spec.flank is not None else (DEFAULT_FLANK if context_rep is not None else 0)
-    if flank and context_rep is None:
-        raise ValueError("--flank needs --context (the genomic sequence around the CDS)")
-    if context_rep is not None:
-        rep, start, strand = located
-        full = flanked_window(rep, start, len(cds), strand, flank)
-        wt_window = full[:flank] + wt_cds + full[flank + len(cds):]
-        info["context"] = {"file": str(spec.context), "record": rep.id, "cds_start_1based": start + 1,
-                           "strand": "+" if strand > 0 else "-", "circular": rep.circular}
-    else:
-        wt_window = wt_cds
-    info["flank"] = flank
-    info["window_nt"] = len(wt_window)
 
-    windows, changes, keep, mismatched = [], [], [], []
+@dataclass
+class MutantWindows:
+    rows: list[int]  # rows of the DMS table kept
+    windows: list[str]  # per kept row: the wild-type window with the mutant CDS
+    nt_changes: list[int]  # per kept row: nucleotides changed in the CDS
+    mismatched: list[str]  # mutants dropped because the CDS does not encode their wild type (--skip-mismatched)
+
+
+def mutant_windows(spec: AssaySpec, name: str, frame: pd.DataFrame, parsed: list[list[mut.Mutation]],
+                   numbering: Numbering, wt_window: str, flank: int, usage: mut.CodonUsage) -> MutantWindows:
+    """Each mutant's window: the wild-type window with the mutant CDS (fewest nucleotide changes)."""
+    wt_cds = numbering.wt_cds
+    out = MutantWindows([], [], [], [])
     for i, (variant, mutant, line) in enumerate(zip(parsed, frame["mutant"], frame["line"], strict=True)):
         try:
-            m_cds = mut.apply_mutations(wt_cds, variant, offset=offset, usage=usage, label=mutant)
+            m_cds = mut.apply_mutations(wt_cds, variant, offset=numbering.offset, usage=usage, label=mutant)
         except mut.WildTypeMismatch as e:
             if not spec.skip_mismatched:
                 raise ValueError(f"{spec.dms}:{line}: {e} (pass --wt-protein with the assay's wild-type protein, "
                                  "or --skip-mismatched to drop such mutants)") from None
-            mismatched.append(mutant)
+            out.mismatched.append(mutant)
             continue
         except mut.MutationError as e:
             raise ValueError(f"{spec.dms}:{line}: {e}") from None
-        keep.append(i)
-        windows.append(wt_window[:flank] + m_cds + wt_window[flank + len(wt_cds):])
-        changes.append(mut.hamming(m_cds, wt_cds))
-    if mismatched:
-        log.warning("%s: %d mutants dropped (wild type not encoded by the CDS): %s", name, len(mismatched),
-                    ", ".join(mismatched[:10]) + (" ..." if len(mismatched) > 10 else ""))
-    info["skipped_mismatched"] = mismatched
-    variants = frame.iloc[keep].reset_index(drop=True).assign(window=windows, nt_changes=changes)
-    if spec.max_variants is not None and spec.max_variants < len(variants):
+        out.rows.append(i)
+        out.windows.append(wt_window[:flank] + m_cds + wt_window[flank + len(wt_cds):])
+        out.nt_changes.append(mut.hamming(m_cds, wt_cds))
+    if out.mismatched:
+        log.warning("%s: %d mutants dropped (wild type not encoded by the CDS): %s", name, len(out.mismatched),
+                    ", ".join(out.mismatched[:10]) + (" ..." if len(out.mismatched) > 10 else ""))
+    return out
+
+
+def prepare_assay(spec: AssaySpec) -> Assay:
+    """Read, check and map an assay: wild-type window and every mutant window (no model involved)."""
+    name = spec.name or Path(spec.dms).stem
+    cds_id, _, cds = read_single_fasta(Path(spec.cds))
+    protein = mut.check_cds(cds, name=str(spec.cds))
+    context = read_context(spec.context, cds, cds_id) if spec.context is not None else None
+    usage = _codon_usage(spec, cds, context.coding_sequences if context is not None else [])
+    frame, n_missing = load_dms(Path(spec.dms), spec.fitness_column, spec.mutant_column)
+    parsed = parse_mutants(spec, frame)
+    numbering = resolve_numbering(spec, name, cds, protein, parsed, usage)
+
+    # Windows: the (reconciled) CDS, with flanks from the context in the CDS's orientation.
+    flank = spec.flank if spec.flank is not None else (DEFAULT_FLANK if context is not None else 0)
+    if flank and context is None:
+        raise ValueError("--flank needs --context (the genomic sequence around the CDS)")
+    if context is not None:
+        full = flanked_window(context.replicon, context.start, len(cds), context.strand, flank)
+        wt_window = full[:flank] + numbering.wt_cds + full[flank + len(cds):]
+    else:
+        wt_window = numbering.wt_cds
+    mutants = mutant_windows(spec, name, frame, parsed, numbering, wt_window, flank, usage)
+    variants = frame.iloc[mutants.rows].reset_index(drop=True).assign(window=mutants.windows,
+                                                                      nt_changes=mutants.nt_changes)
+    subsampled = spec.max_variants is not None and spec.max_variants < len(variants)
+    if subsampled:
         variants = variants.sample(n=spec.max_variants, random_state=spec.seed).sort_index().reset_index(drop=True)
+
+    info = {"dms": str(spec.dms), "cds": str(spec.cds), "cds_nt": len(cds), "protein_aa": len(protein),
+            "fitness_column": spec.fitness_column, "codon_usage": usage.source, "n_missing_fitness": n_missing}
+    if numbering.detected is not None:
+        d = numbering.detected
+        info["offset_detected"] = {"offset": d.offset, "matching_positions": d.matching_positions, "positions": d.positions}
+    if numbering.wt_protein is not None:
+        info["wt_protein"] = numbering.wt_protein
+        info["wt_reconciled"] = numbering.reconciled
+    info["offset_source"] = numbering.source
+    info["offset"] = numbering.offset
+    if context is not None:
+        info["context"] = {"file": str(spec.context), "record": context.replicon.id,
+                           "cds_start_1based": context.start + 1, "strand": "+" if context.strand > 0 else "-",
+                           "circular": context.replicon.circular}
+    info["flank"] = flank
+    info["window_nt"] = len(wt_window)
+    info["skipped_mismatched"] = mutants.mismatched
+    if subsampled:
         info["subsampled_to"] = spec.max_variants
     return Assay(name, wt_window, flank, variants, info)
 
 
-def evaluate_assays(scorer: Scorer, assays: list[Assay], out_dir: Path, model_info: dict | None = None) -> dict:
-    """Score every assay (resumable), write DIR/variants.csv and DIR/summary.json, return the summary."""
-    out_dir = Path(out_dir)
+def score_assays(scorer: Scorer, assays: list[Assay], out_dir: Path, model_info: dict | None = None) -> ScoreCache:
+    """Log-likelihood of every wild-type and mutant window, resumable through DIR's score cache."""
     digest = hashlib.sha256()
     for a in assays:
         digest.update(a.name.encode() + a.wt_window.encode())
@@ -314,11 +378,21 @@ def evaluate_assays(scorer: Scorer, assays: list[Assay], out_dir: Path, model_in
         items.append((f"{a.name}\t<wild type>", a.wt_window))  # scored once per assay
         items.extend((f"{a.name}\t{m}", w) for m, w in zip(a.variants["mutant"], a.variants["window"], strict=True))
     score_with_cache(scorer, items, cache, desc="variants")
+    return cache
 
+
+@dataclass
+class AssayResults:
+    table: pd.DataFrame  # one row per variant: assay, mutant, fitness, delta_ll, mutant_ll, nt_changes
+    per_assay: dict[str, dict]  # assay name -> spearman, n, wt_ll and the assay's preparation record
+
+
+def aggregate(assays: list[Assay], scores: dict) -> AssayResults:
+    """delta_ll per variant and Spearman per assay from the window scores."""
     frames, per_assay = [], {}
     for a in assays:
-        wt_ll = cache.scores[f"{a.name}\t<wild type>"][0]
-        mutant_ll = np.array([cache.scores[f"{a.name}\t{m}"][0] for m in a.variants["mutant"]])
+        wt_ll = scores[f"{a.name}\t<wild type>"][0]
+        mutant_ll = np.array([scores[f"{a.name}\t{m}"][0] for m in a.variants["mutant"]])
         delta = mutant_ll - wt_ll
         frames.append(pd.DataFrame({
             "assay": a.name, "mutant": a.variants["mutant"], "fitness": a.variants["fitness"], "delta_ll": delta,
@@ -327,19 +401,31 @@ def evaluate_assays(scorer: Scorer, assays: list[Assay], out_dir: Path, model_in
         rho = spearman(delta, a.variants["fitness"].to_numpy())
         per_assay[a.name] = {"spearman": rho, "n": int(len(delta)), "wt_ll": wt_ll, **a.info}
         log.info("%s: Spearman %.4f over %d variants", a.name, rho, len(delta))
-    table = pd.concat(frames, ignore_index=True)
-    rhos = [v["spearman"] for v in per_assay.values() if not math.isnan(v["spearman"])]
-    summary = {
+    return AssayResults(pd.concat(frames, ignore_index=True), per_assay)
+
+
+def summary_report(results: AssayResults, n_assays: int, scorer: Scorer, model_info: dict | None) -> dict:
+    """summary.json's content: the mean Spearman over assays (NaN ones left out) and each assay's record."""
+    rhos = [v["spearman"] for v in results.per_assay.values() if not math.isnan(v["spearman"])]
+    return {
         "spearman": float(np.mean(rhos)) if rhos else float("nan"),  # mean over assays
-        "n": int(len(table)),
-        "n_assays": len(assays),
-        "spearman_per_assay": {k: v["spearman"] for k, v in per_assay.items()},
+        "n": int(len(results.table)),
+        "n_assays": n_assays,
+        "spearman_per_assay": {k: v["spearman"] for k, v in results.per_assay.items()},
         "score": "delta_ll = sum log p(mutant window) - sum log p(wild-type window); first nt unscored",
         "model": model_info,
         "scoring": scorer.describe(),
-        "assays": per_assay,
+        "assays": results.per_assay,
     }
-    atomic_write_csv(out_dir / "variants.csv", table)
+
+
+def evaluate_assays(scorer: Scorer, assays: list[Assay], out_dir: Path, model_info: dict | None = None) -> dict:
+    """Score every assay (resumable), write DIR/variants.csv and DIR/summary.json, return the summary."""
+    out_dir = Path(out_dir)
+    cache = score_assays(scorer, assays, out_dir, model_info)
+    results = aggregate(assays, cache.scores)
+    summary = summary_report(results, len(assays), scorer, model_info)
+    atomic_write_csv(out_dir / "variants.csv", results.table)
     atomic_write_json(out_dir / "summary.json", summary)
     cache.finish()
     return summary

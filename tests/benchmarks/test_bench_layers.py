@@ -2,11 +2,8 @@
 chunked scan it is compared with."""
 
 import csv
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_bench_inference import load_benchmark  # noqa: E402
+from test_bench_inference import load_benchmark  # a sibling: pytest puts this folder on the import path
 
 
 def test_every_layer_gets_the_same_warmup_and_repeats(tmp_path, monkeypatch):

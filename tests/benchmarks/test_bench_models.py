@@ -1,13 +1,8 @@
 """bench_models: dnaHNet's FLOP rate at the compression its timed passes had, not at the target ratios."""
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_bench_inference import load_benchmark  # noqa: E402
+from test_bench_inference import load_benchmark  # a sibling: pytest puts this folder on the import path
 
 
 def test_achieved_flops_use_the_measured_compression(tmp_path):

@@ -1,14 +1,10 @@
 """gpu_check: its correctness checks run the paths they claim (sliding-window attention past the window,
 a wrapping KV cache), here on CPU at small sizes; on a GPU the whole script runs (marked gpu)."""
 
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_bench_inference import load_benchmark  # noqa: E402
+from test_bench_inference import load_benchmark  # a sibling: pytest puts this folder on the import path
 
 
 def test_default_lengths_reach_past_dnahnet_sliding_window():

@@ -64,6 +64,12 @@ def test_formats_round_trip(tmp_path, write_fasta, name, compression, fmt):
     assert store.records[1].offset == store.records[0].length  # flat layout, no separators
 
 
+@pytest.mark.parametrize("name, compression", [("g.fna", "gz"), ("g.fna", "xz"), ("g.fna.gz", None)])
+def test_compression_comes_from_the_content_not_the_name(tmp_path, write_fasta, name, compression):
+    write_fasta(tmp_path / name, SEQS, compression)
+    assert store_contents(build(tmp_path, [name])) == expected(SEQS)
+
+
 def test_genome_names():
     assert parse_name(Path("GCF_000005845.2_ASM584v2_genomic.fna.gz")) == (
         "GCF_000005845.2_ASM584v2_genomic",

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from dnahnet import tokenizer as tok
-from dnahnet.data.ingest import _input_file, read_genome
+from dnahnet.data.ingest import input_file, read_genome
 from dnahnet.data.module import DataConfig, GenomeDataModule
 
 # From ../shared/data/MANIFEST.md: genome file stem -> (records, bp).
@@ -46,7 +46,7 @@ def test_tokens_match_independent_parses(real_store, real_data_dir):
     assert np.array_equal(real_store.record_tokens(i), tok.encode(seq).numpy())
     # K-12 is ingested from its FASTA; its GenBank flat file must hold the same sequence
     gb = read_genome(
-        _input_file(real_data_dir / "genomes" / "ecoli_k12_mg1655" / "GCF_000005845.2_ASM584v2_genomic.gbff.gz")
+        input_file(real_data_dir / "genomes" / "ecoli_k12_mg1655" / "GCF_000005845.2_ASM584v2_genomic.gbff.gz")
     )
     assert len(gb) == 1 and gb[0][0] == "NC_000913.3"
     assert np.array_equal(real_store.record_tokens(real_store.record_index("NC_000913.3")), gb[0][2])

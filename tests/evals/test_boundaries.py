@@ -3,28 +3,15 @@ mapped back to nucleotides, tallies against a naive loop, and the CLI on a tiny 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from eval_data import data_dir
 
 from dnahnet.evals import boundaries as B
 from dnahnet.evals.genes import Gene, Segment
 from dnahnet.registry import build_model
-
-
-def data_dir() -> Path:
-    try:
-        from dnahnet.data.paths import resolve_data_dir
-
-        return resolve_data_dir()
-    except Exception:
-        import os
-
-        return Path(os.environ.get("DNAHNET_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data"))
-
 
 ECOLI = data_dir() / "genomes" / "ecoli_k12_mg1655"
 needs_ecoli = pytest.mark.skipif(not ECOLI.is_dir(), reason=f"E. coli data absent from {ECOLI}")
@@ -74,30 +61,11 @@ def test_codon_positions_follow_phases_and_overlaps_are_excluded():
     assert same.codon_pos[:12].tolist() == [1, 2, 3] * 4  # same frame: kept
 
 
-def test_nucleotide_masks_from_stage_masks():
-    s0 = torch.tensor([[1, 0, 1, 1, 0, 1, 0, 0], [1, 1, 0, 0, 0, 0, 0, 1]], dtype=torch.bool)
-    # Stage 1 lives on stage 0's boundaries: row 0 has 4 (nt 0, 2, 3, 5), row 1 has 3 (nt 0, 1, 7) + 1 pad row.
-    s1 = torch.tensor([[1, 0, 0, 1], [1, 0, 1, 1]], dtype=torch.bool)
-    v1 = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]], dtype=torch.bool)
-    nuc = B.nucleotide_masks([s0, s1], [torch.ones_like(s0), v1])
-    assert nuc[0].tolist() == s0.tolist()
-    assert nuc[1, 0].nonzero().squeeze(1).tolist() == [0, 5]
-    assert nuc[1, 1].nonzero().squeeze(1).tolist() == [0, 7]  # the padding row's True is ignored
-    s2 = torch.tensor([[1, 1], [1, 0]], dtype=torch.bool)  # stage 2 on stage 1's boundaries
-    nuc = B.nucleotide_masks([s0, s1, s2], [torch.ones_like(s0), v1, torch.ones_like(s2)])
-    assert nuc[2, 0].nonzero().squeeze(1).tolist() == [0, 5] and nuc[2, 1].nonzero().squeeze(1).tolist() == [0]
-
-
-def test_nucleotide_masks_match_the_dnahnet_model():
+def test_boundary_masks_are_read_from_a_dnahnet_output_only():
     torch.manual_seed(0)
-    model = build_model("dnahnet", "tiny").eval()
-    with torch.no_grad():
-        out = model(torch.randint(0, 4, (2, 96)))
+    out = build_model("dnahnet", "tiny").eval()(torch.randint(0, 4, (2, 32)))
     masks, valid = B.boundary_masks_from_output(out)
-    assert len(masks) == 2
-    mine = B.nucleotide_masks(masks, valid)
-    theirs = torch.stack(out.nucleotide_boundaries())
-    assert torch.equal(mine, theirs.cpu())
+    assert len(masks) == len(valid) == 2 and all(m is o for m, o in zip(masks, out.boundary_masks, strict=True))
     with pytest.raises(ValueError, match="needs a dnaHNet model"):
         B.boundary_masks_from_output(build_model("transformer", "tiny")(torch.zeros(1, 4, dtype=torch.long)))
 

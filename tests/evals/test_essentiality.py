@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from eval_data import data_dir
 from sklearn.metrics import roc_auc_score
 
 from dnahnet.evals import essentiality as ess
 from dnahnet.evals import genes as G
 from dnahnet.evals.scoring import score_sequences
 from dnahnet.registry import build_model
-
-
-def data_dir() -> Path:
-    try:
-        from dnahnet.data.paths import resolve_data_dir
-
-        return resolve_data_dir()
-    except Exception:
-        import os
-
-        return Path(os.environ.get("DNAHNET_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data"))
-
 
 DATA = data_dir()
 ECOLI = DATA / "genomes" / "ecoli_k12_mg1655"

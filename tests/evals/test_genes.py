@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import gzip
-from pathlib import Path
 
 import numpy as np
 import pytest
+from eval_data import data_dir
 
 from dnahnet.evals import genes as G
 from dnahnet.evals.genes import Gene, Replicon, Segment
-
-
-def data_dir() -> Path:
-    try:
-        from dnahnet.data.paths import resolve_data_dir
-
-        return resolve_data_dir()
-    except Exception:
-        import os
-
-        return Path(os.environ.get("DNAHNET_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data"))
-
+from dnahnet.tokenizer import reverse_complement_str
 
 DATA = data_dir()
 ECOLI = DATA / "genomes" / "ecoli_k12_mg1655"
@@ -45,10 +34,10 @@ def test_plus_strand_window_is_centred_with_start_codon_inside():
 def test_minus_strand_window_is_reverse_complemented():
     rep = Replicon("chr", SEQ, circular=True)
     w = G.gene_window(rep, gene(40, 55, -1), window=25)  # upstream of a minus gene lies to its right
-    assert w.seq == G.revcomp(SEQ[35:60]) and w.start_codon == 5
-    assert w.seq[5:8] == G.revcomp(SEQ[52:55])  # the start codon's first base is forward position 54
+    assert w.seq == reverse_complement_str(SEQ[35:60]) and w.start_codon == 5
+    assert w.seq[5:8] == reverse_complement_str(SEQ[52:55])  # the start codon's first base is forward position 54
     w = G.gene_window(rep, gene(40, 56, -1), window=25)  # odd flank: upstream 4 (56..60), downstream 5 (35..40)
-    assert w.seq == G.revcomp(SEQ[35:60]) and w.start_codon == 4
+    assert w.seq == reverse_complement_str(SEQ[35:60]) and w.start_codon == 4
 
 
 def test_window_wraps_around_the_origin_of_a_circular_replicon():
@@ -56,7 +45,7 @@ def test_window_wraps_around_the_origin_of_a_circular_replicon():
     w = G.gene_window(rep, gene(2, 17, +1), window=25)  # left edge -3: the last 3 nt, then 0..22
     assert w.seq == SEQ[97:] + SEQ[:22] and w.start_codon == 5 and w.genome_start == 97
     w = G.gene_window(rep, gene(90, 98, -1), window=20)  # upstream 6 to the right: 84..104 wraps
-    assert w.seq == G.revcomp(SEQ[84:] + SEQ[:4]) and w.start_codon == 6
+    assert w.seq == reverse_complement_str(SEQ[84:] + SEQ[:4]) and w.start_codon == 6
     # A CDS that itself crosses the origin (GFF3 style: end > length).
     w = G.gene_window(rep, gene(95, 110, +1), window=25)
     assert w.seq == SEQ[90:] + SEQ[:15] and w.seq[5:8] == SEQ[95:98]
@@ -67,7 +56,7 @@ def test_linear_replicon_window_shifts_inside_and_long_genes_start_at_their_5_en
     w = G.gene_window(rep, gene(2, 17, +1), window=25)
     assert w.seq == SEQ[0:25] and w.start_codon == 2
     w = G.gene_window(rep, gene(90, 98, -1), window=20)
-    assert w.seq == G.revcomp(SEQ[80:100]) and w.start_codon == 2  # start codon at forward 97
+    assert w.seq == reverse_complement_str(SEQ[80:100]) and w.start_codon == 2  # start codon at forward 97
     w = G.gene_window(rep, gene(10, 60, +1), window=30)  # gene longer than the window
     assert w.seq == SEQ[10:40] and w.start_codon == 0
     with pytest.raises(G.WindowError, match="longer than replicon"):
@@ -121,10 +110,39 @@ def test_read_gff3_with_a_frameshifted_minus_strand_cds(tmp_path):
         G.read_gff3(bad)
 
 
+def test_read_genome_is_the_training_reader(tmp_path):
+    # One reader for training and evaluation (`dnahnet.data.ingest.read_records`): compression from the
+    # content, not the name; letters kept (upper-cased, IUPAC codes too); GenBank topology; bad input is
+    # an error naming the file and record, where the evaluation's own reader used to take anything.
+    from Bio import SeqIO
+    from Bio.Seq import Seq
+    from Bio.SeqRecord import SeqRecord
+
+    from dnahnet.data.store import DataError
+
+    text = ">chr1 first\n" + SEQ[:50].lower() + "\nRYN" + SEQ[50:] + "\n>p2\nACGTAC\n"
+    gz_without_suffix = tmp_path / "g.fna"
+    gz_without_suffix.write_bytes(gzip.compress(text.encode()))
+    genome = G.read_genome(gz_without_suffix)
+    assert list(genome) == ["chr1", "p2"]
+    assert genome["chr1"].seq == SEQ[:50] + "RYN" + SEQ[50:] and not genome["chr1"].circular
+    assert genome["p2"].seq == "ACGTAC"
+
+    record = SeqRecord(Seq("ACGT" * 10), id="pX.1", name="pX", annotations={"molecule_type": "DNA", "topology": "circular"})
+    SeqIO.write([record], tmp_path / "p.gb", "genbank")
+    assert G.read_genome(tmp_path / "p.gb")["pX.1"].circular
+
+    (tmp_path / "bad.fna").write_text(">chr1\nACGU\n")
+    with pytest.raises(DataError, match=r"bad.fna: record 'chr1': invalid character 'U' at position 4"):
+        G.read_genome(tmp_path / "bad.fna")
+    with pytest.raises(FileNotFoundError, match="missing.fna"):
+        G.read_genome(tmp_path / "missing.fna")
+
+
 def test_locate_finds_either_strand_and_across_the_origin():
     rep = Replicon("chr", SEQ, circular=True)
     assert G.locate(rep, SEQ[30:50]) == (30, 1)
-    assert G.locate(rep, G.revcomp(SEQ[30:50])) == (30, -1)
+    assert G.locate(rep, reverse_complement_str(SEQ[30:50])) == (30, -1)
     assert G.locate(rep, SEQ[90:] + SEQ[:10]) == (90, 1)
     with pytest.raises(G.WindowError, match="not found"):
         G.locate(Replicon("x", SEQ, circular=False), SEQ[90:] + SEQ[:10])

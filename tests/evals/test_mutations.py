@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
+from eval_data import data_dir
 
 from dnahnet.evals import mutations as mut
 from dnahnet.evals.mutations import CodonUsage, Mutation, WildTypeMismatch
-
-
-def data_dir() -> Path:
-    try:
-        from dnahnet.data.paths import resolve_data_dir
-
-        return resolve_data_dir()
-    except Exception:
-        import os
-
-        return Path(os.environ.get("DNAHNET_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data"))
-
 
 VE = data_dir() / "variant_effect"
 needs_tem1 = pytest.mark.skipif(not (VE / "TEM1_bla_cds.fasta").exists(), reason=f"TEM-1 data absent from {VE}")

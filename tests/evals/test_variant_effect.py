@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from eval_data import data_dir
 from scipy.stats import spearmanr
 
 from dnahnet.evals import mutations as mut
 from dnahnet.evals import variant_effect as ve
-from dnahnet.evals.genes import read_genome, revcomp
+from dnahnet.evals.genes import read_genome
 from dnahnet.evals.scoring import score_sequences
 from dnahnet.registry import build_model
-
-
-def data_dir() -> Path:
-    try:
-        from dnahnet.data.paths import resolve_data_dir
-
-        return resolve_data_dir()
-    except Exception:
-        import os
-
-        return Path(os.environ.get("DNAHNET_DATA_DIR", Path(__file__).resolve().parents[3] / "shared" / "data"))
-
+from dnahnet.tokenizer import reverse_complement_str
 
 VE = data_dir() / "variant_effect"
 needs_tem1 = pytest.mark.skipif(not (VE / "BLAT_ECOLX_Stiffler2015.csv").exists(), reason=f"TEM-1 data absent from {VE}")
@@ -66,10 +55,10 @@ def test_tem1_assay_windows_with_puc19_flanks():
     assert a.info["context"]["strand"] == "-" and a.info["context"]["cds_start_1based"] == 1626
     puc = next(iter(read_genome(PUC).values())).seq
     # bla = complement(1626..2486): upstream of the CDS (its 5' side) is pUC19 2487..2526 reverse-complemented.
-    assert a.wt_window[:flank] == revcomp(puc[2486 : 2486 + flank])
-    assert a.wt_window[-flank:] == revcomp(puc[1625 - flank : 1625])
+    assert a.wt_window[:flank] == reverse_complement_str(puc[2486 : 2486 + flank])
+    assert a.wt_window[-flank:] == reverse_complement_str(puc[1625 - flank : 1625])
     cds_wt = a.wt_window[flank:-flank]
-    assert mut.translate(cds_wt)[23:286] == str(next(iter(read_genome(WTP).values())).seq)
+    assert mut.translate(cds_wt)[23:286] == ve.read_single_fasta(WTP)[2]  # a protein, not a genome
     row = a.variants.set_index("mutant").loc["H24C"]
     diff = [i for i, (x, y) in enumerate(zip(a.wt_window, row["window"], strict=True)) if x != y]
     assert len(row["window"]) == len(a.wt_window) == 861 + 2 * flank

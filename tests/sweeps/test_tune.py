@@ -22,13 +22,11 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `sweeps` is not an installed package
-    sys.path.insert(0, str(ROOT))
+from dnahnet import config as cfglib
+from dnahnet.registry import build_model_from_config, get_config
+from sweeps import tune, tuning
 
-from dnahnet import config as cfglib  # noqa: E402
-from dnahnet.registry import build_model_from_config, get_config  # noqa: E402
-from sweeps import tune, tuning  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 SEQ_LEN = 64
 EVALS = 4
