@@ -202,16 +202,23 @@ def _wandb(run_dir: Path, tags: dict[str, str]):
         save_dir=str(run_dir), name=Path(run_dir).name, project=os.environ.get("WANDB_PROJECT", "dnahnet"),
         offline=offline, group=tags.get("sweep"), config={"tags": tags},
         tags=[f"{k}={tags[k]}"[:64] for k in label_keys if tags.get(k)],
-        settings=wandb.Settings(quiet=True),  # no per-run summary table in a sweep's log
+        settings=wandb.Settings(silent=True),  # no banner and summary table per run in a sweep's log
     )
+
+
+_RUN_DIR_STORES: set[str] = set()  # the default file stores (RUN/mlruns) given to MLflow in this process
 
 
 def _mlflow(run_dir: Path, tags: dict[str, str], uri: str):
     from lightning.pytorch.loggers import MLFlowLogger
 
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    given = os.environ.get("MLFLOW_TRACKING_URI", "")
+    # mlflow.set_tracking_uri (Lightning calls it) exports the URI to this variable: a run directory's store
+    # chosen here for an earlier run of the process is not the user's choice.
+    uri = uri or ("" if given in _RUN_DIR_STORES else given)
     if not uri:
         uri = (Path(run_dir).resolve() / "mlruns").as_uri()
+        _RUN_DIR_STORES.add(uri)
         # MLflow 3 keeps its file store in maintenance mode and refuses it unless this is set; a file store
         # under the run directory is what a run without a tracking server needs (no database to set up).
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
@@ -243,9 +250,12 @@ def build_loggers(train_cfg, run_dir: str | os.PathLike, resume_step: int | None
 
 def finish(loggers) -> None:
     """End the tracker runs a training opened: a W&B run stays open until `wandb.finish()` (the next run of a
-    sweep in the same process would otherwise log into it); the others close when Lightning finalizes."""
+    sweep in the same process would otherwise log into it); the others close when Lightning finalizes. The
+    run directory's MLflow store, which mlflow exported to $MLFLOW_TRACKING_URI, is taken back out of it."""
     for logger in loggers:
         logger.save()
+    if os.environ.get("MLFLOW_TRACKING_URI") in _RUN_DIR_STORES:  # set by mlflow for this run only
+        os.environ.pop("MLFLOW_TRACKING_URI")
     if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
         import wandb
 
