@@ -19,11 +19,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "sweeps"))
 from synthetic_corpus import markov_corpus  # noqa: E402
 
-pytest.importorskip("tensorboard", reason='the tracking extra: pip install -e ".[tracking]"')
-pytest.importorskip("mlflow", reason='the tracking extra: pip install -e ".[tracking]"')
-pytest.importorskip("wandb", reason='the tracking extra: pip install -e ".[tracking]"')
-
 ALL = "csv,tensorboard,mlflow,wandb"
+
+
+def needs_trackers(*names: str) -> None:
+    for name in names:
+        pytest.importorskip(name, reason='the tracking extra: pip install -e ".[tracking]"')
 
 
 def sweep_args(root: Path, out: Path, loggers: str = ALL) -> list[str]:
@@ -38,6 +39,7 @@ def sweep(tmp_path_factory):
     """One tiny isoFLOP sweep (3 runs) logging to every tracker; shared by the tracker checks."""
     from sweeps import isoflop
 
+    needs_trackers("tensorboard", "mlflow", "wandb")
     root = tmp_path_factory.mktemp("tracking")
     markov_corpus(root / "data", 4, 20_000, 0, "genome{g}.fasta", "G{g}_chr synthetic genome {g}")
     with pytest.MonkeyPatch.context() as mp:
@@ -204,6 +206,7 @@ def test_metrics_csv_keeps_the_rows_before_the_resume_step(tmp_path):
 
 
 def test_mlflow_logs_to_a_given_tracking_uri(tmp_path, monkeypatch):
+    needs_trackers("mlflow")
     from mlflow.tracking import MlflowClient
 
     from dnahnet.lit import TrainConfig
@@ -234,3 +237,15 @@ def test_wandb_goes_offline_without_a_server(monkeypatch):
     assert tracking._wandb_offline() is True
     monkeypatch.setenv("WANDB_MODE", "online")
     assert tracking._wandb_offline() is False
+
+
+def test_tune_tags_each_trial_with_its_study_and_budget(monkeypatch, tmp_path):
+    from sweeps import tune, tuning
+
+    seen = {}
+    monkeypatch.setattr(tuning, "train_run", lambda *args, **kwargs: seen.update(args=args, kwargs=kwargs) or "done")
+    run = tune.tagged_train_run("dnahnet-tiny-3e11", 3e11)
+    assert run("dnahnet", "m", "t", "d", tmp_path / "trials" / "trial_4", progress=False) == "done"
+    assert seen["args"] == ("dnahnet", "m", "t", "d", tmp_path / "trials" / "trial_4")
+    assert seen["kwargs"] == {"progress": False, "tags": {"sweep": "dnahnet-tiny-3e11", "budget": "3e+11",
+                                                          "run_id": "trial_4"}}
