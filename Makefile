@@ -15,7 +15,7 @@ FIGURES ?= figures/cpu
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev,slurm]"
+	$(PY) -m pip install -q -e ".[dev,slurm,tracking]"
 	touch $@
 
 install: $(VENV)/.installed

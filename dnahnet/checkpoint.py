@@ -278,9 +278,37 @@ def _dcp_weights(directory: Path, model) -> dict:
     return {k[len(prefix):]: v for k, v in target.items()}
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu"):
-    """The model stored in a checkpoint file, an FSDP2 checkpoint directory, or a run directory (its
-    checkpoints/last.ckpt), in eval mode. Raises CheckpointError naming the file."""
+@dataclass
+class CheckpointModel:
+    model: torch.nn.Module  # the trained model, on the CPU, in eval mode
+    family: str  # its registry family
+    model_config: dict  # its resolved config (every field, as the checkpoint's hyper_parameters hold it)
+    path: Path  # the checkpoint file or distributed directory it came from
+    global_step: int  # the optimizer steps it was trained for
+
+
+def is_exported(path: str | os.PathLike) -> bool:
+    """A folder written by `python -m dnahnet.export` (config.json + model.safetensors), not a run directory."""
+    from dnahnet.export import CONFIG_FILE
+
+    path = Path(path)
+    return path.is_dir() and (path / CONFIG_FILE).is_file() and not (path / "checkpoints").exists() \
+        and not (path / DCP_METADATA).exists()
+
+
+def weights_file(path: str | os.PathLike) -> Path:
+    """The file holding the weights `load_model(path)` reads (what a result computed from them depends on)."""
+    if is_exported(path):
+        from dnahnet.export import WEIGHTS_FILE
+
+        return Path(path) / WEIGHTS_FILE
+    resolved = resolve_checkpoint_path(path)
+    return resolved.resolve() / DCP_META_PT if resolved.is_dir() else resolved.resolve()
+
+
+def load_checkpoint_model(path: str | os.PathLike) -> CheckpointModel:
+    """The model of a Lightning checkpoint file, an FSDP2 checkpoint directory or a run directory (its
+    checkpoints/last.ckpt), with its family and config. Weights-only reading; CheckpointError naming the file."""
     path = resolve_checkpoint_path(path)
     if path.is_dir():
         state = verify(path)
@@ -293,7 +321,22 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu"):
         if not isinstance(weights, dict):
             raise CheckpointError(f"{path}: no state_dict in this checkpoint")
         _load_weights(path, model, weights)
-    return model.to(map_location).eval()
+    from dnahnet import config as cfglib
+
+    hparams = state["hyper_parameters"]
+    return CheckpointModel(model.eval(), hparams["family"], cfglib.to_dict(model.config), path,
+                           int(state.get("global_step", 0)))
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu"):
+    """The model stored in a checkpoint file, an FSDP2 checkpoint directory, a run directory (its
+    checkpoints/last.ckpt) or an exported folder (`dnahnet.export`: model.safetensors + config.json), in eval
+    mode. Every CLI's `--checkpoint` comes here. Raises CheckpointError naming the file."""
+    if is_exported(path):
+        from dnahnet.export import from_pretrained
+
+        return from_pretrained(path, map_location=map_location)
+    return load_checkpoint_model(path).model.to(map_location).eval()
 
 
 def resolve_device(text: str | None, arg: str = "--device") -> torch.device:

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dnahnet.generate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="a checkpoint or run directory")
+    src.add_argument("--checkpoint", help="a checkpoint, run directory or exported folder (dnahnet.export)")
     src.add_argument("--family", help="an untrained model of this family (smoke runs)")
     parser.add_argument("--preset", default="tiny", help="preset for --family")
     parser.add_argument("--prompt", required=True, help="DNA prompt (A/C/G/T/N and IUPAC codes)")

@@ -85,9 +85,9 @@ def directory_lock(directory: str | os.PathLike, what: str = "run directory"):
 
 
 # ---------------------------------------------------------------------- run identity
-# Keys that do not change what a run learns (where data is cached, how often it logs, which kernels run).
+# Keys that do not change what a run learns (where data is cached, how often and where it logs, which kernels run).
 _NEUTRAL_KEYS = {"data.store_dir", "data.num_workers", "data.eval_batch_size", "train.log_every",
-                 "model.attn_backend", "model.mamba_backend"}
+                 "model.attn_backend", "model.mamba_backend", "train.loggers", "train.mlflow_uri"}
 
 
 def config_differences(old: dict, new: dict, neutral=_NEUTRAL_KEYS) -> list[str]:

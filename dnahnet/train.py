@@ -24,7 +24,6 @@ import csv
 import json
 import logging
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -103,51 +102,14 @@ def _strategy(train_cfg: TrainConfig):
     raise ValueError(f"train.strategy must be auto|ddp|fsdp|fsdp2, got {name!r}")
 
 
-def _resumable_csv_logger(run_dir: Path, resume_step: int | None):
-    """Lightning's CSVLogger, except that a resumed run keeps the metrics.csv rows it logged before its
-    checkpoint (Lightning deletes the file when the log directory is not empty). Rows at or after the
-    checkpoint's step are dropped: the resumed run logs those steps again. `resume_step` comes from the
-    checkpoint the run resumes from (None: a fresh start, which starts a fresh file)."""
-    import io
-
-    from lightning.pytorch.loggers import CSVLogger
-    from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-    from lightning.pytorch.loggers.logger import rank_zero_experiment
-
-    class _Writer(ExperimentWriter):
-        def _check_log_dir_exists(self) -> None:
-            if not os.path.isfile(self.metrics_file_path):
-                return
-            if resume_step is None:  # a fresh start (or an unreadable checkpoint): start a fresh file
-                os.remove(self.metrics_file_path)
-                return
-            with open(self.metrics_file_path, newline="") as fh:
-                reader = csv.DictReader(fh)
-                keys = list(reader.fieldnames or [])
-                rows = [r for r in reader if r.get("step") not in (None, "") and float(r["step"]) < resume_step]
-            self.metrics_keys = sorted(keys)
-            buf = io.StringIO()
-            writer = csv.DictWriter(buf, fieldnames=self.metrics_keys, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-            fileio.atomic_write_text(self.metrics_file_path, buf.getvalue())
-
-    class _Logger(CSVLogger):
-        @property
-        @rank_zero_experiment
-        def experiment(self):
-            if self._experiment is None:
-                self._fs.makedirs(self.root_dir, exist_ok=True)
-                self._experiment = _Writer(log_dir=self.log_dir)
-            return self._experiment
-
-    return _Logger(save_dir=str(run_dir), name="", version="")
-
-
 def build_trainer(train_cfg: TrainConfig, run_dir: Path, callbacks=(), progress: bool = True,
-                  resume_step: int | None = None):
+                  resume_step: int | None = None, tags: dict | None = None, params: dict | None = None):
+    """The run's Trainer. Its loggers (`dnahnet.tracking`): metrics.csv always (a resumed run keeps the rows
+    before `resume_step`), then the trackers of `train.loggers`, tagged with `tags`, given `params`."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from dnahnet import tracking
 
     # The two newest checkpoints are kept (step=N.ckpt) and last.ckpt links to the newest: a checkpoint cut
     # short (a full disk, a kill mid-write) leaves the previous one to resume from, at one write per save.
@@ -169,7 +131,7 @@ def build_trainer(train_cfg: TrainConfig, run_dir: Path, callbacks=(), progress:
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         log_every_n_steps=train_cfg.log_every,
-        logger=_resumable_csv_logger(run_dir, resume_step),
+        logger=tracking.build_loggers(train_cfg, run_dir, resume_step, tags=tags, params=params),
         callbacks=[checkpoint, *callbacks],
         enable_progress_bar=progress,
         enable_model_summary=False,
@@ -236,6 +198,12 @@ def check_configs(model_cfg, train_cfg: TrainConfig, data_cfg) -> None:
             bad.append(f"model.{name}={value}: must not be negative")
         elif name in _POSITIVE_MODEL_FIELDS and any(v == 0 for v in numbers):
             bad.append(f"model.{name}={value}: must be positive")
+    try:  # unknown trackers, or a tracker package not installed (names the extra)
+        from dnahnet.tracking import check_trackers
+
+        check_trackers(t.loggers)
+    except ValueError as exc:
+        bad.append(str(exc))
     if bad:
         raise RunRefused(f"{bad[0]}" + (f" (and {len(bad) - 1} more: {'; '.join(bad[1:3])})" if len(bad) > 1 else ""))
 
@@ -326,8 +294,10 @@ def train_run(
     callbacks=(),
     progress: bool = True,
     datamodule=None,
+    tags: dict | None = None,
 ) -> RunResult:
-    """Train (or resume, or skip when finished) one run into `run_dir` and return its result.
+    """Train (or resume, or skip when finished) one run into `run_dir` and return its result. `tags`: what a
+    sweep adds to the tracker tags of the run (`dnahnet.tracking.sweep_tags`).
 
     Raises RunRefused (bad config, no validation windows, an unsafe checkpoint), RunLocked (another process
     holds `run_dir`), TrainingStopped (SIGTERM; a rerun resumes)."""
@@ -335,13 +305,15 @@ def train_run(
     lock = directory_lock(run_dir) if launch_rank() == 0 else contextlib.nullcontext()
     with lock:
         return _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir, preset, variant, callbacks, progress,
-                             datamodule)
+                             datamodule, tags)
 
 
 def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset, variant, callbacks, progress,
-                  datamodule) -> RunResult:
+                  datamodule, tags=None) -> RunResult:
     import lightning as L
     from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from dnahnet import tracking
 
     result_path = run_dir / "result.json"
     if result_path.exists():
@@ -362,8 +334,13 @@ def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset,
     _check_model(lit)
     # Written once the run is known to start: a refused run leaves no config behind.
     fileio.write_yaml(run_dir / "config.yaml", resolved_config(family, preset, variant, model_cfg, train_cfg, data_cfg))
+    planned_tokens = train_cfg.max_steps * data_cfg.batch_size * data_cfg.seq_len * train_cfg.devices * \
+        train_cfg.num_nodes
+    run_tags = tracking.run_tags(family, variant, preset, lit.model.param_counts().total, planned_tokens, run_dir,
+                                 extra=tags)
     trainer = build_trainer(train_cfg, run_dir, callbacks=[clock, *callbacks], progress=progress,
-                            resume_step=point.step if point else None)
+                            resume_step=point.step if point else None, tags=run_tags,
+                            params={"data": cfglib.to_dict(data_cfg), "preset": preset, "variant": variant or ""})
     if point:
         log.info("resuming %s from %s (step %d)", run_dir, point.path.name, point.step)
     elif (run_dir / "metrics.csv").exists():
@@ -377,6 +354,8 @@ def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset,
                 trainer.validate(lit, datamodule=dm, verbose=False)[0]
     except SIGTERMException:
         raise TrainingStopped(_stopped_message(run_dir, trainer, train_cfg.max_steps)) from None
+    finally:
+        tracking.finish(trainer.loggers)
     counts = lit.model.param_counts()
     result = RunResult(
         status="ok",

@@ -256,6 +256,7 @@ def summary_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from dnahnet.rundir import RunRefused, TrainingStopped, directory_lock, stop_on_sigterm
+    from dnahnet.tracking import check_trackers
     from sweeps.runner import DiskFull
 
     args = build_parser().parse_args(argv)
@@ -267,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_args(args)
         specs = plan_from_args(args)
+        for spec in specs:  # a tracker package not installed: one line now, not one failed run per run
+            check_trackers(spec.train.get("loggers", "csv"))
         slurm = SlurmOptions(
             partition=args.slurm_partition, time_min=parse_slurm_time(args.slurm_time),
             gpus_per_node=args.slurm_gpus_per_node, cpus_per_task=args.slurm_cpus_per_task,

@@ -204,6 +204,7 @@ def execute_run(spec: RunSpec, sweep_dir: str | os.PathLike, callbacks=(), datam
     """
     from dnahnet import train as trainlib
     from dnahnet.rundir import RunLocked
+    from dnahnet.tracking import sweep_tags
 
     train_fn = train_fn or trainlib.train_run
     sweep_dir = Path(sweep_dir).resolve()
@@ -218,8 +219,12 @@ def execute_run(spec: RunSpec, sweep_dir: str | os.PathLike, callbacks=(), datam
                 resumed_from = step
                 log.info("%s: resuming from its checkpoint at step %s", spec.run_id, step if step >= 0 else "?")
         model_cfg, train_cfg, data_cfg = spec.configs()
+        # Tracker tags (train.loggers): the sweep, the plan row's budget, size, parameters and tokens.
+        tags = sweep_tags(sweep_dir.name, spec.budget, spec.run_id, size=spec.size, params=spec.params,
+                          tokens=spec.tokens)
         result = train_fn(spec.family, model_cfg, train_cfg, data_cfg, run_dir, preset=spec.preset,
-                          variant=spec.variant, callbacks=list(callbacks), progress=False, datamodule=datamodule)
+                          variant=spec.variant, callbacks=list(callbacks), progress=False, datamodule=datamodule,
+                          tags=tags)
         status, error = result.status, result.error
         if status == "ok" and not math.isfinite(result.val_loss):
             status, error = "failed", f"non-finite validation loss {result.val_loss}"

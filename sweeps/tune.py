@@ -33,6 +33,7 @@ import logging
 import sys
 from pathlib import Path
 
+from dnahnet.tracking import check_trackers, sweep_tags
 from sweeps import tuning
 
 
@@ -77,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def tagged_train_run(study: str, budget: float):
+    """`tuning.train_run` tagging each trial's tracker runs (train.loggers) with the study, budget and trial."""
+
+    def run(family, model_cfg, train_cfg, data_cfg, run_dir, **kwargs):
+        tags = sweep_tags(study, budget, Path(run_dir).name)
+        return tuning.train_run(family, model_cfg, train_cfg, data_cfg, run_dir, tags=tags, **kwargs)
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -116,11 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         if train_cfg.devices * train_cfg.num_nodes != 1:
             raise ValueError("train.devices / train.num_nodes: a trial trains on one device; to use more devices, "
                              "start one worker per device on the same --storage (e.g. CUDA_VISIBLE_DEVICES=k)")
+        check_trackers(train_cfg.loggers)  # train.loggers=...: a tracker package not installed
+        name = args.study or tuning.default_study_name(spec)
         # Bad family/preset/variant/setting or a budget too small: fail here, before any file is written.
-        objective = tuning.make_objective(spec, out, progress=not args.no_progress)
+        objective = tuning.make_objective(spec, out, progress=not args.no_progress,
+                                          train_fn=tagged_train_run(name, args.budget))
         out.mkdir(parents=True, exist_ok=True)
         storage = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
-        name = args.study or tuning.default_study_name(spec)
         study = _open_study(args, spec, storage, name)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """Shared command-line pieces of the evaluations: model selection, scoring options, atomic outputs, resume.
 
-Every evaluation CLI takes either ``--checkpoint CKPT`` (a Lightning checkpoint or a run directory) or
+Every evaluation CLI takes either ``--checkpoint CKPT`` (a Lightning checkpoint, a run directory or a folder
+exported by ``python -m dnahnet.export``) or
 ``--family NAME [--preset tiny] [--variant V] [--seed 0]`` for an untrained model (smoke runs), plus
 ``--device``, ``--batch-size``, ``--precision`` and the scoring options of `dnahnet.evals.scoring`.
 """
@@ -88,7 +89,8 @@ def add_model_args(parser: argparse.ArgumentParser, scoring: bool = True) -> Non
     """--checkpoint | --family/--preset/--variant/--seed, --device, --batch-size (+ scoring options)."""
     g = parser.add_argument_group("model")
     which = g.add_mutually_exclusive_group(required=True)
-    which.add_argument("--checkpoint", help="Lightning checkpoint (.ckpt) or run directory (its checkpoints/last.ckpt)")
+    which.add_argument("--checkpoint", help="Lightning checkpoint (.ckpt), run directory (its checkpoints/last.ckpt) "
+                       "or exported folder (model.safetensors + config.json)")
     which.add_argument("--family", help="build an untrained model of this family instead (smoke runs)")
     g.add_argument("--preset", default="tiny", help="preset of --family (default: tiny)")
     g.add_argument("--variant", default=None, help="variant of --family (e.g. dnaHNet 3,2)")
@@ -120,11 +122,11 @@ def model_from_args(args: argparse.Namespace):
     if getattr(args, "out", None) is not None:
         check_output_dir(args.out)
     if args.checkpoint:
-        from dnahnet.checkpoint import load_model
+        from dnahnet.checkpoint import load_model, weights_file
 
         path = Path(args.checkpoint)
         model = load_model(path, map_location="cpu")
-        stat = (path / "checkpoints" / "last.ckpt" if path.is_dir() else path)
+        stat = weights_file(path)
         desc = {"checkpoint": str(path.resolve())}
         if stat.exists():
             desc.update(size=stat.stat().st_size, mtime=stat.stat().st_mtime)
