@@ -1,4 +1,10 @@
-"""Shared test setup: small thread counts (CI has 2 cores), GPU marker handling."""
+"""Shared test setup: small thread counts (CI has 2 cores), GPU marker handling, the reference analysis."""
+
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +21,26 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@dataclass
+class ReferenceDemo:
+    logs: Path  # a copy of analysis/reference/cpu: nothing but the committed logs in reach
+    out: Path  # the demo's --out; out / "reference" holds figures/, summary.md, fits.json
+    proc: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="session")
+def reference_demo(tmp_path_factory) -> ReferenceDemo:
+    """`python -m dnahnet.demo --no-live` on a copy of the committed CPU sweep logs, run once for the
+    session: its reference step is `make figures`' analysis command (`python -m analysis --results
+    */results.csv --quiet`), the minute-long part of both the demo's and the reference sweeps' tests."""
+    repo = Path(__file__).resolve().parents[1]
+    work = tmp_path_factory.mktemp("reference")
+    shutil.copytree(repo / "analysis" / "reference" / "cpu", work / "logs")
+    proc = subprocess.run([sys.executable, "-m", "dnahnet.demo", "--no-progress", "--no-live", "--reference",
+                           str(work / "logs"), "--out", str(work / "demo")], cwd=work, capture_output=True, text=True)
+    return ReferenceDemo(logs=work / "logs", out=work / "demo", proc=proc)
 
 
 def pytest_collection_modifyitems(config, items):

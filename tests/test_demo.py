@@ -17,10 +17,10 @@ def demo(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True)
 
 
-def test_reference_step_regenerates_the_figures_and_prints_the_headline(tmp_path):
-    proc = demo("--no-live", "--out", str(tmp_path / "demo"), cwd=ROOT)
+def test_reference_step_regenerates_the_figures_and_prints_the_headline(reference_demo):
+    proc = reference_demo.proc
     assert proc.returncode == 0, proc.stderr[-2000:]
-    figures = tmp_path / "demo" / "reference" / "figures"
+    figures = reference_demo.out / "reference" / "figures"
     assert (figures / "frontier.png").is_file() and list(figures.glob("isoflop_*.png"))
     for family in ("transformer", "stripedhyena", "dnahnet"):
         assert f"  {family}" in proc.stdout  # a line per family: its exponents, or why it has none

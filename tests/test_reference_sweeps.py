@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,16 +18,11 @@ FAMILIES = ("transformer", "stripedhyena", "dnahnet")
 
 
 @pytest.fixture(scope="module")
-def regenerated(tmp_path_factory) -> Path:
-    """`make figures`' command on a copy of the committed logs (nothing else in reach)."""
-    work = tmp_path_factory.mktemp("reference")
-    shutil.copytree(REFERENCE, work / "logs")
-    results = sorted(str(p) for p in (work / "logs").glob("*/results.csv"))
-    out = work / "out"
-    proc = subprocess.run([sys.executable, "-m", "analysis", "--results", *results, "--out", str(out), "--quiet"],
-                          cwd=work, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    return out
+def regenerated(reference_demo) -> Path:
+    """`make figures`' command (the demo's reference step) on a copy of the committed logs, nothing else
+    in reach (the session's `reference_demo`, shared with the demo's test)."""
+    assert reference_demo.proc.returncode == 0, reference_demo.proc.stderr[-2000:]
+    return reference_demo.out / "reference"
 
 
 def test_committed_logs_are_complete():
