@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as `python sweeps/isoflop.py`: make the rep
 from sweeps import ladders as ladlib  # noqa: E402
 from sweeps.launch import LAUNCHERS, SlurmOptions, parse_slurm_time, run_local, run_local_gpus, run_slurm  # noqa: E402
 from sweeps.plan import RunSpec, format_table, load_overrides, plan_family, write_plan  # noqa: E402
-from sweeps.runner import cpu_threads, global_rank, quiet_lightning, results_by_id  # noqa: E402
+from sweeps.runner import cpu_threads, quiet_lightning, results_by_id  # noqa: E402
 
 log = logging.getLogger("sweeps")
 
@@ -249,14 +249,14 @@ def summary_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dnahnet.rundir import RunRefused, TrainingStopped, directory_lock, stop_on_sigterm
+    from dnahnet.rundir import RunRefused, TrainingStopped, directory_lock, is_rank_zero, stop_on_sigterm
     from sweeps.runner import DiskFull
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop_on_sigterm()
     out = Path(args.out)
-    rank0 = global_rank() == 0
+    rank0 = is_rank_zero()
     specs: list[RunSpec] = []
     try:
         check_args(args)

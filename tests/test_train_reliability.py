@@ -207,7 +207,7 @@ def test_sigterm_exits_143_and_the_rerun_resumes(corpus, tmp_path, caplog):
     _wait_for(lambda: len(list((run / "checkpoints").glob("step=*.ckpt"))) >= 2, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err[-2000:]
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]  # 143, as a shell reports it
     assert "stopped by SIGTERM at step" in err and "rerun the same command to resume" in err
     assert not (run / "result.json").exists()
     point = find_resume_point(run)
