@@ -27,7 +27,7 @@ def _writer(path: str, worker: int, n: int) -> None:
 
 
 def test_concurrent_writers_lose_and_duplicate_nothing(tmp_path):
-    """Read-modify-write from 4 processes at once: without the flock, rows get lost."""
+    """Read-modify-write from 4 processes at once: without the file lock, rows get lost."""
     path = tmp_path / "results.csv"
     ctx = mp.get_context("fork")
     procs = [ctx.Process(target=_writer, args=(str(path), w, 25)) for w in range(4)]
