@@ -2,8 +2,8 @@
 
 Each run trains with `dnahnet.train.train_run` into `DIR/runs/<run_id>` (which skips a finished run and
 resumes an interrupted one from `checkpoints/last.ckpt`). When it ends, one row goes into results.csv:
-read, replace any row of the same run_id, write a temporary file, `os.replace` - under an exclusive
-file lock on `results.csv.lock` (`filelock`), so concurrent workers (local GPUs, SLURM jobs on one filesystem)
+read, replace any row of the same run_id, write a temporary file, `os.replace` - under an exclusive file
+lock on `results.csv.lock` (`filelock`), so concurrent workers (local GPUs, SLURM jobs on one filesystem)
 never lose or duplicate a row. A run that raises (a NaN loss raises FloatingPointError) is recorded as
 `failed` with its error (the traceback goes to `<run_dir>/error.log`) and the sweep moves on.
 
