@@ -1,14 +1,16 @@
 """The one LightningModule that trains every model family.
 
 Objective: next-nucleotide cross-entropy (nats) + the model's auxiliary loss (dnaHNet's ratio loss).
-Logged: loss in nats and bits per nucleotide, perplexity, auxiliary metrics, learning rate, cumulative
-tokens and training FLOPs (analytic, from the model's FLOPs per token), tokens/s.
+Logged: loss in nats and bits per nucleotide, perplexity, auxiliary metrics, cumulative tokens and training
+FLOPs (analytic, from the model's FLOPs per token); through Lightning's callbacks (`configure_callbacks`),
+the learning rate of each parameter group (`lr/<group>`, LearningRateMonitor) and throughput
+(`train/device/items_per_sec` = nucleotides/s, `train/device/flops_per_sec`, MFU on known GPUs;
+ThroughputMonitor).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import lightning as L
@@ -18,6 +20,7 @@ import torchmetrics
 
 from dnahnet import config as cfglib
 from dnahnet.compiled import MaybeCompiled
+from dnahnet.nn.lm import LMOutput
 from dnahnet.registry import build_model_from_config, config_from_dict
 from dnahnet.schedules import SCHEDULES, lr_factor
 
@@ -52,8 +55,19 @@ class TrainConfig:
     mlflow_uri: str = ""  # MLflow tracking URI ("" = $MLFLOW_TRACKING_URI, else a file store in RUN/mlruns)
 
 
+@dataclass
+class BatchLoss:
+    """The next-nucleotide loss of one batch."""
+
+    nll_sum: torch.Tensor  # scalar: summed negative log-likelihood over the scored positions (nats)
+    nll: torch.Tensor  # scalar: nll_sum / n_tokens, the mean per scored nucleotide (nats)
+    n_tokens: int  # scored positions (labels != IGNORE_INDEX)
+    output: LMOutput  # the forward pass (aux_loss, metrics)
+
+
 def param_groups(model, weight_decay: float, base_lr: float) -> list[dict]:
-    """AdamW groups keyed by (decay?, lr multiplier). Which parameters decay is the model's recipe
+    """AdamW groups keyed by (decay?, lr multiplier), each with a `name` ("decay", "no_decay", "decay_x2",
+    ...: the LearningRateMonitor's column `lr/<name>`). Which parameters decay is the model's recipe
     (`LanguageModel.weight_decay_names`); a plain module gets the generic rule: matrices only (no decay on
     norms, biases, embeddings)."""
     if hasattr(model, "weight_decay_names"):
@@ -70,13 +84,15 @@ def param_groups(model, weight_decay: float, base_lr: float) -> list[dict]:
             continue
         decay = name in decayed
         mult = float(multipliers.get(name, 1.0))
-        group = groups.setdefault(
-            (decay, mult),
-            {"params": [], "names": [], "weight_decay": weight_decay if decay else 0.0, "lr": base_lr * mult,
-             "lr_multiplier": mult},
-        )
-        group["params"].append(p)
-        group["names"].append(name)
+        if (decay, mult) not in groups:
+            label = ("decay" if decay else "no_decay") + ("" if mult == 1.0 else f"_x{mult:g}")
+            if any(g["name"] == label for g in groups.values()):  # two multipliers equal to 6 digits
+                label += f"_{mult!r}"
+            groups[(decay, mult)] = {"params": [], "names": [], "name": label,
+                                     "weight_decay": weight_decay if decay else 0.0, "lr": base_lr * mult,
+                                     "lr_multiplier": mult}
+        groups[(decay, mult)]["params"].append(p)
+        groups[(decay, mult)]["names"].append(name)
     return list(groups.values())
 
 
@@ -101,11 +117,11 @@ class LitLM(L.LightningModule):
         # dnahnet.data.module.EvalShardSampler). float64: a float32 count stops at 2^24 tokens.
         self.val_loss_sum = torchmetrics.SumMetric().set_dtype(torch.float64)
         self.val_token_count = torchmetrics.SumMetric().set_dtype(torch.float64)
-        self._last_time: float | None = None
+        self.flops_per_batch = 0.0  # FLOPs of the last batch on this device (read by ThroughputMonitor)
         self._forward = MaybeCompiled(self.model, self.train_cfg.compile, family)
 
     # ------------------------------------------------------------------ objective
-    def _loss(self, batch) -> tuple[torch.Tensor, torch.Tensor, int, object]:
+    def _loss(self, batch) -> BatchLoss:
         out = self._forward(batch["input_ids"]) if self.training else self.model(batch["input_ids"])
         logits = out.logits.float()  # (B, L, V)
         labels = batch["labels"]  # (B, L)
@@ -113,19 +129,22 @@ class LitLM(L.LightningModule):
             logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
         )
         n_tokens = int((labels != IGNORE_INDEX).sum())
-        return nll_sum, nll_sum / max(1, n_tokens), n_tokens, out
+        return BatchLoss(nll_sum, nll_sum / max(1, n_tokens), n_tokens, out)
 
     def training_step(self, batch, batch_idx):
-        _, nll, n_tokens, out = self._loss(batch)
+        batch_loss = self._loss(batch)
+        nll, out = batch_loss.nll, batch_loss.output
         loss = nll if out.aux_loss is None else nll + out.aux_loss
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
         world = self.trainer.world_size if self.trainer else 1
-        step_tokens = n_tokens * world
+        step_tokens = batch_loss.n_tokens * world
         metrics = {k: float(v) for k, v in out.metrics.items()}
+        measured = self.model.measured_flops_per_token(self.seq_len, metrics)
         self.tokens_seen += step_tokens
         self.flops_planned += step_tokens * self.flops_per_token.training
-        self.flops_actual += step_tokens * self.model.measured_flops_per_token(self.seq_len, metrics).training
+        self.flops_actual += step_tokens * measured.training
+        self.flops_per_batch = batch["input_ids"].numel() * measured.training
         log = {
             "train/loss": nll.detach(),
             "train/bpn": nll.detach() / LN2,
@@ -141,20 +160,14 @@ class LitLM(L.LightningModule):
         self.log("loss", nll.detach(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx):
-        now = time.perf_counter()
-        if self._last_time is not None:
-            n = int((batch["labels"] != IGNORE_INDEX).sum()) * (self.trainer.world_size if self.trainer else 1)
-            self.log("tokens_per_s", n / max(now - self._last_time, 1e-9), on_step=True, on_epoch=False)
-        self._last_time = now
-        opt = self.optimizers()
-        if opt is not None and not isinstance(opt, list):
-            self.log("lr", opt.param_groups[0]["lr"] / opt.param_groups[0].get("lr_multiplier", 1.0), on_step=True)
-
     def validation_step(self, batch, batch_idx):
-        nll_sum, _, n_tokens, out = self._loss(batch)
-        self.val_loss_sum.update(nll_sum.detach())
-        self.val_token_count.update(torch.tensor(float(n_tokens), device=nll_sum.device))
+        batch_loss = self._loss(batch)
+        out = batch_loss.output
+        self.val_loss_sum.update(batch_loss.nll_sum.detach())
+        self.val_token_count.update(torch.tensor(float(batch_loss.n_tokens), device=batch_loss.nll_sum.device))
+        metrics = {k: float(v) for k, v in out.metrics.items()}
+        self.flops_per_batch = (batch["input_ids"].numel()
+                                * self.model.measured_flops_per_token(self.seq_len, metrics).forward)
         for k, v in out.metrics.items():
             self.log(f"val/{k}", v, on_step=False, on_epoch=True, sync_dist=True)
 
@@ -167,6 +180,24 @@ class LitLM(L.LightningModule):
         self.log_dict({"val/loss": loss, "val/bpn": loss / LN2, "val/ppl": torch.exp(loss)}, prog_bar=True,
                       sync_dist=True)
         self.log_dict({"tokens": float(self.tokens_seen), "flops": float(self.flops_actual)}, sync_dist=True)
+
+    # ------------------------------------------------------------------ monitoring
+    def configure_callbacks(self):
+        """Learning rate per parameter group and throughput, logged by Lightning's own callbacks (next to
+        this module's metrics, every `log_every` steps). Not without a logger: they would have nowhere to
+        write (and LearningRateMonitor refuses to start)."""
+        from lightning.pytorch.callbacks import LearningRateMonitor, ThroughputMonitor
+
+        if not self.trainer.loggers:
+            return []
+        return [
+            LearningRateMonitor(logging_interval="step"),
+            # Rates over the last `log_every` batches (the window spans log_every + 1 updates); items are
+            # nucleotide positions, FLOPs `flops_per_batch` (the model's count for the measured rates).
+            ThroughputMonitor(batch_size_fn=lambda batch: batch["input_ids"].shape[0],
+                              length_fn=lambda batch: batch["input_ids"].numel(),
+                              window_size=max(2, self.train_cfg.log_every + 1)),
+        ]
 
     # ------------------------------------------------------------------ parallelism
     def configure_model(self) -> None:
@@ -201,7 +232,8 @@ class LitLM(L.LightningModule):
             return lr_factor(c.schedule, step, c.max_steps, warmup, c.min_lr_ratio, c.decay_fraction)
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        # "name": LearningRateMonitor logs each group's learning rate as lr/<group name>.
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint):

@@ -34,14 +34,18 @@ class TrainingStopped(BaseException):
     exit_code = 128 + signal.SIGTERM  # 143, what a shell reports for a process killed by SIGTERM
 
 
-def launch_rank() -> int:
-    """This process's rank as its launcher set it (0 when alone): Lightning re-runs the command for the
-    other ranks of a multi-process run with LOCAL_RANK/NODE_RANK set; SLURM sets SLURM_PROCID per task."""
-    if "RANK" in os.environ:
-        return int(os.environ["RANK"])
-    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_PROCID" in os.environ:
-        return int(os.environ["SLURM_PROCID"])
-    return int(os.environ.get("LOCAL_RANK", 0) or 0) + int(os.environ.get("NODE_RANK", 0) or 0)
+def is_rank_zero() -> bool:
+    """Whether this process is rank 0 of its run: the one that locks the run (or sweep) directory, moves
+    unreadable checkpoints aside and records results.
+
+    Lightning's `rank_zero_only.rank`: the global rank once a Trainer has set up its processes, and before
+    that (when a command starts, before the lock is taken) the rank its launcher put in the environment
+    (RANK, LOCAL_RANK, SLURM_PROCID). Lightning does not read NODE_RANK there: the process a user starts on
+    node 1..M of a multi-node run reads as rank 0 until the Trainer sets it up, so node 0 is required too."""
+    from lightning.fabric.plugins.environments import LightningEnvironment
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return rank_zero_only.rank == 0 and LightningEnvironment().node_rank() == 0
 
 
 def _lock_holder(owner_file: Path) -> str:
@@ -82,6 +86,21 @@ def directory_lock(directory: str | os.PathLike, what: str = "run directory"):
         with contextlib.suppress(OSError):
             owner.unlink()
         lock.release()
+
+
+# ---------------------------------------------------------------------- resume point
+def resume_point(run_dir: str | os.PathLike) -> ckptlib.ResumePoint | None:
+    """The checkpoint a run in `run_dir` resumes from: its readable checkpoint with the highest step
+    (`step=N.ckpt`, `last.ckpt` (a link to the newest), Lightning's `hpc_ckpt_*.ckpt`), or None (the run
+    starts over). What `dnahnet.train` resumes from and what a sweep records as `resumed_from_step`.
+
+    Rank 0 moves an unreadable (truncated) checkpoint aside as `*.corrupt-*.ckpt`; the other ranks of a
+    multi-process run skip it without touching the files. A checkpoint that would run code when loaded is
+    refused: RunRefused naming the file."""
+    try:
+        return ckptlib.find_resume_point(run_dir, set_aside_corrupt=is_rank_zero())
+    except ckptlib.UnsafeCheckpoint as exc:
+        raise RunRefused(str(exc)) from None
 
 
 # ---------------------------------------------------------------------- run identity

@@ -41,8 +41,9 @@ from dnahnet.rundir import (
     TrainingStopped,
     check_same_run,
     directory_lock,
-    launch_rank,
+    is_rank_zero,
     move_run_aside,
+    resume_point,
     stop_on_sigterm,
 )
 
@@ -302,7 +303,7 @@ def train_run(
     Raises RunRefused (bad config, no validation windows, an unsafe checkpoint), RunLocked (another process
     holds `run_dir`), TrainingStopped (SIGTERM; a rerun resumes)."""
     run_dir = Path(run_dir)
-    lock = directory_lock(run_dir) if launch_rank() == 0 else contextlib.nullcontext()
+    lock = directory_lock(run_dir) if is_rank_zero() else contextlib.nullcontext()
     with lock:
         return _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir, preset, variant, callbacks, progress,
                              datamodule, tags)
@@ -322,10 +323,7 @@ def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset,
     clock = _wall_clock()
     check_configs(model_cfg, train_cfg, data_cfg)
     # Before anything touches the logs: a truncated checkpoint is moved aside, the newest readable one wins.
-    try:
-        point = ckptlib.find_resume_point(run_dir, set_aside_corrupt=launch_rank() == 0)
-    except ckptlib.UnsafeCheckpoint as exc:
-        raise RunRefused(str(exc)) from None
+    point = resume_point(run_dir)
     L.seed_everything(train_cfg.seed, workers=True, verbose=False)
     _, GenomeDataModule = _data_api()
     dm = datamodule or GenomeDataModule(data_cfg)
@@ -488,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
             raise RunRefused(f"--out {out}: is a file, not a run directory")
         resolved = resolved_config(family, preset, variant, model_cfg, train_cfg, data_cfg)
         # Rank 0 only: the other ranks of a multi-process run re-run this command once rank 0 trains.
-        if args.new_run and launch_rank() == 0 and (out / "config.yaml").exists():
+        if args.new_run and is_rank_zero() and (out / "config.yaml").exists():
             print(f"--new-run: the old run in {out} is kept as {move_run_aside(out)}", file=sys.stderr)
         check_same_run(out, resolved)
         result = train_run(family, model_cfg, train_cfg, data_cfg, out, preset=preset, variant=variant,

@@ -33,7 +33,7 @@ from pathlib import Path
 from sweeps import ladders as ladlib
 from sweeps.launch import LAUNCHERS, SlurmOptions, parse_slurm_time, run_local, run_local_gpus, run_slurm
 from sweeps.plan import RunSpec, format_table, load_overrides, plan_family, write_plan
-from sweeps.runner import cpu_threads, global_rank, quiet_lightning, results_by_id
+from sweeps.runner import cpu_threads, quiet_lightning, results_by_id
 
 log = logging.getLogger("sweeps")
 
@@ -255,7 +255,7 @@ def summary_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dnahnet.rundir import RunRefused, TrainingStopped, directory_lock, stop_on_sigterm
+    from dnahnet.rundir import RunRefused, TrainingStopped, directory_lock, is_rank_zero, stop_on_sigterm
     from dnahnet.tracking import check_trackers
     from sweeps.runner import DiskFull
 
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop_on_sigterm()
     out = Path(args.out)
-    rank0 = global_rank() == 0
+    rank0 = is_rank_zero()
     specs: list[RunSpec] = []
     try:
         check_args(args)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -69,11 +70,12 @@ def _worker_env(extra: dict | None = None) -> dict:
 
 def _finish(spec: RunSpec, sweep_dir: Path, returncode: int | None, why: str = "") -> dict:
     """The row a worker wrote, or a failed row when it wrote none. A worker stopped by SIGTERM (exit 143,
-    or killed by it) stops the sweep instead: its run is not failed, a rerun resumes it."""
+    or killed by it: Popen's returncode -SIGTERM) stops the sweep instead: its run is not failed, a rerun
+    resumes it."""
     from dnahnet.rundir import TrainingStopped
 
     row = results_by_id(sweep_dir / "results.csv").get(spec.run_id)
-    if row is None and returncode in (TrainingStopped.exit_code, -15):
+    if row is None and returncode in (TrainingStopped.exit_code, -signal.SIGTERM):
         raise TrainingStopped(f"{spec.run_id}: its worker was stopped by SIGTERM; rerun the same command to resume")
     if row is None:
         error = why or f"worker exited with code {returncode} without recording a result"
@@ -148,11 +150,11 @@ def _terminate(proc: subprocess.Popen) -> None:
     if proc.poll() is not None:
         return
     try:
-        os.killpg(proc.pid, 15)
+        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
     except (ProcessLookupError, subprocess.TimeoutExpired):
         try:
-            os.killpg(proc.pid, 9)
+            os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
 

@@ -2,8 +2,8 @@
 
 Each run trains with `dnahnet.train.train_run` into `DIR/runs/<run_id>` (which skips a finished run and
 resumes an interrupted one from `checkpoints/last.ckpt`). When it ends, one row goes into results.csv:
-read, replace any row of the same run_id, write a temporary file, `os.replace` - under an exclusive
-`fcntl.flock` on `results.csv.lock`, so concurrent workers (local GPUs, SLURM jobs on one filesystem)
+read, replace any row of the same run_id, write a temporary file, `os.replace` - under an exclusive file
+lock on `results.csv.lock` (`filelock`), so concurrent workers (local GPUs, SLURM jobs on one filesystem)
 never lose or duplicate a row. A run that raises (a NaN loss raises FloatingPointError) is recorded as
 `failed` with its error (the traceback goes to `<run_dir>/error.log`) and the sweep moves on.
 
@@ -15,10 +15,8 @@ Also the entry point of one worker process (the local-gpus and multi-device laun
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import errno
-import fcntl
 import io
 import logging
 import math
@@ -44,18 +42,6 @@ IDENTITY_DATA = ("seq_len", "seed", "split_seed", "n_val_windows", "rc_augment")
 
 
 # ------------------------------------------------------------------------------------ results.csv
-@contextlib.contextmanager
-def locked(path: Path):
-    """An exclusive advisory lock on `path` (created if needed), held for the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def read_results(path: str | os.PathLike) -> list[dict]:
     """Rows of a results.csv (empty list when it does not exist)."""
     path = Path(path)
@@ -71,10 +57,13 @@ def results_by_id(path: str | os.PathLike) -> dict[str, dict]:
 
 def record_result(path: str | os.PathLike, row: dict) -> None:
     """Insert or replace the row of `row["run_id"]` in results.csv: locked, read, write temp, os.replace."""
+    from filelock import FileLock
+
     from dnahnet.fileio import atomic_write_text
 
     path = Path(path)
-    with locked(path.with_name(path.name + ".lock")):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path.with_name(path.name + ".lock")):  # waits for the other writers; released if we die
         rows = [r for r in read_results(path) if r.get("run_id") != row["run_id"]]
         rows.append({k: row.get(k, "") for k in RESULT_COLUMNS})
         buf = io.StringIO()
@@ -85,24 +74,6 @@ def record_result(path: str | os.PathLike, row: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------ one run
-def global_rank() -> int:
-    """This process's rank in a multi-process run (0 when alone)."""
-    try:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank()
-    except Exception:  # pragma: no cover - torch without distributed
-        pass
-    if "RANK" in os.environ:
-        return int(os.environ["RANK"])
-    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
-        return int(os.environ["SLURM_PROCID"])
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    node = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0)))
-    return node * int(os.environ.get("LOCAL_WORLD_SIZE", 1)) + local if (local or node) else 0
-
-
 def cpu_threads(requested: int | None = None) -> int | None:
     """Intra-op CPU threads for training: `requested`, else $OMP_NUM_THREADS, else 1 on a machine without
     CUDA (None: leave torch's default, for GPU runs).
@@ -123,17 +94,6 @@ def cpu_threads(requested: int | None = None) -> int | None:
 
 def run_dir_of(spec: RunSpec, sweep_dir: str | os.PathLike) -> Path:
     return Path(sweep_dir).resolve() / "runs" / spec.run_id
-
-
-def checkpoint_step(run_dir: Path) -> int | None:
-    """The global step `run_dir` resumes from (None: no readable checkpoint: the run starts over).
-
-    The same rule as `dnahnet.train.train_run` (`dnahnet.checkpoint.find_resume_point`): an unreadable
-    (truncated) checkpoint is moved aside as `*.corrupt-*.ckpt` by rank 0; an unsafe one raises."""
-    from dnahnet.checkpoint import find_resume_point
-
-    point = find_resume_point(run_dir, set_aside_corrupt=global_rank() == 0)
-    return None if point is None else point.step
 
 
 def resolved_of(spec: RunSpec) -> dict:
@@ -203,7 +163,7 @@ def execute_run(spec: RunSpec, sweep_dir: str | os.PathLike, callbacks=(), datam
     Never raises for a failed run (it is recorded as failed); KeyboardInterrupt propagates.
     """
     from dnahnet import train as trainlib
-    from dnahnet.rundir import RunLocked
+    from dnahnet.rundir import RunLocked, is_rank_zero, resume_point
     from dnahnet.tracking import sweep_tags
 
     train_fn = train_fn or trainlib.train_run
@@ -214,10 +174,10 @@ def execute_run(spec: RunSpec, sweep_dir: str | os.PathLike, callbacks=(), datam
     try:
         _check_identity(spec, run_dir)
         if not (run_dir / "result.json").exists():
-            step = checkpoint_step(run_dir)
-            if step is not None:
-                resumed_from = step
-                log.info("%s: resuming from its checkpoint at step %s", spec.run_id, step if step >= 0 else "?")
+            point = resume_point(run_dir)  # the checkpoint train_fn resumes from
+            if point is not None:
+                resumed_from = point.step
+                log.info("%s: resuming from its checkpoint at step %d", spec.run_id, point.step)
         model_cfg, train_cfg, data_cfg = spec.configs()
         # Tracker tags (train.loggers): the sweep, the plan row's budget, size, parameters and tokens.
         tags = sweep_tags(sweep_dir.name, spec.budget, spec.run_id, size=spec.size, params=spec.params,
@@ -240,17 +200,17 @@ def execute_run(spec: RunSpec, sweep_dir: str | os.PathLike, callbacks=(), datam
         raise
     except Exception as exc:
         full = _disk_full(exc)
-        if global_rank() == 0:
+        if is_rank_zero():
             full = _try_write(run_dir / "error.log", traceback.format_exc()) or full
         log.error("%s failed: %s", spec.run_id, _short(exc))
         row = _result_row(spec, run_dir, "failed", error=_short(exc), resumed_from_step=resumed_from,
                           wall_s=round(time.perf_counter() - start, 2))
         if full is not None:  # every later run would fail the same way: record what fits, then stop
-            if record and global_rank() == 0:
+            if record and is_rank_zero():
                 _try_record(sweep_dir / "results.csv", row)
             raise DiskFull(f"{full.filename or sweep_dir}: the disk is full ({full.strerror}); {spec.run_id} is "
                            "recorded as failed where that was possible; free space and rerun with --retry-failed") from None
-    if record and global_rank() == 0:
+    if record and is_rank_zero():
         try:
             record_result(sweep_dir / "results.csv", row)
         except OSError as exc:
@@ -335,7 +295,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     if args.run_id not in specs:
         print(f"error: run {args.run_id!r} is not in {Path(args.sweep_dir) / 'plan.json'}", file=sys.stderr)
         return 2
-    from dnahnet.rundir import RunLocked, TrainingStopped
+    from dnahnet.rundir import RunLocked, TrainingStopped, is_rank_zero
 
     try:
         row = execute_run(specs[args.run_id], args.sweep_dir)
@@ -348,7 +308,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     import torch.distributed as dist
 
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-    if global_rank() == 0:
+    if is_rank_zero():
         log.info("%s (%d training process%s)", describe(row), world, "" if world == 1 else "es")
     return 0 if row["status"] == "ok" else 1
 

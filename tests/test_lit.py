@@ -27,6 +27,10 @@ def test_lr_multipliers_become_groups(monkeypatch):
     by_name = {n: g for g in groups for n in g["names"]}
     assert by_name["lm_head.weight"]["lr"] == 2e-3 and by_name["embedding.weight"]["lr"] == 2e-3
     assert by_name["backbone.norm_f.weight"]["lr"] == 1e-3
+    # Each group is named for the learning-rate monitor's column (lr/<name>): decay and multiplier.
+    assert by_name["lm_head.weight"]["name"] == "decay_x2" and by_name["embedding.weight"]["name"] == "no_decay_x2"
+    assert by_name["backbone.norm_f.weight"]["name"] == "no_decay" and by_name["lm_head.weight"]["weight_decay"] > 0
+    assert len({g["name"] for g in groups}) == len(groups) == 4
 
 
 def test_objective_is_cross_entropy_plus_aux_and_counts_tokens():
@@ -36,12 +40,13 @@ def test_objective_is_cross_entropy_plus_aux_and_counts_tokens():
     ids = torch.randint(0, 4, (2, 17))
     batch = {"input_ids": ids[:, :-1], "labels": ids[:, 1:].clone()}
     batch["labels"][0, :4] = -100  # ignored positions
-    nll_sum, nll, n, _ = lit._loss(batch)
+    loss = lit._loss(batch)
     logp = lit.model(batch["input_ids"]).logits.log_softmax(-1)
     mask = batch["labels"] != -100
     ref = -logp.gather(-1, batch["labels"].clamp_min(0)[..., None])[..., 0][mask].sum()
-    assert n == 28 and torch.allclose(nll_sum, ref, rtol=1e-5)
-    assert math.isclose(float(nll), float(ref) / 28, rel_tol=1e-5)
+    assert loss.n_tokens == 28 and torch.allclose(loss.nll_sum, ref, rtol=1e-5)
+    assert math.isclose(float(loss.nll), float(ref) / 28, rel_tol=1e-5)
+    assert torch.equal(loss.output.logits, lit.model(batch["input_ids"]).logits)  # the forward rides along
 
 
 def _ratio_loss_reference(prob: torch.Tensor, boundary: torch.Tensor, valid: torch.Tensor, n: float) -> float:
@@ -106,3 +111,59 @@ def test_validation_sums_count_tokens_exactly_past_float32():
         lit.val_token_count.update(torch.tensor(float(2**24)))
         lit.val_token_count.update(torch.tensor(1.0))
     assert int(lit.val_token_count.compute()) == 3 * 2**24 + 3
+
+
+def test_learning_rate_and_throughput_are_logged_by_lightnings_monitors(tmp_path):
+    """metrics.csv holds lr/<group> (LearningRateMonitor) equal to the rate the optimizer applied at that
+    step (captured here at the step itself), and nucleotides/s and FLOPs/s over the last `log_every`
+    batches (ThroughputMonitor) from the positions and FLOPs each batch carried."""
+    import csv
+
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    log_every, steps, seq_len = 2, 7, 16
+    train_cfg = cfglib.to_dict(cfglib.replace(TrainConfig(), max_steps=steps, log_every=log_every, lr=1e-2,
+                                              warmup_fraction=0.45, accelerator="cpu"))
+    lit = LitLM("transformer", cfglib.to_dict(dnahnet.get_config("transformer", "tiny")), train_cfg, seq_len)
+    gen = torch.Generator().manual_seed(3)
+    batches = []
+    for _ in range(steps):
+        ids = torch.randint(0, 4, (3, seq_len + 1), generator=gen)
+        batches.append({"input_ids": ids[:, :-1], "labels": ids[:, 1:]})
+    applied = {}
+
+    class Capture(L.Callback):
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            applied[trainer.global_step] = {g["name"]: g["lr"] for g in optimizer.param_groups}
+
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, log_every_n_steps=log_every,
+                        logger=CSVLogger(tmp_path, name="", version=""), enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[Capture()],
+                        limit_val_batches=0)
+    trainer.fit(lit, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    with open(tmp_path / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+
+    lr_rows = {int(r["step"]): r for r in rows if r.get("lr/decay")}
+    assert sorted(lr_rows) == [1, 3, 5]  # every log_every steps, as the module's own metrics
+    # At each logged step the rate changes at the next one (warmup 3 steps, then cosine): a value logged one
+    # step late or early would not match.
+    assert all(applied[step]["decay"] != applied[step + 1]["decay"] for step in lr_rows)
+    for step, row in lr_rows.items():
+        assert set(applied[step]) == {"decay", "no_decay"}
+        for name, lr in applied[step].items():
+            assert float(row[f"lr/{name}"]) == lr
+
+    rate_rows = [r for r in rows if r.get("train/device/items_per_sec")]
+    assert [int(r["step"]) for r in rate_rows] == [3, 5]  # once the window spans log_every batches
+    flops_per_nt = lit.model.flops_per_token(seq_len).training  # a transformer's count does not vary
+    by_step = {int(r["step"]): r for r in rows if r.get("train/time")}
+    for row in rate_rows:
+        now, before = row, by_step[int(row["step"]) - log_every]
+        elapsed = float(now["train/time"]) - float(before["train/time"])
+        assert int(float(now["train/lengths"])) == (int(now["step"]) + 1) * 3 * seq_len
+        assert math.isclose(float(now["train/device/items_per_sec"]), log_every * 3 * seq_len / elapsed,
+                            rel_tol=1e-9)
+        assert math.isclose(float(now["train/device/flops_per_sec"]),
+                            log_every * 3 * seq_len * flops_per_nt / elapsed, rel_tol=1e-9)

@@ -10,6 +10,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from dnahnet.data.ingest import prepare_store
@@ -63,21 +64,22 @@ class DataConfig:
 
 
 class _CountingLoader(DataLoader):
-    """A DataLoader that counts the batches handed to the training loop.
+    """A DataLoader over the training stream that counts the batches it yields.
 
-    The count is what the DataModule's ``state_dict`` saves; iterating again (or after
-    ``load_state_dict``) continues the stream from it. Counting happens in the main process, so
-    batches prefetched by workers but never consumed are not counted (they will be produced again).
+    Iterating starts the stream at ``counter["yielded"]`` (0, or where ``load_state_dict`` put it) and
+    resets ``counter["trained"]`` (batches handed to a training step, counted by the DataModule) to the same
+    position. Counting happens in the main process, so batches prefetched by workers but never yielded are
+    not counted (they will be produced again).
     """
 
-    def __init__(self, *args, counter: dict[str, int] | None = None, **kwargs):
+    def __init__(self, *args, counter: dict[str, int], **kwargs):
         super().__init__(*args, **kwargs)
-        self.counter = counter if counter is not None else {"batches": 0}
+        self.counter = counter
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        self.dataset.start_batch = self.counter["batches"]
+        self.dataset.start_batch = self.counter["trained"] = self.counter["yielded"]
         for batch in super().__iter__():
-            self.counter["batches"] += 1
+            self.counter["yielded"] += 1
             yield batch
 
 
@@ -148,7 +150,9 @@ class GenomeDataModule(L.LightningDataModule):
     def __init__(self, cfg: DataConfig | None = None):
         super().__init__()
         self.cfg = cfg or DataConfig()
-        self.counter = {"batches": 0}  # shared with the training DataLoader
+        # Stream position, shared with the training DataLoader: batches it yielded, and batches that reached
+        # a training step (`on_after_batch_transfer`); they differ by what Lightning fetched ahead.
+        self.counter = {"yielded": 0, "trained": 0}
         self.store: TokenStore | None = None
         self.split_of: dict[str, str] = {}
         self._train: TrainWindows | None = None
@@ -251,22 +255,21 @@ class GenomeDataModule(L.LightningDataModule):
         return self._eval_loader(TEST)
 
     # -- checkpointing -----------------------------------------------------------------------
-    def _prefetched(self) -> int:
-        """Training batches Lightning has fetched but not yet handed to a training step.
-
-        Lightning's fit loop fetches one batch ahead of the step (to detect the end of an
-        iterable). Those batches were not trained on, so a resumed run should draw them again.
-        Reads a private attribute; when it is missing (another Lightning version, no trainer) the
-        count errs on the safe side: those batches are skipped on resume, never replayed.
-        """
-        trainer = getattr(self, "trainer", None)
-        fetcher = getattr(getattr(trainer, "fit_loop", None), "_data_fetcher", None) if trainer is not None else None
-        return len(getattr(fetcher, "batches", None) or ()) if trainer is not None and trainer.training else 0
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Counts the training batches that reach a training step (Lightning calls this hook for every batch
+        right before its step, after moving it to the device). Lightning's fit loop fetches one batch ahead
+        of the step it runs (to see the end of an iterable); that batch is yielded but not trained on, so a
+        run resumed from a checkpoint saved now must draw it again."""
+        if self.trainer is not None and self.trainer.training:
+            self.counter["trained"] += 1
+        return batch
 
     def state_dict(self) -> dict[str, Any]:
-        drawn = self.counter["batches"] - self._prefetched()
+        # While fitting, the batches trained on; without a Trainer (iterating the loader directly), the
+        # batches the loader yielded.
+        fitting = self.trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
         return {
-            "batches_drawn": drawn,
+            "batches_drawn": self.counter["trained" if fitting else "yielded"],
             "seed": self.cfg.seed,
             "seq_len": self.cfg.seq_len,
             "batch_size": self.cfg.batch_size,
@@ -278,5 +281,5 @@ class GenomeDataModule(L.LightningDataModule):
                 log.warning(
                     "resuming with %s=%s but the checkpoint used %s", key, getattr(self.cfg, key), state_dict[key]
                 )
-        self.counter["batches"] = int(state_dict["batches_drawn"])
-        log.info("data stream resumes after %d batches", self.counter["batches"])
+        self.counter["yielded"] = self.counter["trained"] = int(state_dict["batches_drawn"])
+        log.info("data stream resumes after %d batches", self.counter["yielded"])

@@ -5,7 +5,7 @@ in the gene's orientation (reverse complement for minus-strand genes; circular r
 `dnahnet.evals.genes.gene_window`); the knockout writes TAATAATAATAGTGA over the 15 nt that start 12 nt
 after the first base of the start codon (length preserved); effect = sum LL(knockout) - sum LL(wild type)
 (`dnahnet.evals.scoring`, identical rules for both windows). A damaging knockout lowers the likelihood,
-so the essentiality score is -effect: AUROC(-effect, essential) via torchmetrics, per organism and pooled.
+so the essentiality score is -effect: AUROC(-effect, essential) (Mann-Whitney U, scipy), per organism and pooled.
 Beside it, the gene-length baseline: AUROC with the gene's annotated length as the score, reported as is
 (above 0.5 when longer genes are more often essential).
 
@@ -30,8 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from torchmetrics.functional.classification import binary_auroc
+from scipy.stats import mannwhitneyu
 
 from dnahnet.data.ingest import parse_name
 from dnahnet.evals.cli import (
@@ -63,26 +62,22 @@ log = logging.getLogger(__name__)
 DEFAULT_WINDOW = 8192
 
 
-def _ranks01(x: torch.Tensor) -> torch.Tensor:
-    """Dense ranks scaled into [0, 1]: order and ties kept exactly. torchmetrics applies a sigmoid to
-    scores outside [0, 1], which saturates (gene lengths, LL differences) and would create false ties."""
-    _, inverse = torch.unique(x, sorted=True, return_inverse=True)
-    inverse = inverse.double()
-    top = inverse.max()
-    return inverse / top if top > 0 else inverse
-
-
 def auroc(scores, labels) -> float:
-    """Area under the ROC curve of `scores` for binary `labels` (torchmetrics, exact). NaN with one class."""
-    s = torch.tensor(np.asarray(scores, dtype=np.float64))
-    y = torch.tensor(np.asarray(labels, dtype=np.int64))
-    if s.shape != y.shape or s.dim() != 1:
-        raise ValueError(f"auroc needs two 1-D arrays of one length, got {tuple(s.shape)} and {tuple(y.shape)}")
-    if not set(y.unique().tolist()) <= {0, 1}:
+    """Area under the ROC curve of `scores` for binary `labels`, exact, a tie counting half: the Mann-Whitney
+    U of the positives' scores against the negatives' (scipy.stats), over the number of pairs. NaN with one
+    class."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    if s.shape != y.shape or s.ndim != 1:
+        raise ValueError(f"auroc needs two 1-D arrays of one length, got {s.shape} and {y.shape}")
+    if not set(np.unique(y).tolist()) <= {0, 1}:
         raise ValueError("auroc labels must be 0/1")
-    if y.numel() == 0 or y.min() == y.max():
+    positives, negatives = s[y == 1], s[y == 0]
+    if len(positives) == 0 or len(negatives) == 0:
         return float("nan")
-    return float(binary_auroc(_ranks01(s), y))
+    # method="asymptotic": only the statistic is used, not the p-value an exact method would enumerate.
+    u = mannwhitneyu(positives, negatives, alternative="two-sided", method="asymptotic").statistic
+    return float(u / (len(positives) * len(negatives)))
 
 
 def read_labels(path: Path, column: str | None = None) -> pd.DataFrame:

@@ -36,6 +36,10 @@ def test_auroc_equals_sklearn_including_ties_and_large_scores():
         ]
         for s in cases:
             assert ess.auroc(s, y) == pytest.approx(roc_auc_score(y, s), abs=1e-6)
+            # Exact: the share of (essential, other) pairs ordered right, a tie counting half.
+            pos, neg = s[y == 1], s[y == 0]
+            pairs = sum(2 * int((p > neg).sum()) + int((p == neg).sum()) for p in pos)
+            assert ess.auroc(s, y) == pairs / (2 * len(pos) * len(neg))
     assert np.isnan(ess.auroc([1.0, 2.0], [1, 1]))
     with pytest.raises(ValueError, match="0/1"):
         ess.auroc([1.0, 2.0], [0, 2])

@@ -12,7 +12,6 @@ from sweeps import ladders as lad
 from sweeps.plan import plan_family
 from sweeps.runner import (
     RESULT_COLUMNS,
-    checkpoint_step,
     describe,
     execute_run,
     read_results,
@@ -28,7 +27,7 @@ def _writer(path: str, worker: int, n: int) -> None:
 
 
 def test_concurrent_writers_lose_and_duplicate_nothing(tmp_path):
-    """Read-modify-write from 4 processes at once: without the flock, rows get lost."""
+    """Read-modify-write from 4 processes at once: without the file lock, rows get lost."""
     path = tmp_path / "results.csv"
     ctx = mp.get_context("fork")
     procs = [ctx.Process(target=_writer, args=(str(path), w, 25)) for w in range(4)]
@@ -112,13 +111,35 @@ def test_a_changed_config_is_refused_not_resumed(tmp_path, spec):
     assert "train.lr" in row["error"]
 
 
-def test_corrupt_checkpoint_is_set_aside(tmp_path):
-    ckpt = tmp_path / "checkpoints" / "last.ckpt"
-    ckpt.parent.mkdir(parents=True)
-    ckpt.write_bytes(b"PK\x03\x04 truncated")
-    assert checkpoint_step(tmp_path) is None
-    assert not ckpt.exists() and list(ckpt.parent.glob("last.corrupt-*.ckpt"))
+def test_the_recorded_resume_step_is_the_checkpoint_training_resumes_from(tmp_path, spec):
+    """`resumed_from_step` comes from `dnahnet.rundir.resume_point`, the rule `dnahnet.train` resumes by:
+    a truncated newest checkpoint is moved aside and the previous one counts; an unsafe one fails the run."""
+    import os
+
     import torch
 
-    torch.save({"global_step": 42}, ckpt)
-    assert checkpoint_step(tmp_path) == 42
+    from dnahnet.rundir import resume_point
+
+    ckpts = tmp_path / "runs" / spec.run_id / "checkpoints"
+    ckpts.mkdir(parents=True)
+    torch.save({"global_step": 4}, ckpts / "step=4.ckpt")
+    (ckpts / "step=8.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    os.symlink("step=8.ckpt", ckpts / "last.ckpt")
+    seen = []
+
+    def fake(family, model_cfg, train_cfg, data_cfg, run_dir, **kwargs):
+        seen.append(resume_point(run_dir))  # what train_run would resume from
+        return RunResult("ok", 1.0, 1.4, spec.tokens, spec.flops, spec.flops, spec.params,
+                         spec.params_non_embedding, spec.steps, 1.0)
+
+    row = execute_run(spec, tmp_path, train_fn=fake)
+    assert int(row["resumed_from_step"]) == 4 == seen[0].step and seen[0].path.name == "step=4.ckpt"
+    assert list(ckpts.glob("step=8.corrupt-*.ckpt")) and not (ckpts / "last.ckpt").exists()
+
+    class Crafted:
+        def __reduce__(self):
+            return (print, ("this ran",))
+
+    torch.save({"global_step": 9, "x": Crafted()}, ckpts / "step=9.ckpt")
+    row = execute_run(spec, tmp_path, train_fn=fake)
+    assert row["status"] == "failed" and "step=9.ckpt: refused" in row["error"] and len(seen) == 1
