@@ -36,6 +36,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python sweeps/tune.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dnahnet import configure  # noqa: E402
 from sweeps import tuning  # noqa: E402
 
 
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--out {out}: is a file, not a directory")
         if not args.budget > 0:
             raise ValueError(f"--budget must be a positive number of FLOPs, got {args.budget}")
-        base = tuning.parse_base(args.settings)
+        settings = configure.parse_overrides(args.settings, "setting")
+        base = {"model": settings.model, "train": settings.train, "data": settings.data}
         for key in ("max_steps", "val_every"):
             if key in base["train"]:
                 raise ValueError(f"train.{key} is set by the tuner (from --budget and --evals); drop it")
