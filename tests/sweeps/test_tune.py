@@ -248,13 +248,18 @@ def test_isoflop_accepts_best_overrides(resumed_study, tmp_path):
 
 
 # ----------------------------------------------------------------------------------- failures
-def test_a_diverged_trial_fails_and_the_study_goes_on(corpus, tmp_path):
-    """The training loop raises FloatingPointError on a NaN loss; here trial 1's run diverges."""
-    spec = tuning.TuneSpec("transformer", "tiny", None, BUDGET / 2, evals=2,
+def two_step_spec(corpus) -> tuning.TuneSpec:
+    """A study of short trials (two validations, batch 8) on the test corpus."""
+    return tuning.TuneSpec("transformer", "tiny", None, BUDGET / 2, evals=2,
                            space=tuning.SearchSpace(batch_size=(8,), lr=(3e-3, 2e-2)),
                            base={"model": {}, "train": {}, "data": {
                                "seq_len": SEQ_LEN, "n_val_windows": 2, "data_dir": str(corpus["data"]),
                                "store_dir": str(corpus["store"])}})
+
+
+def test_a_diverged_trial_fails_and_the_study_goes_on(corpus, tmp_path):
+    """The training loop raises FloatingPointError on a NaN loss; here trial 1's run diverges."""
+    spec = two_step_spec(corpus)
     calls = []
 
     def train_fn(*args, **kwargs):
@@ -276,11 +281,7 @@ def test_a_diverged_trial_fails_and_the_study_goes_on(corpus, tmp_path):
 
 
 def test_an_interrupted_trial_is_queued_again_in_its_run_directory(corpus, tmp_path):
-    spec = tuning.TuneSpec("transformer", "tiny", None, BUDGET / 2, evals=2,
-                           space=tuning.SearchSpace(batch_size=(8,), lr=(3e-3, 2e-2)),
-                           base={"model": {}, "train": {}, "data": {
-                               "seq_len": SEQ_LEN, "n_val_windows": 2, "data_dir": str(corpus["data"]),
-                               "store_dir": str(corpus["store"])}})
+    spec = two_step_spec(corpus)
     study = tuning.open_study(spec, f"sqlite:///{tmp_path / 'study.db'}", "ctrl-c", pruner="none")
 
     def interrupted(*args, **kwargs):
