@@ -27,7 +27,7 @@ class Family:
     build: Callable[[Any], Any]  # config -> nn.Module
     presets: dict[str, Callable[[], Any]]  # preset name -> config factory
     variants: dict[str, dict]  # variant name -> config overrides (e.g. dnaHNet "3,2")
-    context_field: str | None = None  # config field that must equal the run's context length (SH2: l_train)
+    context_field: str | None = None  # config field set to the run's context length (SH2: l_train; dnahnet.configure)
 
 
 _FAMILIES: dict[str, Family] = {}
@@ -76,19 +76,3 @@ def build_model(family: str, preset: str = "tiny", variant: str | None = None, *
 
 def config_from_dict(family: str, data: dict):
     return cfglib.from_dict(get_family(family).config_cls, data)
-
-
-def bind_context(family: str, cfg, seq_len: int, explicit: bool = False):
-    """The config with the family's context-bound field (`Family.context_field`) set to the run's context
-    length, so the resolved config a run writes records it. `explicit=True` (the user set that field
-    themselves) leaves it as given. StripedHyena 2's MR decay is built over the training context
-    (DESIGN.md section 4), so a model trained at L must be configured for L."""
-    field = get_family(family).context_field
-    if field is None or explicit:
-        return cfg
-    return cfglib.replace(cfg, **{field: int(seq_len)})
-
-
-def context_field(family: str) -> str | None:
-    """The name of the family's context-bound config field, or None."""
-    return get_family(family).context_field

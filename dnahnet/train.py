@@ -33,9 +33,9 @@ import torch
 
 from dnahnet import checkpoint as ckptlib
 from dnahnet import config as cfglib
-from dnahnet import fileio
+from dnahnet import configure, fileio
 from dnahnet.lit import LitLM, TrainConfig
-from dnahnet.registry import bind_context, context_field, get_config, get_family, list_families
+from dnahnet.registry import list_families
 from dnahnet.rundir import (
     RunRefused,
     TrainingStopped,
@@ -390,63 +390,14 @@ def _write_window_losses(run_dir: Path, lit, dm, world_size: int, val_loss: floa
 
 
 # ---------------------------------------------------------------------- CLI
-def _split_overrides(items: list[str]) -> dict[str, dict[str, str]]:
-    out = {"model": {}, "train": {}, "data": {}}
-    for key, value in cfglib.parse_assignments(items).items():
-        section, _, name = key.partition(".")
-        if section not in out or not name:
-            raise ValueError(f"override {key!r} must start with model., train. or data. (e.g. train.lr=1e-3)")
-        out[section][name] = value
-    return out
-
-
-def _read_config_file(path: str) -> dict:
-    """A resolved config.yaml (--config), with one-line errors for a directory, an empty file, not YAML."""
-    import yaml
-
-    p = Path(path)
-    if p.is_dir():
-        raise ValueError(f"--config {path}: is a directory, not a config.yaml")
-    try:
-        base = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"--config {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"--config {path}: unreadable ({exc})") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"--config {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(base, dict):
-        kind = "empty" if base is None else f"a YAML {type(base).__name__}, not a mapping"
-        raise ValueError(f"--config {path}: {kind} (expected a resolved config.yaml with family, model, train, data)")
-    if "family" not in base:
-        raise ValueError(f"--config {path}: no 'family' entry (expected a resolved config.yaml)")
-    for section in ("model", "train", "data"):
-        if not isinstance(base.get(section) or {}, dict):
-            raise ValueError(f"--config {path}: '{section}' must be a mapping")
-    return base
-
-
-def _configs_from_args(args, DataConfig):
-    """(family, preset, variant, model_cfg, train_cfg, data_cfg) from --config/--model/... and overrides."""
-    overrides = _split_overrides(args.overrides)
-    if args.config:
-        base = _read_config_file(args.config)
-        family, preset, variant = base["family"], base.get("preset", "custom"), base.get("variant")
-        model_cfg = cfglib.replace(
-            cfglib.from_dict(get_family(family).config_cls, base.get("model") or {}), **overrides["model"]
-        )
-        train_cfg = cfglib.replace(cfglib.from_dict(TrainConfig, base.get("train") or {}), **overrides["train"])
-        data_cfg = cfglib.replace(cfglib.from_dict(DataConfig, base.get("data") or {}), **overrides["data"])
-    else:
-        family, preset, variant = args.model, args.preset, args.variant
-        model_cfg = get_config(family, preset, variant, **overrides["model"])
-        train_cfg = cfglib.replace(TrainConfig(), **overrides["train"])
-        data_cfg = cfglib.replace(DataConfig(), **overrides["data"])
+def _configs_from_args(args) -> configure.RunConfigs:
+    """The run's configs from --config or --model/--preset/--variant, the overrides and --data-dir."""
+    overrides = configure.parse_overrides(args.overrides, "override")
     if args.data_dir:
-        data_cfg = cfglib.replace(data_cfg, data_dir=args.data_dir)
-    bound = context_field(family)
-    model_cfg = bind_context(family, model_cfg, data_cfg.seq_len, explicit=bound in overrides["model"])
-    return family, preset, variant, model_cfg, train_cfg, data_cfg
+        overrides.update("data", "data_dir", args.data_dir, "--data-dir")
+    if args.config:
+        return configure.resolve_file(args.config, overrides)
+    return configure.resolve(args.model, args.preset, args.variant, overrides)
 
 
 def _error(message: str) -> int:
@@ -477,10 +428,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     stop_on_sigterm()
-    DataConfig, _ = _data_api()
     out = Path(args.out)
     try:
-        family, preset, variant, model_cfg, train_cfg, data_cfg = _configs_from_args(args, DataConfig)
+        run = _configs_from_args(args)
+        family, preset, variant = run.family, run.preset, run.variant
+        model_cfg, train_cfg, data_cfg = run.as_tuple()
         check_configs(model_cfg, train_cfg, data_cfg)
         if out.exists() and not out.is_dir():
             raise RunRefused(f"--out {out}: is a file, not a run directory")

@@ -38,7 +38,6 @@ small for its centre (CPU ladders), the window slides up to start at the smalles
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import math
@@ -46,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from dnahnet.nn.mlp import round_up
 
@@ -349,39 +349,46 @@ def _thaw(value):
     return value
 
 
-@contextlib.contextmanager
-def _no_init():
-    """`torch.nn.init.*_` as no-ops: on the meta device there is nothing to initialise, and skipping the
-    calls makes a build ~3x faster. Only for the counting builds below (not thread-safe)."""
-    import torch
+class _SkipInitOnMeta(torch.overrides.TorchFunctionMode):
+    """Skips weight initialisation of meta tensors: the `torch.nn.init` functions and the random fills
+    (`Tensor.normal_`, `Tensor.uniform_`) return their tensor untouched when it lives on the meta device.
 
-    names = [n for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_")]
-    saved = {n: getattr(torch.nn.init, n) for n in names}
-    try:
-        for n in names:
-            setattr(torch.nn.init, n, lambda tensor, *args, **kwargs: tensor)
-        yield
-    finally:
-        for n, fn in saved.items():
-            setattr(torch.nn.init, n, fn)
+    A meta tensor holds no values, so initialising it changes nothing a count reads (shapes), but each call
+    still runs through PyTorch's reference decompositions and makes a build ~3x slower. A function mode
+    (PyTorch's public `TorchFunctionMode`) is active only inside its `with` block and only in the thread
+    that entered it, and it leaves any tensor not on the meta device to the real function."""
+
+    _RANDOM_FILLS = (torch.Tensor.normal_, torch.Tensor.uniform_)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self._RANDOM_FILLS or getattr(func, "__module__", None) == "torch.nn.init":
+            target = kwargs.get("tensor", args[0] if args else None)
+            if isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+        return func(*args, **kwargs)
 
 
-@functools.lru_cache(maxsize=8192)
-def _model_stats(family: str, variant: str | None, frozen: tuple, seq_len: int, preset: str) -> ModelStats:
-    import torch
+def measure(family: str, cfg, seq_len: int) -> ModelStats:
+    """Parameters and training FLOPs per token at `seq_len` of a model config: the model is built on the
+    meta device (no memory, no initialisation), so this is cheap at any size."""
+    from dnahnet.registry import build_model_from_config
 
-    from dnahnet.registry import build_model_from_config, get_config
-
-    cfg = get_config(family, preset, variant, **_thaw(frozen))
-    with _no_init(), torch.device("meta"):
+    with torch.device("meta"), _SkipInitOnMeta():
         model = build_model_from_config(family, cfg)
     counts = model.param_counts()
     return ModelStats(int(counts.total), int(counts.non_embedding), float(model.flops_per_token(seq_len).training))
 
 
+@functools.lru_cache(maxsize=8192)
+def _model_stats(family: str, variant: str | None, frozen: tuple, seq_len: int, preset: str) -> ModelStats:
+    from dnahnet.registry import get_config
+
+    return measure(family, get_config(family, preset, variant, **_thaw(frozen)), seq_len)
+
+
 def stats_of(family: str, variant: str | None, overrides: dict, seq_len: int, preset: str = "tiny") -> ModelStats:
-    """Parameters and training FLOPs per token of a config; the model is built on the meta device (no
-    memory, no init), so this is cheap at any size. Cached."""
+    """`measure` of the family's preset with a variant and overrides. Cached."""
     return _model_stats(family, variant, _freeze(overrides), int(seq_len), preset)
 
 

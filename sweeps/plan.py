@@ -4,9 +4,10 @@ Per run (DESIGN.md section 8):
 - tokens D = budget / training FLOPs per token of that model at the context length (exact count,
   `model.flops_per_token(seq_len).training`, the model built on the meta device);
 - global batch (windows) and peak learning rate by the ladder's rules of model size;
-- steps = D / (batch x seq_len), rounded; when rounding would miss the budget by more than 1%, the batch
-  is moved (within 0.75x-1.33x) to the size that lands closest, so that planned FLOPs = steps x batch x
-  seq_len x FLOPs per token are always within 2% of the budget (an error otherwise);
+- steps = D / (batch x seq_len), rounded by the budget rule (`dnahnet.configure.steps_for_budget`): when
+  rounding would miss the budget by more than 1%, the batch is moved (within 0.75x-1.33x) to the size
+  that lands closest, so that planned FLOPs = steps x batch x seq_len x FLOPs per token are always within
+  2% of the budget (an error otherwise);
 - the learning-rate schedule spans the run's steps; checkpoints every `ckpt_fraction` of them.
 
 Override file (`--overrides FILE.yaml`, also what `sweeps/tune.py` writes as best_overrides.yaml):
@@ -34,19 +35,14 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from dnahnet import config as cfglib
-from dnahnet import fileio
-from sweeps.ladders import Ladder, get_rule, ladder_sizes, stats_of
+from dnahnet import configure, fileio
+from dnahnet.configure import TOLERANCE, Overrides
+from sweeps.ladders import Ladder, ModelStats, get_rule, ladder_sizes, stats_of
 
 log = logging.getLogger(__name__)
 
-TOLERANCE = 0.02  # planned FLOPs within 2% of the budget (guaranteed, else an error)
-SOFT_TOLERANCE = 0.01  # rounding beyond this moves the batch size
-RUN_SECTIONS = ("train", "model", "data")
 REFUSED = {
     "train.max_steps": "the run length follows from the budget",
     "train.devices": "use --devices",
@@ -58,56 +54,16 @@ EXTRA_TRAIN_KEYS = ("lr_scale",)  # planner-only keys of the train section
 
 
 # ------------------------------------------------------------------------------------ overrides
-@dataclass
-class Overrides:
-    """User overrides, by section; `source` names where each key came from (for error messages)."""
-
-    train: dict[str, Any] = field(default_factory=dict)
-    model: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)
-    source: dict[str, str] = field(default_factory=dict)  # "train.lr" -> "FILE.yaml" / "--set"
-
-    def update(self, section: str, key: str, value: Any, source: str) -> None:
-        if section not in RUN_SECTIONS:
-            raise ValueError(f"{source}: unknown section {section!r} (expected one of {', '.join(RUN_SECTIONS)})")
-        full = f"{section}.{key}"
-        if full in REFUSED:
-            raise ValueError(f"{source}: {full} cannot be overridden in a sweep: {REFUSED[full]}")
-        getattr(self, section)[key] = value
-        self.source[full] = source
-
-    def as_dict(self) -> dict:
-        return {s: dict(getattr(self, s)) for s in RUN_SECTIONS if getattr(self, s)}
-
-
 def load_overrides(path: str | os.PathLike | None = None, assignments: list[str] | None = None) -> Overrides:
-    """Overrides from a YAML file (sections train:, model:, data:) then `section.KEY=VALUE` assignments."""
+    """Overrides from a YAML file (sections train:, model:, data:) then `section.KEY=VALUE` assignments
+    (`--set`, which win); keys the sweep sets itself (`REFUSED`) are refused, naming where they were set."""
     out = Overrides()
     if path:
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"--overrides {path}: no such file")
-        try:
-            body = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ValueError(f"--overrides {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        body = body or {}
-        if not isinstance(body, dict):
-            raise ValueError(f"--overrides {path}: expected a mapping with train:, model: or data:, got {type(body).__name__}")
-        for section, values in body.items():
-            if section not in RUN_SECTIONS:
-                raise ValueError(f"--overrides {path}: unknown section {section!r} (expected {', '.join(RUN_SECTIONS)})")
-            if values is None:
-                continue
-            if not isinstance(values, dict):
-                raise ValueError(f"--overrides {path}: section {section!r} must be a mapping of KEY: VALUE")
-            for key, value in values.items():
-                out.update(section, str(key), value, str(path))
-    for key, value in cfglib.parse_assignments(assignments).items():
-        section, _, name = key.partition(".")
-        if not name:
-            raise ValueError(f"--set {key}={value}: write section.KEY=VALUE, e.g. train.lr_scale=0.5")
-        out.update(section, name, value, "--set")
+        configure.read_override_file(path, "--overrides", into=out)
+    configure.parse_overrides(assignments, "--set", into=out)
+    for full, source in out.source.items():
+        if full in REFUSED:
+            raise ValueError(f"{source}: {full} cannot be overridden in a sweep: {REFUSED[full]}")
     return out
 
 
@@ -144,14 +100,8 @@ class RunSpec:
 
     def configs(self):
         """(model_cfg, train_cfg, data_cfg) dataclasses for `dnahnet.train.train_run`."""
-        from dnahnet.data import DataConfig
-        from dnahnet.lit import TrainConfig
-        from dnahnet.registry import get_config
-
-        model_cfg = get_config(self.family, self.preset, self.variant, **self.model)
-        train_cfg = cfglib.replace(TrainConfig(), **self.train)
-        data_cfg = cfglib.replace(DataConfig(), **self.data)
-        return model_cfg, train_cfg, data_cfg
+        sections = Overrides(model=dict(self.model), train=dict(self.train), data=dict(self.data))
+        return configure.resolve(self.family, self.preset, self.variant, sections).as_tuple()
 
     def row(self) -> dict:
         """A flat plan.csv row (overrides as JSON)."""
@@ -185,25 +135,6 @@ def make_run_id(family: str, variant: str | None, budget: float, size: str) -> s
     return f"{family}{v}-C{budget_tag(budget)}-{size}"
 
 
-def _steps_and_batch(tokens_target: float, batch: int, seq_len: int, world: int, fixed: bool) -> tuple[int, int, float]:
-    """(steps, batch, relative FLOPs error) with steps x batch x seq_len close to tokens_target."""
-
-    def err(b: int) -> tuple[int, float]:
-        steps = max(1, int(round(tokens_target / (b * seq_len))))
-        return steps, abs(steps * b * seq_len - tokens_target) / tokens_target
-
-    steps, e = err(batch)
-    if e <= SOFT_TOLERANCE:
-        return steps, batch, e
-    candidates = [b for b in range(max(world, int(batch * 0.75) // world * world), int(batch * 4 / 3) + 1, world)
-                  if b >= world]
-    best = min(candidates, key=lambda b: (err(b)[1], abs(b - batch)))
-    if fixed:
-        log.warning("batch %d misses the budget by %.1f%%; using %d instead", batch, 100 * e, best)
-    steps, e = err(best)
-    return steps, best, e
-
-
 def plan_family(
     family: str,
     variant: str | None,
@@ -218,9 +149,7 @@ def plan_family(
     precision: str = "auto",
 ) -> list[RunSpec]:
     """Plan every run of one family/variant over the ladder's budgets."""
-    from dnahnet.data import DataConfig
-    from dnahnet.lit import TrainConfig
-    from dnahnet.registry import context_field, get_config, get_family
+    from dnahnet.registry import get_family
 
     overrides = overrides or Overrides()
     rule = get_rule(family)
@@ -233,74 +162,75 @@ def plan_family(
         raise ValueError(f"--devices {devices} x --num-nodes {num_nodes} must be >= 1")
 
     # Validate user overrides once, naming their source; keep the coerced (typed) values.
-    def typed(section: str, values: dict, build) -> dict:
-        out = {}
-        for key, value in values.items():
-            try:
-                out[key] = cfglib.to_dict(getattr(build({key: value}), key))
-            except (ValueError, TypeError) as exc:
-                where = overrides.source.get(f"{section}.{key}", section)
-                raise ValueError(f"{where}: {section}.{key}={value!r}: {exc}") from None
-        return out
-
-    train_user = typed("train", {k: v for k, v in overrides.train.items() if k not in EXTRA_TRAIN_KEYS},
-                       lambda kv: cfglib.replace(TrainConfig(), **kv))
-    data_user = typed("data", overrides.data, lambda kv: cfglib.replace(DataConfig(), **kv))
-    model_user = typed("model", overrides.model, lambda kv: get_config(family, rule.preset, variant, **kv))
+    user = configure.typed_overrides(family, rule.preset, variant, overrides,
+                                     skip=tuple(f"train.{k}" for k in EXTRA_TRAIN_KEYS))
     try:
         lr_scale = float(overrides.train.get("lr_scale", 1.0))
     except (TypeError, ValueError):
         lr_scale = float("nan")
     if not lr_scale > 0:
         raise ValueError(f"{overrides.source.get('train.lr_scale')}: train.lr_scale must be > 0, got {lr_scale}")
-    fixed_batch = data_user.get("batch_size")
+    parallel = {"devices": int(devices), "num_nodes": int(num_nodes), "strategy": strategy,
+                "accelerator": accelerator, "precision": precision}
 
     specs: list[RunSpec] = []
     for budget in ladder.budgets_for(family):
         for size in ladder_sizes(family, variant, budget, ladder, L):
-            model = {**size.overrides, **model_user}
-            bound = context_field(family)  # e.g. SH2's MR decay length: the sweep's context unless set
-            if bound and bound not in model_user:
-                model[bound] = L
-            st = stats_of(family, variant, model, L, rule.preset) if model_user else size.stats
-            tokens_target = budget / st.flops_per_token
-            if fixed_batch is not None:
-                batch = int(fixed_batch) * world
-            else:
-                batch = max(world, ladder.batch_windows(st.params, L) // world * world)
-            # Few tokens: shrink the batch (down to one window per device) before giving up on the run.
-            while fixed_batch is None and batch > world and tokens_target / (batch * L) < ladder.min_steps:
-                batch = max(world, batch // 2 // world * world)
-            steps, batch, err = _steps_and_batch(tokens_target, batch, L, world, fixed_batch is not None)
+            # e.g. SH2's MR decay length: the sweep's context unless set
+            model = {**size.overrides, **user["model"], **configure.context_overrides(family, L, user["model"])}
+            st = stats_of(family, variant, model, L, rule.preset) if user["model"] else size.stats
             run_id = make_run_id(family, variant, budget, size.name)
-            if steps < ladder.min_steps:
-                log.warning("%s: only %d steps (< %d) at this budget; dropped", run_id, steps, ladder.min_steps)
+            spent = _spend_budget(budget, st, ladder, L, world, user["data"].get("batch_size"))
+            if spent.steps < ladder.min_steps:
+                log.warning("%s: only %d steps (< %d) at this budget; dropped", run_id, spent.steps, ladder.min_steps)
                 continue
-            if err > TOLERANCE:
-                raise ValueError(f"{run_id}: planned FLOPs miss the budget by {100 * err:.1f}% (> 2%)")
-            lr = float(train_user["lr"]) if "lr" in train_user else ladder.lr(st.params_non_embedding) * lr_scale
-            ckpt_every = max(1, int(math.ceil(steps * ladder.ckpt_fraction)))
-            train = {
-                "lr": lr, "max_steps": steps, "ckpt_every": ckpt_every, "log_every": max(1, min(50, steps // 50)),
-                "val_every": 0, "devices": int(devices), "num_nodes": int(num_nodes), "strategy": strategy,
-                "accelerator": accelerator, "precision": precision,
-                **{k: v for k, v in train_user.items() if k != "lr"},
-            }
-            data = {"seq_len": L, "batch_size": batch // world, "n_val_windows": ladder.n_val_windows,
-                    **({"data_dir": str(data_dir)} if data_dir else {}), **data_user}
-            data["batch_size"] = batch // world
-            tokens = steps * batch * L
-            specs.append(RunSpec(
-                run_id=run_id, family=family, variant=variant, budget=float(budget), size=size.name, seq_len=L,
-                params=st.params, params_non_embedding=st.params_non_embedding, flops_per_token=st.flops_per_token,
-                tokens=tokens, flops=tokens * st.flops_per_token, steps=steps, batch=batch,
-                batch_per_device=batch // world, lr=lr, tokens_per_param=tokens / st.params, preset=rule.preset,
-                model=cfglib.to_dict(model), train=train, data=data, ladder=ladder.name,
-            ))
+            if spent.error > TOLERANCE:
+                raise ValueError(f"{run_id}: planned FLOPs miss the budget by {100 * spent.error:.1f}% (> 2%)")
+            lr = float(user["train"]["lr"]) if "lr" in user["train"] else ladder.lr(st.params_non_embedding) * lr_scale
+            specs.append(_run_spec(run_id, family, variant, budget, size.name, L, st, spent, lr, world, rule.preset,
+                                   model, ladder, parallel, user, data_dir))
     ids = [s.run_id for s in specs]
     if len(set(ids)) != len(ids):
         raise ValueError(f"duplicate run ids in the plan: {sorted({i for i in ids if ids.count(i) > 1})}")
     return specs
+
+
+def _spend_budget(budget: float, st: ModelStats, ladder: Ladder, L: int, world: int,
+                  fixed_batch: int | None) -> configure.BudgetSteps:
+    """Steps and global batch of one run: the user's per-device batch if fixed, else the ladder's batch
+    rule (halved, down to one window per device, while the run would get fewer than `min_steps`); then
+    the budget rule."""
+    if fixed_batch is not None:
+        batch = int(fixed_batch) * world
+    else:
+        batch = max(world, ladder.batch_windows(st.params, L) // world * world)
+        tokens_target = budget / st.flops_per_token
+        while batch > world and tokens_target / (batch * L) < ladder.min_steps:
+            batch = max(world, batch // 2 // world * world)
+    return configure.steps_for_budget(budget, st.flops_per_token, batch, L, world,
+                                      warn_on_move=fixed_batch is not None)
+
+
+def _run_spec(run_id: str, family: str, variant: str | None, budget: float, size: str, L: int, st: ModelStats,
+              spent: configure.BudgetSteps, lr: float, world: int, preset: str, model: dict, ladder: Ladder,
+              parallel: dict, user: dict, data_dir: str | None) -> RunSpec:
+    """The RunSpec of one planned run: its schedule, parallelism and data settings, and the user's."""
+    steps, batch = spent.steps, spent.batch
+    ckpt_every = max(1, int(math.ceil(steps * ladder.ckpt_fraction)))
+    train = {"lr": lr, "max_steps": steps, "ckpt_every": ckpt_every, "log_every": max(1, min(50, steps // 50)),
+             "val_every": 0, **parallel, **{k: v for k, v in user["train"].items() if k != "lr"}}
+    # The per-device batch is the planned one (a user's fixed batch_size may have moved to spend the budget).
+    data = {"seq_len": L, "batch_size": batch // world, "n_val_windows": ladder.n_val_windows,
+            **({"data_dir": str(data_dir)} if data_dir else {}),
+            **{k: v for k, v in user["data"].items() if k != "batch_size"}}
+    tokens = steps * batch * L
+    return RunSpec(
+        run_id=run_id, family=family, variant=variant, budget=float(budget), size=size, seq_len=L,
+        params=st.params, params_non_embedding=st.params_non_embedding, flops_per_token=st.flops_per_token,
+        tokens=tokens, flops=tokens * st.flops_per_token, steps=steps, batch=batch, batch_per_device=batch // world,
+        lr=lr, tokens_per_param=tokens / st.params, preset=preset, model=cfglib.to_dict(model), train=train,
+        data=data, ladder=ladder.name,
+    )
 
 
 # ------------------------------------------------------------------------------------ plan files

@@ -33,6 +33,7 @@ import logging
 import sys
 from pathlib import Path
 
+from dnahnet import configure
 from dnahnet.tracking import check_trackers, sweep_tags
 from sweeps import tuning
 
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--out {out}: is a file, not a directory")
         if not args.budget > 0:
             raise ValueError(f"--budget must be a positive number of FLOPs, got {args.budget}")
-        base = tuning.parse_base(args.settings)
+        settings = configure.parse_overrides(args.settings, "setting")
+        base = {"model": settings.model, "train": settings.train, "data": settings.data}
         for key in ("max_steps", "val_every"):
             if key in base["train"]:
                 raise ValueError(f"train.{key} is set by the tuner (from --budget and --evals); drop it")

@@ -5,11 +5,12 @@ directory `OUT/trials/trial_<n>`, trained for exactly the budget:
 
     steps = budget / (training FLOPs per token x tokens per step)
 
-rounded by the isoFLOP planner's rule (`sweeps.plan`): planned FLOPs within 2% of the budget, the batch
-moved (0.75x-1.33x) when rounding alone misses by more than 1% -- here with steps a multiple of `evals`,
-the number of validations per trial. Validation k (k = 1..evals) therefore happens after the fraction
-k / evals of the budget in every trial, whatever its batch size, and is reported to Optuna at step k: the pruner compares trials at equal compute, from validation
-`prune_from` on. The last validation is the trial's value and is never pruned (the budget is spent).
+rounded by the isoFLOP planner's rule (`dnahnet.configure.steps_for_budget`): planned FLOPs within 2% of
+the budget, the batch moved (0.75x-1.33x) when rounding alone misses by more than 1% -- here with steps a
+multiple of `evals`, the number of validations per trial. Validation k (k = 1..evals) therefore happens
+after the fraction k / evals of the budget in every trial, whatever its batch size, and is reported to
+Optuna at step k: the pruner compares trials at equal compute, from validation `prune_from` on. The last
+validation is the trial's value and is never pruned (the budget is spent).
 
 The study lives in an RDB storage (SQLite `OUT/study.db` by default; any SQLAlchemy URL lets workers on
 a cluster share it). Rerunning the command continues the study: `--trials N` means N finished trials in
@@ -27,7 +28,7 @@ import shutil
 import socket
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -35,15 +36,15 @@ from typing import Any
 import optuna
 import torch
 import yaml
+from lightning.pytorch.callbacks import Callback
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
-from optuna_integration import PyTorchLightningPruningCallback
 
 from dnahnet import config as cfglib
+from dnahnet import configure
 from dnahnet.fileio import atomic_savefig, atomic_write_text
-from dnahnet.lit import TrainConfig
-from dnahnet.registry import bind_context, build_model_from_config, context_field, get_config
 from dnahnet.train import train_run
+from sweeps.ladders import measure
 
 log = logging.getLogger("sweeps.tuning")
 
@@ -130,103 +131,109 @@ def overrides_from_params(params: dict[str, Any], family: str, stages: int) -> d
 
 
 # --------------------------------------------------------------------------------------- budget
-def training_flops_per_token(family: str, model_cfg, seq_len: int) -> float:
-    """Analytic training FLOPs per token; the model is built on the meta device (no memory, no init)."""
-    with torch.device("meta"):
-        model = build_model_from_config(family, model_cfg)
-    return float(model.flops_per_token(seq_len).training)
-
-
 def plan_steps(budget: float, flops_per_token: float, batch: int, seq_len: int, evals: int,
                world: int = 1) -> tuple[int, int]:
     """(optimizer steps, global batch in windows) that spend `budget` training FLOPs: the planner's rule
-    (`sweeps.plan._steps_and_batch`) with steps counted in units of `evals` steps, so that steps is a
-    multiple of `evals`. Rounding that misses the budget by more than 1% moves the batch (0.75x-1.33x, a
-    multiple of `world`; logged); planned FLOPs = steps x batch x seq_len x flops_per_token lie within 2%
-    of the budget, else a ValueError."""
-    from sweeps.plan import TOLERANCE, _steps_and_batch
-
-    tokens = budget / flops_per_token
-    raw = tokens / (batch * seq_len)
+    (`dnahnet.configure.steps_for_budget`) with steps a multiple of `evals`. Rounding that misses the
+    budget by more than 1% moves the batch (0.75x-1.33x, a multiple of `world`; logged); planned FLOPs =
+    steps x batch x seq_len x flops_per_token lie within 2% of the budget, else a ValueError."""
+    raw = budget / flops_per_token / (batch * seq_len)
     if raw < evals:
         raise ValueError(
             f"--budget {budget:.3g} FLOPs buys only {raw:.2f} steps of {batch * seq_len} tokens at "
             f"{flops_per_token:.3g} training FLOPs/token; need at least --evals {evals} steps: raise --budget "
             f"to >= {evals * flops_per_token * batch * seq_len:.3g}"
         )
-    units, new_batch, err = _steps_and_batch(tokens / evals, batch, seq_len, world, fixed=True)
-    if err > TOLERANCE:
+    spent = configure.steps_for_budget(budget, flops_per_token, batch, seq_len, world, step_multiple=evals,
+                                       warn_on_move=True)
+    if spent.error > configure.TOLERANCE:
         raise ValueError(
-            f"--budget {budget:.3g} FLOPs: no batch near {batch} windows spends it within {TOLERANCE:.0%} in a "
-            f"multiple of --evals {evals} steps (best: {units * evals} steps of {new_batch} windows, "
-            f"{err:.1%} off); change --budget or --evals"
+            f"--budget {budget:.3g} FLOPs: no batch near {batch} windows spends it within "
+            f"{configure.TOLERANCE:.0%} in a multiple of --evals {evals} steps (best: {spent.steps} steps of "
+            f"{spent.batch} windows, {spent.error:.1%} off); change --budget or --evals"
         )
-    return units * evals, new_batch
+    return spent.steps, spent.batch
 
 
 # --------------------------------------------------------------------------------------- pruning
-class _AtValidation:
-    """What `PyTorchLightningPruningCallback` reads from the LightningModule: its reporting step."""
+class StepPruningCallback(Callback):
+    """Reports each validation to an Optuna trial and prunes it when the study's pruner says so (Optuna's
+    documented pattern: `trial.report` then `trial.should_prune`, raising `optuna.TrialPruned`).
 
-    def __init__(self, index: int):
-        self.current_epoch = index
-
-
-class StepPruningCallback(PyTorchLightningPruningCallback):
-    """Optuna's Lightning pruning callback, reporting at the validation index instead of the epoch.
-
-    The training stream is infinite (one epoch), so the stock callback would report every validation at
-    step 0 and Optuna would keep only the first. Here validation k (every `val_every` steps) is reported
-    at step k, which is the same fraction of the budget in every trial. The final validation (at
-    `max_steps`) is left alone: it is the trial's value, and pruning there would only throw it away.
-    """
+    Validation k (every `val_every` steps) is reported at step k, the same fraction of the budget in every
+    trial (the training stream is one infinite epoch, so the epoch would not tell validations apart). The
+    final validation (at `max_steps`) is left alone: it is the trial's value, and pruning there would only
+    throw it away. A trial trains in one process (sweeps/tune.py refuses more devices), so no rank has to
+    share the decision."""
 
     def __init__(self, trial: optuna.Trial, monitor: str, val_every: int, max_steps: int):
-        super().__init__(trial, monitor=monitor)
+        super().__init__()
+        self.trial = trial
+        self.monitor = monitor
         self.val_every = val_every
         self.max_steps = max_steps
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or trainer.global_step >= self.max_steps:
             return
+        score = trainer.callback_metrics.get(self.monitor)
+        if score is None:
+            log.warning("pruning: no %r among the validation metrics; this validation is not reported", self.monitor)
+            return
         index = trainer.global_step // self.val_every
-        try:
-            super().on_validation_end(trainer, _AtValidation(index))
-        except optuna.TrialPruned:
-            value = float(trainer.callback_metrics[self.monitor])
+        value = float(score)
+        self.trial.report(value, step=index)
+        if self.trial.should_prune():
             raise optuna.TrialPruned(
                 f"pruned at validation {index} of {self.max_steps // self.val_every} (step {trainer.global_step} "
                 f"of {self.max_steps}): {self.monitor} {value:.4f}"
-            ) from None
+            )
 
 
 # --------------------------------------------------------------------------------------- sampler
-class TrialSeededTPESampler(optuna.samplers.TPESampler):
+class TrialSeededTPESampler(optuna.samplers.BaseSampler):
     """TPE whose random draws are seeded by (seed, trial number).
 
     A plain seeded TPESampler restarts its random stream in every process: a resumed study would replay
     its first random (startup) configurations, and two workers would draw the same ones. Trial numbers
     are unique within a study, so seeding by them keeps a study reproducible and its trials distinct.
+    Each trial is sampled by its own `TPESampler(seed=...)` (TPE keeps no state between trials besides
+    its random stream: it reads the finished trials from the study), through the public sampler interface.
     """
 
-    def __init__(self, seed: int = 0, **kwargs):
-        super().__init__(seed=seed, **kwargs)
-        self._base_seed = int(seed)
-        self._warned = False
+    def __init__(self, seed: int = 0, **tpe_kwargs):
+        self.base_seed = int(seed)
+        self.tpe_kwargs = tpe_kwargs
+        self.per_trial: dict[int, optuna.samplers.TPESampler] = {}
+        self.idle = optuna.samplers.TPESampler(seed=self.base_seed, **tpe_kwargs)  # outside any trial
+
+    def trial_seed(self, number: int) -> int:
+        return (self.base_seed * 1_000_003 + number) % 2**32
+
+    def _tpe(self, trial: FrozenTrial) -> optuna.samplers.TPESampler:
+        if trial.number not in self.per_trial:
+            self.per_trial[trial.number] = optuna.samplers.TPESampler(seed=self.trial_seed(trial.number),
+                                                                      **self.tpe_kwargs)
+        return self.per_trial[trial.number]
+
+    def infer_relative_search_space(self, study, trial: FrozenTrial):
+        return self._tpe(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial: FrozenTrial, search_space):
+        return self._tpe(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial: FrozenTrial, param_name, param_distribution):
+        return self._tpe(trial).sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study, trial: FrozenTrial) -> None:
-        super().before_trial(study, trial)
-        seed = (self._base_seed * 1_000_003 + trial.number) % 2**32
-        # TPE's own RNG and the RandomSampler it uses for startup trials (optuna's LazyRandomState).
-        states = [getattr(owner, "_rng", None) for owner in (self, getattr(self, "_random_sampler", None))]
-        if not all(hasattr(state, "rng") for state in states):
-            if not self._warned:
-                log.warning("this Optuna's TPESampler keeps its random state elsewhere: trials are drawn from "
-                            "one seeded stream per process (a resumed study may repeat startup draws)")
-                self._warned = True
-            return
-        for state in states:
-            state.rng.seed(seed)
+        self._tpe(trial).before_trial(study, trial)
+
+    def after_trial(self, study, trial: FrozenTrial, state, values) -> None:
+        tpe = self.per_trial.pop(trial.number, None) or self.idle
+        tpe.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        """Nothing to do: every trial's stream is seeded by its number (called by Optuna for n_jobs > 1)."""
 
 
 def make_pruner(kind: str, startup: int, prune_from: int = 2) -> optuna.pruners.BasePruner:
@@ -255,15 +262,26 @@ class TuneSpec:
     space: SearchSpace = field(default_factory=SearchSpace)
     base: dict[str, dict[str, Any]] = field(default_factory=lambda: {"model": {}, "train": {}, "data": {}})
 
+    def base_overrides(self) -> configure.Overrides:
+        """The fixed settings (`base`) as overrides."""
+        out = configure.Overrides()
+        for section, values in self.base.items():
+            for key, value in values.items():
+                out.update(section, key, value, "setting")
+        return out
+
+    def configs(self, trial_overrides: dict[str, dict[str, Any]] | None = None) -> configure.RunConfigs:
+        """The configs of a trial: preset, variant, the fixed settings, then the trial's values (and run
+        length); without `trial_overrides`, the configs before the searched values."""
+        overrides = self.base_overrides()
+        for section, values in (trial_overrides or {}).items():
+            for key, value in values.items():
+                overrides.update(section, key, value, "trial")
+        return configure.resolve(self.family, self.preset, self.variant, overrides)
+
     def base_configs(self):
         """(model, train, data) configs before the searched values: preset, variant and fixed settings."""
-        from dnahnet.data import DataConfig
-
-        data = cfglib.replace(DataConfig(), **self.base["data"])
-        model = get_config(self.family, self.preset, self.variant, **self.base["model"])
-        bound = context_field(self.family)  # e.g. SH2's MR decay length: the trials' context unless set
-        model = bind_context(self.family, model, data.seq_len, explicit=bound in self.base["model"])
-        return model, cfglib.replace(TrainConfig(), **self.base["train"]), data
+        return self.configs().as_tuple()
 
     def identity(self) -> dict[str, Any]:
         """What must not change between reruns and workers (paths may: workers can sit on other machines).
@@ -379,7 +397,7 @@ def make_objective(spec: TuneSpec, out_dir: Path, progress: bool = True,
     """The objective: one training run at the budget; returns the final validation loss (nats/nt)."""
     base_model, base_train, base_data = spec.base_configs()
     stages = n_stages(spec.family, base_model)
-    fpt = training_flops_per_token(spec.family, base_model, base_data.seq_len)
+    fpt = measure(spec.family, base_model, base_data.seq_len).flops_per_token
     world = base_train.devices * base_train.num_nodes
     # Fail before any training when the budget cannot pay for some batch size of the search space.
     for batch in spec.space.batch_size:
@@ -390,15 +408,16 @@ def make_objective(spec: TuneSpec, out_dir: Path, progress: bool = True,
         number = trial.number if original is None else original  # a retry resumes the original's run
         run_dir = out_dir / "trials" / f"trial_{number}"
         overrides = overrides_from_params(suggest(trial, spec.space, spec.family, stages), spec.family, stages)
-        model_cfg = cfglib.replace(base_model, **overrides["model"])
-        data_cfg = cfglib.replace(base_data, **overrides["data"])
-        steps, global_batch = plan_steps(spec.budget, fpt, data_cfg.batch_size * world, data_cfg.seq_len,
-                                         spec.evals, world)
-        if global_batch != data_cfg.batch_size * world:  # moved to spend the budget (planner's rule)
-            data_cfg = cfglib.replace(data_cfg, batch_size=global_batch // world)
+        # The batch may move to spend the budget (the planner's rule); the run length follows from it.
+        steps, global_batch = plan_steps(spec.budget, fpt, overrides["data"]["batch_size"] * world,
+                                         base_data.seq_len, spec.evals, world)
+        model_cfg, train_cfg, data_cfg = spec.configs({
+            "model": overrides["model"],
+            "train": {**overrides["train"], "max_steps": steps, "val_every": steps // spec.evals},
+            "data": {**overrides["data"], "batch_size": global_batch // world},
+        }).as_tuple()
         trial.set_user_attr("batch_size", data_cfg.batch_size)  # per device, as trained
         tokens_per_step = global_batch * data_cfg.seq_len
-        train_cfg = cfglib.replace(base_train, **overrides["train"], max_steps=steps, val_every=steps // spec.evals)
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("steps", steps)
@@ -539,14 +558,3 @@ def write_outputs(study: optuna.Study, spec: TuneSpec, out_dir: Path, echo: Call
         log.warning("no trial completed yet: no best_overrides.yaml")
     for path in write_figures(study, out_dir):
         echo(f"figure -> {path}")
-
-
-def parse_base(items: Sequence[str]) -> dict[str, dict[str, str]]:
-    """["model.n_layers=4", "data.n_val_windows=8"] -> {"model": {...}, "train": {...}, "data": {...}}."""
-    out: dict[str, dict[str, str]] = {"model": {}, "train": {}, "data": {}}
-    for key, value in cfglib.parse_assignments(list(items)).items():
-        section, _, name = key.partition(".")
-        if section not in out or not name:
-            raise ValueError(f"setting {key!r} must start with model., train. or data. (e.g. data.n_val_windows=16)")
-        out[section][name] = value
-    return out

@@ -74,6 +74,28 @@ def test_flops_per_token_matches_a_real_model():
     assert model.lm_head.weight.std() > 0
 
 
+def test_counting_skips_init_of_meta_tensors_only_and_patches_nothing():
+    """The counting builds skip initialisation through a scoped function mode: torch.nn.init is never
+    replaced, a real tensor is still initialised inside the mode, and nothing is skipped after it."""
+    import threading
+
+    import torch
+
+    before = {name: getattr(torch.nn.init, name) for name in dir(torch.nn.init)}
+    seen_in_other_thread = []
+    with torch.device("meta"), lad._SkipInitOnMeta():
+        meta = torch.empty(64, 64)
+        assert torch.nn.init.normal_(meta) is meta and meta.uniform_() is meta
+        real = torch.nn.init.normal_(torch.zeros(4096, device="cpu"))
+        other = threading.Thread(target=lambda: seen_in_other_thread.append(torch.nn.init.normal_(torch.zeros(4096))))
+        other.start()
+        other.join()
+        assert {name: getattr(torch.nn.init, name) for name in dir(torch.nn.init)} == before
+    assert 0.9 < float(real.std()) < 1.1
+    assert 0.9 < float(seen_in_other_thread[0].std()) < 1.1  # another thread is not affected
+    assert float(torch.nn.init.normal_(torch.zeros(4096)).std()) > 0.9
+
+
 def test_transformer_shapes_follow_the_rule():
     rule = lad.get_rule("transformer")
     assert rule.preferred_depth(512, None, "paper") == 8 and rule.preferred_depth(256, None, "paper") == 4

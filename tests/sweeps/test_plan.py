@@ -10,10 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from dnahnet.configure import Overrides, steps_for_budget
 from sweeps import ladders as lad
 from sweeps.plan import (
-    Overrides,
-    _steps_and_batch,
     budget_tag,
     format_table,
     load_overrides,
@@ -43,7 +42,8 @@ def test_rounding_stays_within_two_percent(tokens):
             b = max(world, batch // world * world)
             if tokens / (b * 64) < 1:
                 continue
-            steps, new_batch, err = _steps_and_batch(tokens, b, 64, world, fixed=False)
+            spent = steps_for_budget(tokens, 1.0, b, 64, world)  # 1 FLOP per token: the budget is the tokens
+            steps, new_batch, err = spent.steps, spent.batch, spent.error
             assert new_batch % world == 0
             assert err == pytest.approx(abs(steps * new_batch * 64 - tokens) / tokens)
             if tokens / (b * 64) >= 25:  # enough steps: the guarantee holds

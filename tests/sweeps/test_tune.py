@@ -23,8 +23,10 @@ import yaml
 from optuna.trial import TrialState
 
 from dnahnet import config as cfglib
+from dnahnet.lit import TrainConfig
 from dnahnet.registry import build_model_from_config, get_config
 from sweeps import tune, tuning
+from sweeps.ladders import measure
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,7 +66,7 @@ def load(out: Path) -> optuna.Study:
 # ----------------------------------------------------------------------------------- unit checks
 def test_flops_per_token_and_plan_steps():
     cfg = get_config("transformer", "tiny")
-    assert tuning.training_flops_per_token("transformer", cfg, SEQ_LEN) == FPT
+    assert measure("transformer", cfg, SEQ_LEN).flops_per_token == FPT
     assert build_model_from_config("transformer", cfg).flops_per_token(SEQ_LEN).training == FPT  # real build
     # steps = budget / (FLOPs/token x tokens/step), a multiple of the validations; (steps, global batch)
     assert tuning.plan_steps(BUDGET, FPT, 8, SEQ_LEN, EVALS) == (8, 8)
@@ -213,7 +215,7 @@ def test_outputs(resumed_study):
     assert data["train"] == {k: best.params[k] for k in ("lr", "warmup_fraction", "weight_decay")}
     assert data["data"] == {"batch_size": best.params["batch_size"]}
     # the overrides apply to the configs as the tuner applied them
-    cfglib.replace(cfglib.from_dict(tuning.TrainConfig, {}), **data["train"])
+    cfglib.replace(cfglib.from_dict(TrainConfig, {}), **data["train"])
     csv = (out / "trials.csv").read_text().splitlines()
     assert len(csv) == 1 + 3 and csv[0].startswith("number,state,value")
     for name in ("history.png", "intermediate.png", "importances.png"):
@@ -244,13 +246,18 @@ def test_isoflop_accepts_best_overrides(resumed_study, tmp_path):
 
 
 # ----------------------------------------------------------------------------------- failures
-def test_a_diverged_trial_fails_and_the_study_goes_on(corpus, tmp_path):
-    """The training loop raises FloatingPointError on a NaN loss; here trial 1's run diverges."""
-    spec = tuning.TuneSpec("transformer", "tiny", None, BUDGET / 2, evals=2,
+def two_step_spec(corpus) -> tuning.TuneSpec:
+    """A study of short trials (two validations, batch 8) on the test corpus."""
+    return tuning.TuneSpec("transformer", "tiny", None, BUDGET / 2, evals=2,
                            space=tuning.SearchSpace(batch_size=(8,), lr=(3e-3, 2e-2)),
                            base={"model": {}, "train": {}, "data": {
                                "seq_len": SEQ_LEN, "n_val_windows": 2, "data_dir": str(corpus["data"]),
                                "store_dir": str(corpus["store"])}})
+
+
+def test_a_diverged_trial_fails_and_the_study_goes_on(corpus, tmp_path):
+    """The training loop raises FloatingPointError on a NaN loss; here trial 1's run diverges."""
+    spec = two_step_spec(corpus)
     calls = []
 
     def train_fn(*args, **kwargs):
@@ -272,11 +279,7 @@ def test_a_diverged_trial_fails_and_the_study_goes_on(corpus, tmp_path):
 
 
 def test_an_interrupted_trial_is_queued_again_in_its_run_directory(corpus, tmp_path):
-    spec = tuning.TuneSpec("transformer", "tiny", None, BUDGET / 2, evals=2,
-                           space=tuning.SearchSpace(batch_size=(8,), lr=(3e-3, 2e-2)),
-                           base={"model": {}, "train": {}, "data": {
-                               "seq_len": SEQ_LEN, "n_val_windows": 2, "data_dir": str(corpus["data"]),
-                               "store_dir": str(corpus["store"])}})
+    spec = two_step_spec(corpus)
     study = tuning.open_study(spec, f"sqlite:///{tmp_path / 'study.db'}", "ctrl-c", pruner="none")
 
     def interrupted(*args, **kwargs):
@@ -363,3 +366,34 @@ def test_stripedhyena_trials_build_their_mr_decay_over_the_trials_context():
     explicit = tuning.TuneSpec("stripedhyena", "tiny", None, 1e9,
                                base={"model": {"l_train": 500}, "train": {}, "data": {"seq_len": 96}})
     assert explicit.base_configs()[0].l_train == 500
+
+
+def test_the_sweep_code_uses_only_public_optuna_and_lightning_names():
+    """No underscore-private attribute of another library (Optuna's sampler state, Lightning's trainer
+    internals) in the tuner, planner and ladders: an attribute `x._name` (or getattr(x, "_name")) is allowed
+    only where the file itself defines `_name`, and nothing private is imported from optuna or lightning."""
+    import ast
+
+    files = [ROOT / "sweeps" / n for n in ("tuning.py", "tune.py", "plan.py", "ladders.py")]
+    files.append(ROOT / "dnahnet" / "configure.py")
+    for path in files:
+        tree = ast.parse(path.read_text())
+        own = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        own |= {t.attr for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.AnnAssign))
+                for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Attribute)}
+        own |= {t.id for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.AnnAssign))
+                for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
+        private = lambda name: name.startswith("_") and not name.startswith("__")  # noqa: E731
+        found = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and private(node.attr) and node.attr not in own:
+                found.append(f"line {node.lineno}: .{node.attr}")
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "setattr",
+                    "hasattr") and len(node.args) > 1 and isinstance(node.args[1], ast.Constant)
+                    and isinstance(node.args[1].value, str) and private(node.args[1].value)):
+                found.append(f"line {node.lineno}: {node.func.id}(..., {node.args[1].value!r})")
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("optuna", "lightning",
+                                                                                        "optuna_integration"):
+                parts = node.module.split(".") + [a.name for a in node.names]
+                found += [f"line {node.lineno}: from {node.module} import {p}" for p in parts if private(p)]
+        assert not found, f"{path.relative_to(ROOT)}: {found}"

@@ -1,0 +1,249 @@
+"""The one configuration path: overrides -> a run's typed configs, and a FLOP budget -> optimizer steps.
+
+Every entry point resolves a run here: `python -m dnahnet.train` (its `section.KEY=VALUE` arguments and
+`--config`), the isoFLOP planner (`sweeps/plan.py`: `--set`, `--overrides FILE.yaml`) and the Optuna tuner
+(`sweeps/tuning.py`: fixed settings and each trial's values).
+
+- `parse_overrides(["train.lr=1e-3", ...])` and `read_override_file(path)` -> `Overrides` (by section,
+  remembering where each key came from, so that an error can name it);
+- `resolve(family, preset, variant, overrides)` (or `resolve_file(config.yaml, overrides)`) -> `RunConfigs`:
+  the family's model config (preset, then variant, then overrides), `TrainConfig`, `DataConfig`, with the
+  family's context-bound field (StripedHyena 2's `l_train`) set to `data.seq_len` unless it was given;
+- `steps_for_budget(budget, flops_per_token, batch, seq_len)` -> `BudgetSteps`: the rule that turns a
+  training-FLOP budget into steps x batch, within `TOLERANCE` of the budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dnahnet import config as cfglib
+from dnahnet.registry import get_config, get_family
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("train", "model", "data")  # the sections of a run's configuration
+TOLERANCE = 0.02  # planned FLOPs (steps x batch x seq_len x FLOPs per token) within 2% of the budget
+SOFT_TOLERANCE = 0.01  # rounding the steps beyond this moves the batch (within 0.75x-1.33x)
+
+
+# ------------------------------------------------------------------------------------ overrides
+@dataclass
+class Overrides:
+    """User overrides by section (values as given: strings from a command line, YAML values from a file);
+    `source` names where each key came from ("train.lr" -> "--set", "best.yaml", ...) for error messages."""
+
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields (dnahnet/lit.py)
+    model: dict[str, Any] = field(default_factory=dict)  # the family's config fields
+    data: dict[str, Any] = field(default_factory=dict)  # DataConfig fields (dnahnet/data/module.py)
+    source: dict[str, str] = field(default_factory=dict)  # "section.key" -> where it was set
+
+    def update(self, section: str, key: str, value: Any, source: str) -> None:
+        """Set one key (a later setting of the same key wins)."""
+        if section not in SECTIONS:
+            raise ValueError(f"{source}: unknown section {section!r} in {section}.{key} (expected one of "
+                             f"{', '.join(SECTIONS)}: section.KEY=VALUE, e.g. train.lr=1e-3)")
+        getattr(self, section)[key] = value
+        self.source[f"{section}.{key}"] = source
+
+    def where(self, section: str, key: str) -> str:
+        """Where `section.key` was set (the section's name when not recorded)."""
+        return self.source.get(f"{section}.{key}", section)
+
+
+def parse_overrides(items: list[str] | None, source: str = "override", into: Overrides | None = None) -> Overrides:
+    """`section.KEY=VALUE` items (e.g. train.lr=1e-3, model.n_layers=4, data.seq_len=512) -> Overrides,
+    added to `into` when given. Values stay strings: `resolve` coerces them to the fields' types."""
+    out = into if into is not None else Overrides()
+    try:
+        assignments = cfglib.parse_assignments(items)
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc} (write section.KEY=VALUE, e.g. train.lr=1e-3)") from None
+    for key, value in assignments.items():
+        section, _, name = key.partition(".")
+        if not name:
+            raise ValueError(f"{source} {key}={value}: write section.KEY=VALUE with a section of "
+                             f"{', '.join(SECTIONS)}, e.g. train.lr=1e-3")
+        out.update(section, name, value, source)
+    return out
+
+
+def read_override_file(path: str | os.PathLike, flag: str = "--overrides", into: Overrides | None = None) -> Overrides:
+    """Overrides from a YAML file with sections train:, model:, data: (each a mapping of KEY: VALUE)."""
+    import yaml
+
+    out = into if into is not None else Overrides()
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{flag} {path}: no such file")
+    try:
+        body = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{flag} {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    body = body or {}
+    if not isinstance(body, dict):
+        raise ValueError(f"{flag} {path}: expected a mapping with train:, model: or data:, got {type(body).__name__}")
+    for section, values in body.items():
+        if section not in SECTIONS:
+            raise ValueError(f"{flag} {path}: unknown section {section!r} (expected {', '.join(SECTIONS)})")
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ValueError(f"{flag} {path}: section {section!r} must be a mapping of KEY: VALUE")
+        for key, value in values.items():
+            out.update(section, str(key), value, str(path))
+    return out
+
+
+# ------------------------------------------------------------------------------------ assembly
+@dataclass
+class RunConfigs:
+    """One run's resolved configuration (what `dnahnet.train.train_run` takes)."""
+
+    family: str
+    preset: str
+    variant: str | None
+    model: Any  # the family's config dataclass
+    train: Any  # dnahnet.lit.TrainConfig
+    data: Any  # dnahnet.data.DataConfig
+
+    def as_tuple(self) -> tuple[Any, Any, Any]:
+        """(model, train, data)."""
+        return self.model, self.train, self.data
+
+
+def _config_classes():
+    """(TrainConfig, DataConfig), imported when needed (the training stack is heavy to import)."""
+    from dnahnet.data import DataConfig
+    from dnahnet.lit import TrainConfig
+
+    return TrainConfig, DataConfig
+
+
+def context_overrides(family: str, seq_len: int, model_overrides: dict) -> dict:
+    """{field: seq_len} for the family's context-bound field (`Family.context_field`), unless the user set
+    that field themselves. StripedHyena 2's MR decay is built over the training context (DESIGN.md
+    section 4), so a model trained at L must be configured for L; the resolved config records it."""
+    bound = get_family(family).context_field
+    if bound is None or bound in model_overrides:
+        return {}
+    return {bound: int(seq_len)}
+
+
+def resolve(family: str, preset: str = "tiny", variant: str | None = None,
+            overrides: Overrides | None = None) -> RunConfigs:
+    """The configs of a run: the family's preset, its variant, then `overrides`; TrainConfig and
+    DataConfig defaults with theirs; the context-bound model field set to `data.seq_len`."""
+    TrainConfig, DataConfig = _config_classes()
+    ov = overrides or Overrides()
+    model = get_config(family, preset, variant, **ov.model)
+    return _finish(family, preset, variant, model, cfglib.replace(TrainConfig(), **ov.train),
+                   cfglib.replace(DataConfig(), **ov.data), ov)
+
+
+def resolve_file(path: str | os.PathLike, overrides: Overrides | None = None, flag: str = "--config") -> RunConfigs:
+    """The configs of a resolved config.yaml (what every run directory holds), with `overrides` on top."""
+    TrainConfig, DataConfig = _config_classes()
+    ov = overrides or Overrides()
+    base = read_resolved_config(path, flag)
+    family = base["family"]
+    model = cfglib.replace(cfglib.from_dict(get_family(family).config_cls, base.get("model") or {}), **ov.model)
+    train = cfglib.replace(cfglib.from_dict(TrainConfig, base.get("train") or {}), **ov.train)
+    data = cfglib.replace(cfglib.from_dict(DataConfig, base.get("data") or {}), **ov.data)
+    return _finish(family, base.get("preset", "custom"), base.get("variant"), model, train, data, ov)
+
+
+def _finish(family, preset, variant, model, train, data, ov: Overrides) -> RunConfigs:
+    model = cfglib.replace(model, **context_overrides(family, data.seq_len, ov.model))
+    return RunConfigs(family, preset, variant, model, train, data)
+
+
+def read_resolved_config(path: str | os.PathLike, flag: str = "--config") -> dict:
+    """A resolved config.yaml as a dict, with one-line errors for a directory, an empty file, not YAML."""
+    import yaml
+
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{flag} {path}: is a directory, not a config.yaml")
+    try:
+        base = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{flag} {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{flag} {path}: unreadable ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{flag} {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(base, dict):
+        kind = "empty" if base is None else f"a YAML {type(base).__name__}, not a mapping"
+        raise ValueError(f"{flag} {path}: {kind} (expected a resolved config.yaml with family, model, train, data)")
+    if "family" not in base:
+        raise ValueError(f"{flag} {path}: no 'family' entry (expected a resolved config.yaml)")
+    for section in ("model", "train", "data"):
+        if not isinstance(base.get(section) or {}, dict):
+            raise ValueError(f"{flag} {path}: '{section}' must be a mapping")
+    return base
+
+
+def typed_overrides(family: str, preset: str, variant: str | None, overrides: Overrides,
+                    skip: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """Each override checked on its own against its section's config and coerced to the field's type
+    (plain values: tuples become lists); a bad one raises an error naming where it was set. `skip`:
+    "section.key" names that are not config fields (e.g. the planner's train.lr_scale)."""
+    TrainConfig, DataConfig = _config_classes()
+    build = {
+        "train": lambda kv: cfglib.replace(TrainConfig(), **kv),
+        "model": lambda kv: get_config(family, preset, variant, **kv),
+        "data": lambda kv: cfglib.replace(DataConfig(), **kv),
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for section in SECTIONS:
+        out[section] = {}
+        for key, value in getattr(overrides, section).items():
+            if f"{section}.{key}" in skip:
+                continue
+            try:
+                out[section][key] = cfglib.to_dict(getattr(build[section]({key: value}), key))
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{overrides.where(section, key)}: {section}.{key}={value!r}: {exc}") from None
+    return out
+
+
+# ------------------------------------------------------------------------------------ budget -> steps
+@dataclass(frozen=True)
+class BudgetSteps:
+    """How a run spends a training-FLOP budget."""
+
+    steps: int  # optimizer steps (a multiple of `step_multiple`)
+    batch: int  # global batch in windows (a multiple of the world size)
+    error: float  # |steps x batch x seq_len x flops_per_token / budget - 1|
+
+
+def steps_for_budget(budget: float, flops_per_token: float, batch: int, seq_len: int, world: int = 1,
+                     step_multiple: int = 1, warn_on_move: bool = False) -> BudgetSteps:
+    """Steps and global batch that spend `budget` training FLOPs at `flops_per_token`.
+
+    steps = budget / (flops_per_token x batch x seq_len), rounded to a multiple of `step_multiple` (at
+    least one). When rounding misses the budget by more than `SOFT_TOLERANCE`, the batch moves (within
+    0.75x-1.33x, a multiple of `world`) to the one that lands closest (ties: the nearest to `batch`).
+    Callers refuse a result whose `error` exceeds `TOLERANCE` (too few steps for any batch nearby)."""
+    tokens = budget / flops_per_token
+    target = tokens / step_multiple  # in units of `step_multiple` steps
+
+    def spend(b: int) -> tuple[int, float]:
+        units = max(1, int(round(target / (b * seq_len))))
+        return units, abs(units * b * seq_len - target) / target
+
+    units, error = spend(batch)
+    if error <= SOFT_TOLERANCE:
+        return BudgetSteps(units * step_multiple, batch, error)
+    candidates = [b for b in range(max(world, int(batch * 0.75) // world * world), int(batch * 4 / 3) + 1, world)
+                  if b >= world]
+    best = min(candidates, key=lambda b: (spend(b)[1], abs(b - batch)))
+    if warn_on_move and best != batch:
+        log.warning("batch %d misses the budget by %.1f%%; using %d instead", batch, 100 * error, best)
+    units, error = spend(best)
+    return BudgetSteps(units * step_multiple, best, error)

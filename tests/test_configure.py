@@ -1,0 +1,202 @@
+"""The one configuration path (dnahnet/configure.py): override parsing, config assembly, budget -> steps."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dnahnet import configure
+from dnahnet.configure import TOLERANCE, Overrides, parse_overrides, resolve, steps_for_budget
+from dnahnet.data import DataConfig
+from dnahnet.lit import TrainConfig
+from dnahnet.registry import get_family
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------ parsing
+def test_overrides_are_split_by_section_with_their_source():
+    ov = parse_overrides(["train.lr=3e-4", "model.n_layers = 3", "data.seq_len=64", "train.lr=1e-3",
+                          "model.layout=[m1, [T2], m1]"], "--set")
+    assert ov.train == {"lr": "1e-3"}  # the later setting wins
+    assert ov.model == {"n_layers": "3", "layout": "[m1, [T2], m1]"}  # values stay text until resolved
+    assert ov.data == {"seq_len": "64"}
+    assert ov.source == {"train.lr": "--set", "model.n_layers": "--set", "model.layout": "--set",
+                         "data.seq_len": "--set"}
+    assert parse_overrides(None) == Overrides()
+
+
+def test_resolve_coerces_text_to_the_fields_types():
+    ov = parse_overrides(["train.max_steps=1e3", "train.lr=3e-4", "train.compile=yes", "data.seq_len=64",
+                          "data.inputs=a.fna,b.fna", "data.val_genomes=0.25", "model.n_layers=3",
+                          "model.rotary_base=5e3"])
+    run = resolve("transformer", "tiny", None, ov)
+    assert run.train.max_steps == 1000 and isinstance(run.train.max_steps, int)
+    assert run.train.lr == 3e-4 and run.train.compile is True
+    assert run.data.seq_len == 64 and run.data.inputs == ["a.fna", "b.fna"] and run.data.val_genomes == 0.25
+    assert run.model.n_layers == 3 and run.model.rotary_base == 5000.0
+
+
+@pytest.mark.parametrize("items,message", [
+    (["optim.lr=1"], r"--set: unknown section 'optim' in optim\.lr"),
+    (["lr=1"], r"--set lr=1: write section\.KEY=VALUE"),
+    (["train.lr"], r"--set: expected KEY=VALUE, got 'train\.lr'"),
+])
+def test_malformed_overrides_name_the_item_and_where_it_came_from(items, message):
+    with pytest.raises(ValueError, match=message):
+        parse_overrides(items, "--set")
+
+
+@pytest.mark.parametrize("item,message", [
+    ("train.nope=1", "unknown field 'nope' for TrainConfig"),
+    ("model.width=8", "unknown field 'width' for TransformerConfig"),
+    ("data.seq_len=long", "DataConfig.seq_len: expected an integer"),
+    ("train.compile=maybe", "TrainConfig.compile: expected a boolean"),
+])
+def test_unknown_keys_and_bad_values_name_the_field(item, message):
+    with pytest.raises(ValueError, match=message):
+        resolve("transformer", "tiny", None, parse_overrides([item]))
+
+
+def test_typed_overrides_name_where_a_bad_value_was_set(tmp_path):
+    f = tmp_path / "best.yaml"
+    f.write_text("train:\n  lr: 0.002\n  lr_scale: 2\nmodel:\n  n_layers: 3\ndata:\n  batch_size: 4\n")
+    ov = configure.read_override_file(f)
+    parse_overrides(["train.beta1=0.8"], "--set", into=ov)
+    typed = configure.typed_overrides("transformer", "tiny", None, ov, skip=("train.lr_scale",))
+    assert typed == {"train": {"lr": 0.002, "beta1": 0.8}, "model": {"n_layers": 3}, "data": {"batch_size": 4}}
+    parse_overrides(["train.beta1=fast"], "--set", into=ov)
+    with pytest.raises(ValueError, match=r"^--set: train\.beta1='fast'"):
+        configure.typed_overrides("transformer", "tiny", None, ov, skip=("train.lr_scale",))
+    f.write_text("model:\n  n_layers: many\n")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(f))}: model\.n_layers='many'"):
+        configure.typed_overrides("transformer", "tiny", None, configure.read_override_file(f))
+
+
+def test_override_files_are_checked(tmp_path):
+    f = tmp_path / "o.yaml"
+    for text, message in (("optim:\n  lr: 1\n", "unknown section 'optim'"), ("train: [1, 2]\n", "must be a mapping"),
+                          ("- 1\n", "expected a mapping"), ("train: {lr: [\n", "not valid YAML")):
+        f.write_text(text)
+        with pytest.raises(ValueError, match=rf"^--overrides {re.escape(str(f))}: .*{re.escape(message)}"):
+            configure.read_override_file(f)
+    with pytest.raises(ValueError, match="no such file"):
+        configure.read_override_file(tmp_path / "missing.yaml")
+
+
+# ------------------------------------------------------------------------------------ assembly
+def test_resolve_applies_preset_then_variant_then_overrides():
+    """Against the configs built by hand from the family's preset factory and variant table."""
+    fam = get_family("dnahnet")
+    ov = parse_overrides(["model.alpha=0.05", "train.lr=2e-3", "train.max_steps=7", "data.seq_len=96"])
+    run = resolve("dnahnet", "tiny", "3", ov)
+    by_hand = dataclasses.replace(dataclasses.replace(fam.presets["tiny"](), **fam.variants["3"]), alpha=0.05)
+    assert run.model == by_hand
+    assert run.train == TrainConfig(lr=2e-3, max_steps=7)
+    assert run.data == DataConfig(seq_len=96)
+    assert (run.family, run.preset, run.variant) == ("dnahnet", "tiny", "3")
+
+
+def test_the_context_bound_field_follows_the_runs_context_unless_given():
+    sh2 = get_family("stripedhyena").presets["tiny"]()
+    assert sh2.l_train != 96  # else the test could not tell binding from the preset
+    assert resolve("stripedhyena", overrides=parse_overrides(["data.seq_len=96"])).model.l_train == 96
+    explicit = resolve("stripedhyena", overrides=parse_overrides(["data.seq_len=96", "model.l_train=500"]))
+    assert explicit.model.l_train == 500
+    assert get_family("transformer").context_field is None  # no bound field: nothing changes
+    assert resolve("transformer", overrides=parse_overrides(["data.seq_len=96"])).model == \
+        get_family("transformer").presets["tiny"]()
+
+
+def test_a_resolved_config_file_rebuilds_the_same_configs(tmp_path):
+    run = resolve("stripedhyena", "tiny", None, parse_overrides(["data.seq_len=96", "model.d_model=32",
+                                                                  "train.lr=4e-3", "data.batch_size=3"]))
+    path = tmp_path / "config.yaml"
+    from dnahnet import config as cfglib
+
+    path.write_text(yaml.safe_dump({"family": run.family, "preset": run.preset, "variant": run.variant,
+                                    "model": cfglib.to_dict(run.model), "train": cfglib.to_dict(run.train),
+                                    "data": cfglib.to_dict(run.data)}))
+    assert configure.resolve_file(path) == run
+    again = configure.resolve_file(path, parse_overrides(["train.lr=1e-3", "data.seq_len=64"]))
+    assert again.train.lr == 1e-3 and again.model.d_model == 32
+    assert again.model.l_train == 64  # the bound field follows the new context
+    for text, message in (("", "empty"), ("- 1\n", "a YAML list"), ("model: {}\n", "no 'family' entry"),
+                          ("family: transformer\nmodel: [1]\n", "'model' must be a mapping")):
+        path.write_text(text)
+        with pytest.raises(ValueError, match=f"--config {re.escape(str(path))}: {re.escape(message)}"):
+            configure.resolve_file(path)
+    with pytest.raises(ValueError, match="is a directory"):
+        configure.resolve_file(tmp_path)
+
+
+def test_train_writes_the_configs_configure_resolves(tmp_path):
+    """`python -m dnahnet.train` (one tiny step) records in config.yaml what `resolve` builds."""
+    sys.path.insert(0, str(REPO / "tests" / "sweeps"))
+    from synthetic_corpus import markov_corpus
+
+    from dnahnet.train import main, resolved_config
+
+    data = markov_corpus(tmp_path / "data", 4, 6000, 0, "g{g}.fasta", "G{g} synthetic genome {g}")
+    overrides = ["data.seq_len=32", "data.n_val_windows=2", "data.batch_size=2", f"data.store_dir={tmp_path / 's'}",
+                 "train.max_steps=1", "train.accelerator=cpu", "model.d_model=16", "model.n_heads=2"]
+    out = tmp_path / "run"
+    assert main(["--model", "stripedhyena", "--out", str(out), "--data-dir", str(data), "--no-progress",
+                 *overrides]) == 0
+    run = resolve("stripedhyena", "tiny", None, parse_overrides([*overrides, f"data.data_dir={data}"]))
+    written = yaml.safe_load((out / "config.yaml").read_text())
+    assert written == resolved_config(run.family, run.preset, run.variant, *run.as_tuple())
+    assert written["model"]["l_train"] == 32
+
+
+# ------------------------------------------------------------------------------------ budget -> steps
+def _flops_per_token(family: str, width: int) -> float:
+    from sweeps.ladders import get_rule, stats_of
+
+    rule = get_rule(family)
+    return stats_of(family, rule.default_variant, rule.shape(width, 4, "cpu"), 64, rule.preset).flops_per_token
+
+
+@pytest.mark.parametrize("family,width", [("transformer", 16), ("transformer", 96), ("stripedhyena", 48),
+                                          ("dnahnet", 32)])
+def test_budget_rule_spends_the_budget_within_tolerance(family, width):
+    """Closed form: steps = round(budget / (FLOPs/token x batch x L)) when that lands within 1%; otherwise
+    the batch is the one (0.75x-1.33x, a multiple of the world size) that lands closest, found here by
+    trying every one. Either way steps x batch x L x FLOPs/token lies within 2% of the budget."""
+    fpt, L = _flops_per_token(family, width), 64
+    checked = moved = 0
+    for steps_wanted in (100, 137.4, 333.3, 1000.6, 2501.5):
+        for batch in (8, 12, 16, 30):
+            for world, multiple in ((1, 1), (2, 1), (1, 4)):
+                budget = steps_wanted * batch * L * fpt
+                spent = steps_for_budget(budget, fpt, batch, L, world, step_multiple=multiple)
+                planned = spent.steps * spent.batch * L * fpt
+                assert spent.error == pytest.approx(abs(planned / budget - 1))
+                assert abs(planned / budget - 1) <= TOLERANCE
+                assert spent.steps % multiple == 0 and spent.batch % world == 0
+                exact = multiple * round(budget / (fpt * batch * L * multiple))
+                if abs(exact * batch * L * fpt / budget - 1) <= 0.01:
+                    assert (spent.steps, spent.batch) == (exact, batch)
+                else:
+                    moved += 1
+                    tries = {b: multiple * max(1, round(budget / (fpt * b * L * multiple)))
+                             for b in range(world, 2 * batch, world) if 0.75 * batch - world < b <= batch * 4 / 3}
+                    best = min(abs(s * b * L * fpt / budget - 1) for b, s in tries.items())
+                    assert spent.error == pytest.approx(best, abs=1e-12)
+                    assert math.isclose(spent.steps * spent.batch * L * fpt, planned)
+                checked += 1
+    assert checked == 60 and moved > 0
+
+
+def test_too_short_a_budget_misses_and_says_by_how_much():
+    """1.3 steps of batch 8 = 10.4 windows: of batches 6..10, one step of 10 comes closest (0.4 / 10.4 off),
+    beyond the tolerance: callers refuse it (the planner drops or errors, the tuner asks for more budget)."""
+    spent = steps_for_budget(1.3 * 8 * 64 * 1e6, 1e6, 8, 64)
+    assert (spent.steps, spent.batch) == (1, 10)
+    assert spent.error == pytest.approx(0.4 / 10.4) and spent.error > TOLERANCE
