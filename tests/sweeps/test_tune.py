@@ -367,33 +367,3 @@ def test_stripedhyena_trials_build_their_mr_decay_over_the_trials_context():
                                base={"model": {"l_train": 500}, "train": {}, "data": {"seq_len": 96}})
     assert explicit.base_configs()[0].l_train == 500
 
-
-def test_the_sweep_code_uses_only_public_optuna_and_lightning_names():
-    """No underscore-private attribute of another library (Optuna's sampler state, Lightning's trainer
-    internals) in the tuner, planner and ladders: an attribute `x._name` (or getattr(x, "_name")) is allowed
-    only where the file itself defines `_name`, and nothing private is imported from optuna or lightning."""
-    import ast
-
-    files = [ROOT / "sweeps" / n for n in ("tuning.py", "tune.py", "plan.py", "ladders.py")]
-    files.append(ROOT / "dnahnet" / "configure.py")
-    for path in files:
-        tree = ast.parse(path.read_text())
-        own = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-        own |= {t.attr for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.AnnAssign))
-                for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Attribute)}
-        own |= {t.id for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.AnnAssign))
-                for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
-        private = lambda name: name.startswith("_") and not name.startswith("__")  # noqa: E731
-        found = []
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and private(node.attr) and node.attr not in own:
-                found.append(f"line {node.lineno}: .{node.attr}")
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "setattr",
-                    "hasattr") and len(node.args) > 1 and isinstance(node.args[1], ast.Constant)
-                    and isinstance(node.args[1].value, str) and private(node.args[1].value)):
-                found.append(f"line {node.lineno}: {node.func.id}(..., {node.args[1].value!r})")
-            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("optuna", "lightning",
-                                                                                        "optuna_integration"):
-                parts = node.module.split(".") + [a.name for a in node.names]
-                found += [f"line {node.lineno}: from {node.module} import {p}" for p in parts if private(p)]
-        assert not found, f"{path.relative_to(ROOT)}: {found}"
