@@ -17,7 +17,7 @@ same --out while one runs. Stopped by SIGTERM, the sweep exits 143 and a rerun r
 it with one line after recording what it can. Then: `python -m analysis --results OUT/results.csv
 --out OUT/analysis`.
 
-Named ladders (--ladder): cpu-smoke (minutes on 2 CPU cores), cpu (about an hour), paper (4e18-8e19
+Named ladders (--ladder): cpu-smoke (minutes on 2 CPU cores), cpu (a few hours per family), paper (4e18-8e19
 FLOPs at context 8192, for GPU clusters). See sweeps/ladders.py for the size rules of each family and
 sweeps/plan.py for the override-file format (--overrides, --set).
 """

@@ -121,12 +121,14 @@ LADDERS: dict[str, Ladder] = {
         description="2 budgets x 3 tiny models at context 256: the demo's live sweep, about a minute per "
         "family on one CPU core (shows the pipeline, too small to measure scaling)",
     ),
-    # Each family gets an 8x range of budgets it can afford in about an hour on one CPU core. Per FLOP,
-    # dnaHNet and StripedHyena 2 see 3-7x more nucleotides than a Transformer (its attention over 512
-    # positions dominates its FLOPs at these widths), and their CPU time per nucleotide is no lower, so
-    # they run 2.5e11-2e12; below ~1e12 FLOPs a Transformer at context 512 has barely learned beyond
-    # ln 4 nats, so it runs 1e12-8e12. The ranges overlap at 1e12-2e12, where the three frontiers are
-    # compared directly.
+    # Each family gets a 16-32x range of budgets it can afford in a few hours on one CPU core (or `--jobs 2`
+    # on two). Per FLOP, dnaHNet and StripedHyena 2 see 3-7x more nucleotides than a Transformer (its
+    # attention over 512 positions dominates its FLOPs at these widths), and their CPU time per nucleotide
+    # is no lower, so they start at 2.5e11; below ~1e12 FLOPs a Transformer at context 512 has barely
+    # learned beyond ln 4 nats, so it runs 1e12-1.6e13. dnaHNet's optimum sits at the ladder's smallest
+    # size up to 2e12, so it goes on to 8e12 for a third bracketed budget; StripedHyena 2 goes to 4e12 to
+    # share a bracketed budget with the Transformer. The ranges overlap at 1e12-8e12, where the three
+    # frontiers are compared directly.
     "cpu": Ladder(
         name="cpu", budgets=(2.5e11, 5e11, 1e12, 2e12), seq_len=512, sizes=5, span=16.0, min_steps=100,
         family_budgets={
@@ -136,8 +138,8 @@ LADDERS: dict[str, Ladder] = {
         },
         batch_ref_tokens=8192, batch_ref_params=1e6, batch_exponent=0.0, min_batch_windows=16,
         max_batch_windows=16, n_val_windows=512, ckpt_fraction=0.1, max_width=256, arch="cpu",
-        description="4 budgets (8x, per family) x 5 models spanning 16x at context 512, 512 validation "
-        "windows: about an hour per family on one CPU core",
+        description="5-6 budgets (16-32x, per family) x 5 models spanning 16x at context 512, 512 validation "
+        "windows: a few hours per family on one CPU core",
     ),
     "paper": Ladder(
         name="paper", budgets=(4e18, 8e18, 2e19, 4e19, 8e19), seq_len=8192, sizes=7, span=10.0, min_steps=500,

@@ -65,11 +65,10 @@ def test_bracketed_budgets_and_noise_aware_intervals(regenerated):
             lo, hi = a2["a_ci"]
             assert hi - lo > 1e-3 and lo <= a2["a"] <= hi, (key, a2["a"], a2["a_ci"])
     # What the committed CPU sweeps show (analysis/reference/cpu/README.md).
-    assert bracketed["stripedhyena"] >= 3 and bracketed["transformer"] >= 3, bracketed
-    assert bracketed["dnahnet"] >= 2, bracketed
+    assert min(bracketed.values()) >= 3, bracketed
     multipliers = {(m["family"].split("/")[0], m["reference"].split("/")[0]): m
                    for m in fits["comparisons"]["compute_multipliers"]}
-    for pair in (("transformer", "dnahnet"), ("stripedhyena", "dnahnet")):
+    for pair in (("transformer", "dnahnet"), ("stripedhyena", "dnahnet"), ("stripedhyena", "transformer")):
         m = multipliers[pair]
         assert math.isfinite(m["multiplier"]) and m["ci"][0] <= m["multiplier"] <= m["ci"][1], pair
     summary = (regenerated / "summary.md").read_text()
