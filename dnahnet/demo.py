@@ -43,7 +43,11 @@ def analyse(results: list[Path], out: Path, what: str, allow_no_fit: bool = Fals
     a failure for the reference logs, expected for the live toy sweep (`allow_no_fit`)."""
     from sweeps.demo import run_analysis
 
-    code = run_analysis(results, out, ["--quiet"])
+    check_analysis(run_analysis(results, out, ["--quiet"]), out, what, allow_no_fit)
+
+
+def check_analysis(code: int, out: Path, what: str, allow_no_fit: bool = False) -> None:
+    """Raise DemoError unless the analysis into `out` succeeded (see `analyse`)."""
     written = (out / "summary.md").exists() and (out / "fits.json").exists()
     if code == 0 or (code == 2 and written and allow_no_fit):
         return
@@ -99,7 +103,7 @@ def run(args: argparse.Namespace) -> list[str]:
         failed = [r["run_id"] for r in rows if r["status"] != "ok"]
         if failed:
             raise DemoError(f"{len(failed)} live run(s) failed: {', '.join(failed)} (see {live / 'sweeps'})")
-        analyse(list(done["results"].values()), live / "analysis", "live", allow_no_fit=True)
+        check_analysis(done["analysis"], live / "analysis", "live", allow_no_fit=True)  # run_demo ran it
         report += [f"Live sweep: {len(rows)} runs ok, {live / 'sweeps'}; its analysis in {live / 'analysis'}"]
     print(f"[3/3] done in {(time.time() - start) / 60:.1f} min", flush=True)
     return report
