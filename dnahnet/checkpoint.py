@@ -159,6 +159,15 @@ class ResumePoint:
     step: int  # its global step
 
 
+def step_of_name(path: Path) -> int | None:
+    """N of a periodic checkpoint named `step=N.ckpt` (None for any other name)."""
+    name = Path(path).name
+    if not (name.startswith("step=") and name.endswith(".ckpt")):
+        return None
+    digits = name[len("step="):-len(".ckpt")]
+    return int(digits) if digits.isdigit() else None
+
+
 def set_aside(path: Path) -> Path:
     """Move an unreadable checkpoint out of the way (kept for inspection): last.ckpt -> last.corrupt-<t>.ckpt."""
     if path.is_symlink():  # last.ckpt -> step=N.ckpt: the file is what is broken; drop the link

@@ -118,6 +118,7 @@ class LitLM(L.LightningModule):
         self.val_loss_sum = torchmetrics.SumMetric().set_dtype(torch.float64)
         self.val_token_count = torchmetrics.SumMetric().set_dtype(torch.float64)
         self.flops_per_batch = 0.0  # FLOPs of the last batch on this device (read by ThroughputMonitor)
+        self.validated_step: int | None = None  # the global step of this process's latest validation
         self._forward = MaybeCompiled(self.model, self.train_cfg.compile, family)
 
     # ------------------------------------------------------------------ objective
@@ -180,6 +181,7 @@ class LitLM(L.LightningModule):
         self.log_dict({"val/loss": loss, "val/bpn": loss / LN2, "val/ppl": torch.exp(loss)}, prog_bar=True,
                       sync_dist=True)
         self.log_dict({"tokens": float(self.tokens_seen), "flops": float(self.flops_actual)}, sync_dist=True)
+        self.validated_step = int(self.global_step)
 
     # ------------------------------------------------------------------ monitoring
     def configure_callbacks(self):

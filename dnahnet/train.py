@@ -24,6 +24,7 @@ import csv
 import json
 import logging
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -103,6 +104,40 @@ def _strategy(train_cfg: TrainConfig):
     raise ValueError(f"train.strategy must be auto|ddp|fsdp|fsdp2, got {name!r}")
 
 
+def _final_checkpoint(every_n_steps: int):
+    """A callback that makes `checkpoints/last.ckpt` hold the weights training ended with.
+
+    `ModelCheckpoint(every_n_train_steps=K)` saves only at multiples of K, so a run of 210 steps with K = 48
+    would end with last.ckpt -> step=192.ckpt, and export, generation and every evaluation would score other
+    weights than those the run's reported validation loss belongs to. At the end of training this saves
+    `step=<final>.ckpt` (unless that step was just saved), points last.ckpt at it and keeps the two newest
+    step checkpoints, as the periodic saves do."""
+    import shutil
+
+    from lightning.pytorch.callbacks import Callback
+
+    class FinalCheckpoint(Callback):
+        def on_train_end(self, trainer, pl_module):
+            if trainer.global_step == 0 or trainer.global_step % max(1, every_n_steps) == 0:
+                return  # no step taken, or the periodic save already holds the final weights
+            ckpt_dir = Path(trainer.default_root_dir) / "checkpoints"
+            final = ckpt_dir / f"step={trainer.global_step}.ckpt"
+            trainer.save_checkpoint(final, weights_only=False)  # every rank: sharded strategies save together
+            if trainer.is_global_zero:
+                link = ckpt_dir / "last.ckpt"
+                tmp = ckpt_dir / f".last.{os.getpid()}.tmp"
+                tmp.unlink(missing_ok=True)
+                os.symlink(final.name, tmp)
+                os.replace(tmp, link)  # last.ckpt -> the final step, atomically
+                steps = sorted((ckptlib.step_of_name(p), p) for p in ckpt_dir.glob("step=*.ckpt")
+                               if ckptlib.step_of_name(p) is not None)
+                for _, old in steps[:-2]:
+                    shutil.rmtree(old) if old.is_dir() else old.unlink()
+            trainer.strategy.barrier()
+
+    return FinalCheckpoint()
+
+
 def build_trainer(train_cfg: TrainConfig, run_dir: Path, callbacks=(), progress: bool = True,
                   resume_step: int | None = None, tags: dict | None = None, params: dict | None = None):
     """The run's Trainer. Its loggers (`dnahnet.tracking`): metrics.csv always (a resumed run keeps the rows
@@ -133,7 +168,7 @@ def build_trainer(train_cfg: TrainConfig, run_dir: Path, callbacks=(), progress:
         num_sanity_val_steps=0,
         log_every_n_steps=train_cfg.log_every,
         logger=tracking.build_loggers(train_cfg, run_dir, resume_step, tags=tags, params=params),
-        callbacks=[checkpoint, *callbacks],
+        callbacks=[checkpoint, _final_checkpoint(train_cfg.ckpt_every), *callbacks],
         enable_progress_bar=progress,
         enable_model_summary=False,
         default_root_dir=str(run_dir),
@@ -264,14 +299,16 @@ def _wall_clock():
     return WallClock()
 
 
-def _logged_validation(run_dir: Path, step: int) -> dict | None:
-    """The val/* metrics metrics.csv holds for the validation logged at `step` (None: none logged)."""
+def _logged_validation(run_dir: Path, final_step: int) -> dict | None:
+    """The val/* metrics metrics.csv holds for the validation of the weights after `final_step` optimizer steps,
+    the last of a run (None: none logged). Lightning logs a validation inside `fit` at row step final_step - 1
+    and one by `validate` after `fit` at final_step; no later step exists in a finished run."""
     path = run_dir / "metrics.csv"
     if not path.is_file():
         return None
     with open(path, newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r.get("val/loss") and r.get("step") not in (None, "")
-                and int(float(r["step"])) == step]
+                and int(float(r["step"])) in (final_step - 1, final_step)]
     if not rows:
         return None
     return {k: float(v) for k, v in rows[-1].items() if k.startswith("val/") and v not in (None, "")}
@@ -347,8 +384,10 @@ def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset,
         # weights_only: our checkpoints hold tensors and plain values only (checked above by `verify`).
         trainer.fit(lit, datamodule=dm, ckpt_path=str(point.path) if point else None, weights_only=True)
         val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        if "val/loss" not in val:  # resumed from a checkpoint taken after the last validation
-            val = _logged_validation(run_dir, trainer.global_step - 1) or \
+        if lit.validated_step != trainer.global_step:
+            # The reported loss must be the final weights': fit ended between two validations (max_steps not a
+            # multiple of val_every), or resumed from the final checkpoint (logged before the interruption).
+            val = _logged_validation(run_dir, trainer.global_step) or \
                 trainer.validate(lit, datamodule=dm, verbose=False)[0]
     except SIGTERMException:
         raise TrainingStopped(_stopped_message(run_dir, trainer, train_cfg.max_steps)) from None

@@ -160,6 +160,35 @@ def test_resume_from_the_final_checkpoint_adds_no_validation_row(corpus, tmp_pat
     assert json.loads((run / "result.json").read_text())["val_loss"] == reference["val_loss"]
 
 
+def test_last_checkpoint_holds_the_final_weights_when_steps_are_not_a_multiple(corpus, tmp_path):
+    """7 steps, a checkpoint every 3: last.ckpt is step 7, not step 6, and its weights score exactly the
+    validation loss the run reports (what export, generation and the evaluations read)."""
+    from dnahnet import window_losses as wl
+    from dnahnet.checkpoint import global_step, load_model
+    from dnahnet.data import DataConfig, GenomeDataModule
+
+    run = tmp_path / "run"
+    assert trainlib.main(train_args(corpus, run, 7)) == 0
+    last = run / "checkpoints" / "last.ckpt"
+    assert last.is_symlink() and last.resolve().name == "step=7.ckpt"
+    assert global_step(last) == 7
+    # the two newest step checkpoints are kept, as the periodic saves keep them
+    assert sorted(p.name for p in (run / "checkpoints").glob("step=*.ckpt")) == ["step=6.ckpt", "step=7.ckpt"]
+    result = json.loads((run / "result.json").read_text())
+    dm = GenomeDataModule(DataConfig(data_dir=str(corpus / "data"), store_dir=str(corpus / "store"), seq_len=32,
+                                     n_val_windows=4, batch_size=4))
+    dm.prepare_data()
+    dm.setup("fit")
+    losses, tokens = wl.window_losses(load_model(run), dm.val_dataloader())
+    assert float((losses * tokens).sum() / tokens.sum()) == pytest.approx(result["val_loss"], abs=1e-6)
+    # and a rerun interrupted before result.json resumes from the final checkpoint without training
+    rows = metrics_rows(run)
+    (run / "result.json").unlink()
+    assert trainlib.main(train_args(corpus, run, 7)) == 0
+    assert metrics_rows(run) == rows
+    assert json.loads((run / "result.json").read_text())["val_loss"] == result["val_loss"]
+
+
 def test_rerun_with_other_settings_is_refused_unless_new_run(corpus, tmp_path, capsys):
     run = tmp_path / "run"
     assert trainlib.main(train_args(corpus, run, 3)) == 0
