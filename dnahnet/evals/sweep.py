@@ -151,11 +151,14 @@ def read_sweep(sweep_dir: Path) -> pd.DataFrame:
 
 def export_dir(sweep_dir: Path, row) -> Path:
     """A run's export: RUN_DIR/export, RUN_DIR from results.csv's run_dir when it exists, else
-    SWEEP_DIR/runs/<run_id> (a sweep directory moved elsewhere)."""
+    SWEEP_DIR/runs/<run_id> (a sweep directory moved elsewhere), else SWEEP_DIR/exports/<run_id> (a
+    snapshot of `python -m analysis.snapshot`)."""
     recorded = Path(str(row.get("run_dir") or "")) / "export"
     if str(row.get("run_dir") or "") and recorded.is_dir():
         return recorded
-    return sweep_dir / "runs" / str(row["run_id"]) / "export"
+    moved = sweep_dir / "runs" / str(row["run_id"]) / "export"
+    snapshot = sweep_dir / "exports" / str(row["run_id"])
+    return snapshot if not moved.is_dir() and snapshot.is_dir() else moved
 
 
 def select_runs(frame: pd.DataFrame, select: str) -> pd.DataFrame:
