@@ -101,7 +101,7 @@ def test_analysis_draws_zeroshot_figures_only_when_evals_exist(tmp_path, capsys)
     summary = (tmp_path / "with" / "summary.md").read_text()
     assert "Zero-shot evaluations" in summary and "Boundary statistics" in summary
     dn = pd.read_csv(tmp_path / "dn" / "evals.csv")
-    for budget, sub in dn.groupby("budget"):
+    for _budget, sub in dn.groupby("budget"):
         row = sub.loc[sub["val_loss"].idxmin()]
         assert f"| {row['run_id']} |" in summary and f"{row['auroc']:.3f}" in summary
         assert f"{100 * row['stage1_codon3']:.1f}" in summary
