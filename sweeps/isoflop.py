@@ -316,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + summary_table(rows))
         failed = sum(r["status"] != "ok" for r in rows)
         print(f"\n{len(rows)} of {len(specs)} runs recorded in {out / 'results.csv'} ({failed} failed). "
-              f"Next: python -m analysis --results {out / 'results.csv'} --out {out / 'analysis'}")
+              f"Next: python -m analysis --results {out / 'results.csv'} --out {out / 'analysis'}"
+              + ("" if args.no_export else f"; zero-shot: python -m dnahnet.evals.sweep {out} --select best"))
     return 0
 
 
