@@ -1,6 +1,8 @@
 """`python -m analysis --results RESULTS.csv [MORE.csv ...] --out DIR`: every fit, table and figure.
 
-Writes DIR/figures/*.png|pdf, DIR/summary.md and DIR/fits.json. Bad input (a missing file or column,
+Writes DIR/figures/*.png|pdf, DIR/summary.md and DIR/fits.json. With zero-shot results (`--evals FILE ...`,
+or an evals.csv of `python -m dnahnet.evals.sweep` beside a results.csv) also the `zeroshot` and
+`boundaries` figures and their tables (`analysis.evals`). Bad input (a missing file or column,
 an empty file, non-numeric values, every run failed) prints one line to stderr and exits with 2.
 When no family has two usable budgets (e.g. a single budget), what can be drawn and tabulated is
 still written, then the same one-line error and exit code 2.
@@ -18,6 +20,7 @@ from analysis.approach2 import fit_approach2
 from analysis.approach3 import InitGrid, fit_approach3
 from analysis.collect import ResultsError, load_results
 from analysis.compare import compare
+from analysis.evals import compute_optimal, find_evals, load_evals, summary_lines, write_eval_figures
 from analysis.figures import write_figures
 from analysis.summary import write_outputs
 
@@ -28,6 +31,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0])
     parser.add_argument("--results", nargs="+", required=True, metavar="CSV",
                         help="results.csv files written by isoFLOP sweeps (merged)")
+    parser.add_argument("--evals", nargs="+", default=None, metavar="CSV",
+                        help="evals.csv files of python -m dnahnet.evals.sweep (default: evals.csv beside each "
+                             "results.csv, where there is one)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
     parser.add_argument("--bootstrap", type=int, default=200, metavar="N",
                         help="bootstrap resamples for confidence intervals (default 200; 0: none)")
@@ -57,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     except ResultsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    try:
+        eval_paths = find_evals(args.results, args.evals)
+        evals = compute_optimal(load_evals(eval_paths)) if eval_paths else None
+    except ResultsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     runs = collected.runs
     log.info("%d usable runs of %d famil%s from %d file(s); %d failed run(s) dropped", len(runs),
              len(collected.keys), "y" if len(collected.keys) == 1 else "ies", len(collected.sources),
@@ -74,8 +86,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         figures = write_figures(runs, approach2, approach3, args.out / "figures")
+        extra = None
+        if evals is not None and len(evals):
+            figures += write_eval_figures(evals, args.out / "figures")
+            extra = summary_lines(evals, eval_paths)
         summary, fits = write_outputs(args.out, collected, approach2, approach3, comparison,
-                                      args.bootstrap, args.seed)
+                                      args.bootstrap, args.seed, extra)
     except OSError as err:
         print(f"error: cannot write to {args.out}: {err}", file=sys.stderr)
         return 2

@@ -5,11 +5,20 @@ whose runs were split over several directories or machines with `--only`; a run_
 directory only) and gathers every run's `runs/<run_id>/val_windows.csv` into one `val_windows.csv` (a row
 per run, a column per validation window), so that the analysis, its figures and its window bootstrap can
 be regenerated from OUT_DIR alone (`make figures`), without checkpoints.
+
+Zero-shot results go along: every sweep's `evals.csv` (`python -m dnahnet.evals.sweep`) merged into
+OUT_DIR/evals.csv (its `export` column rewritten relative to OUT_DIR) with the settings sidecar evals.json,
+and, by `--exports` (default best), the exported weights (RUN_DIR/export/, model.safetensors + config.json)
+of the best run of every budget (lowest val_loss per family/variant and budget), of every run, or of none,
+copied into OUT_DIR/exports/<run_id>/ so that the committed reference carries the models its figures score.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -39,7 +48,52 @@ def _write(table: pd.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
-def snapshot(sweep_dirs: list[Path], out_dir: Path) -> list[Path]:
+EXPORTS = ("best", "all", "none")
+
+
+def _export_of(sweep_dir: Path, row: pd.Series) -> Path:
+    recorded = Path(str(row.get("run_dir", "") or "")) / "export"
+    if str(row.get("run_dir", "") or "") and recorded.is_dir():
+        return recorded
+    return sweep_dir / "runs" / str(row["run_id"]) / "export"
+
+
+def chosen_runs(results: pd.DataFrame, which: str) -> pd.DataFrame:
+    """The ok rows whose exports go along: `best` (lowest val_loss per family/variant and budget), `all`, `none`."""
+    ok = results[results.get("status", "ok") == "ok"].copy() if "status" in results else results.copy()
+    if which == "none" or ok.empty:
+        return ok.iloc[0:0]
+    if which == "all":
+        return ok
+    ok["_loss"] = pd.to_numeric(ok["val_loss"], errors="coerce")
+    ok["_budget"] = pd.to_numeric(ok["budget"], errors="coerce")
+    ok["_variant"] = ok["variant"] if "variant" in ok else ""
+    best = ok.loc[ok.groupby(["family", "_variant", "_budget"])["_loss"].idxmin()]
+    return best.drop(columns=["_loss", "_budget", "_variant"])
+
+
+def copy_exports(sweep_dirs: list[Path], out_dir: Path, which: str) -> dict[str, Path]:
+    """Copy the chosen runs' exports into OUT_DIR/exports/<run_id>/ (each atomically); run_id -> folder."""
+    copied = {}
+    for d in sweep_dirs:
+        results = pd.read_csv(d / "results.csv", dtype=str, keep_default_na=False)
+        for _, row in chosen_runs(results, which).iterrows():
+            src = _export_of(d, row)
+            if not ((src / "config.json").is_file() and (src / "model.safetensors").is_file()):
+                print(f"warning: {row['run_id']}: no export at {src} (skipped)", file=sys.stderr)
+                continue
+            dest = out_dir / "exports" / str(row["run_id"])
+            tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(src, tmp)
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(tmp, dest)
+            copied[str(row["run_id"])] = dest
+    return copied
+
+
+def snapshot(sweep_dirs: list[Path], out_dir: Path, exports: str = "best") -> list[Path]:
     for sweep_dir in sweep_dirs:
         for name in ("plan.csv", "results.csv"):
             if not (sweep_dir / name).is_file():
@@ -53,6 +107,32 @@ def snapshot(sweep_dirs: list[Path], out_dir: Path) -> list[Path]:
     if gathered:
         _write(_merged(gathered), out_dir / WINDOWS_FILE)
         written.append(out_dir / WINDOWS_FILE)
+    if exports not in EXPORTS:
+        raise ResultsError(f"--exports must be one of {', '.join(EXPORTS)}, got {exports!r}")
+    copied = copy_exports(sweep_dirs, out_dir, exports)
+    written += [copied[k] for k in sorted(copied)]
+    evals = [d / "evals.csv" for d in sweep_dirs if (d / "evals.csv").is_file()]
+    if evals:
+        frames = []
+        for path in evals:
+            try:
+                frames.append(pd.read_csv(path, dtype=str, keep_default_na=False))
+            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+                raise ResultsError(f"{path}: not a readable CSV ({exc})") from None
+        table = pd.concat(frames, ignore_index=True)
+        if "export" in table:  # where the weights are now: beside the snapshot, or not kept
+            table["export"] = [f"exports/{rid}" if rid in copied else "" for rid in table["run_id"]]
+        _write(table, out_dir / "evals.csv")
+        written.append(out_dir / "evals.csv")
+        settings = {}
+        for d in sweep_dirs:
+            if (d / "evals.json").is_file():
+                settings.update(json.loads((d / "evals.json").read_text()))
+        if settings:
+            tmp = out_dir / ".evals.json.tmp"
+            tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+            tmp.replace(out_dir / "evals.json")
+            written.append(out_dir / "evals.json")
     return written
 
 
@@ -60,9 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.snapshot", description=__doc__.splitlines()[0])
     p.add_argument("sweep_dirs", type=Path, nargs="+", metavar="SWEEP_DIR", help="a sweep's --out directory")
     p.add_argument("out_dir", type=Path, help="where the logs go (e.g. analysis/reference/cpu/<family>)")
+    p.add_argument("--exports", choices=EXPORTS, default="best",
+                   help="exported weights to copy into OUT_DIR/exports/: best (the lowest-val_loss run of each "
+                        "budget; default), all, none")
     args = p.parse_args(argv)
     try:
-        written = snapshot(args.sweep_dirs, args.out_dir)
+        written = snapshot(args.sweep_dirs, args.out_dir, args.exports)
     except (ResultsError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

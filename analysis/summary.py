@@ -119,7 +119,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def summary_markdown(collected: Collected, a2: dict[str, Approach2Result],
                      a3: dict[str, Approach3Result], comparison: Comparison, n_boot: int,
-                     seed: int) -> str:
+                     seed: int, extra: list[str] | None = None) -> str:
     runs = collected.runs
     lines = ["# Scaling-law analysis", ""]
     lines += [f"Inputs: {', '.join(f'`{s}`' for s in collected.sources)}. "
@@ -219,6 +219,7 @@ def summary_markdown(collected: Collected, a2: dict[str, Approach2Result],
     if comparison.notes:
         lines += [""]
 
+    lines += extra or []  # e.g. the zero-shot tables (analysis.evals.summary_lines)
     lines += ["## Flags and warnings", ""]
     lines += [f"- {f}" for f in flags] or ["None."]
     return "\n".join(lines) + "\n"
@@ -226,11 +227,11 @@ def summary_markdown(collected: Collected, a2: dict[str, Approach2Result],
 
 def write_outputs(out_dir: Path, collected: Collected, a2: dict[str, Approach2Result],
                   a3: dict[str, Approach3Result], comparison: Comparison, n_boot: int,
-                  seed: int) -> tuple[Path, Path]:
+                  seed: int, extra: list[str] | None = None) -> tuple[Path, Path]:
     """summary.md and fits.json into out_dir; the two paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = out_dir / "summary.md"
     fits = out_dir / "fits.json"
-    write_atomic(summary, summary_markdown(collected, a2, a3, comparison, n_boot, seed))
+    write_atomic(summary, summary_markdown(collected, a2, a3, comparison, n_boot, seed, extra))
     write_atomic(fits, json.dumps(fits_json(collected, a2, a3, comparison), indent=2) + "\n")
     return summary, fits

@@ -75,6 +75,9 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
         sum(p.numel() for p in loaded.model.parameters()),
         "global_step": loaded.global_step,
         "seq_len": (run.get("data") or {}).get("seq_len"),  # the training context
+        # The run's data settings (data directory, inputs, holdout, split seed): which genomes it trained on,
+        # so an evaluation can tell whether its genome was in the training split (dnahnet.evals.trainsplit).
+        "data": run.get("data"),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"

@@ -8,7 +8,8 @@
 
 Writes into --out: plan.csv (one row per run: family, variant, budget, params, tokens, flops, steps,
 batch, lr, tokens_per_param, seq_len, run_id, model overrides) and plan.json; runs/<run_id>/ (each run's
-config.yaml, metrics.csv, checkpoints/last.ckpt, result.json); results.csv (one row per finished run:
+config.yaml, metrics.csv, checkpoints/last.ckpt, result.json, and export/: its final weights as
+model.safetensors + config.json unless --no-export); results.csv (one row per finished run:
 val_loss in nats/nt on the fixed validation windows, actual training FLOPs, status ok|failed, error).
 Rerunning the same command skips finished runs (ok or failed; --retry-failed reruns failed ones) and
 resumes an interrupted run from its newest readable checkpoint. A rerun that would give a planned or
@@ -33,7 +34,7 @@ from pathlib import Path
 from sweeps import ladders as ladlib
 from sweeps.launch import LAUNCHERS, SlurmOptions, parse_slurm_time, run_local, run_local_gpus, run_slurm
 from sweeps.plan import RunSpec, format_table, load_overrides, plan_family, write_plan
-from sweeps.runner import cpu_threads, quiet_lightning, results_by_id
+from sweeps.runner import backfill_exports, cpu_threads, exports_enabled, quiet_lightning, results_by_id
 
 log = logging.getLogger("sweeps")
 
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
     p.add_argument("--only", action="append", default=None, metavar="RUN_ID", help="run only these run ids")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-export", action="store_true",
+                   help="keep no exported weights (by default every finished run writes RUN_DIR/export/: "
+                        "model.safetensors + config.json, for `python -m dnahnet.evals.sweep`); for large sweeps")
     d = p.add_argument_group("devices")
     d.add_argument("--devices", type=int, default=1, help="devices per node for each run")
     d.add_argument("--num-nodes", type=int, default=1, help="nodes per run")
@@ -238,6 +242,11 @@ def run_sweep(specs: list[RunSpec], out_dir: str | Path, launcher: str = "local"
         else:
             raise ValueError(f"--launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
     rows = results_by_id(out_dir / "results.csv")
+    if exports_enabled(out_dir):  # finished runs whose export is missing (a crash between result and export)
+        from dnahnet.rundir import is_rank_zero
+
+        if is_rank_zero():
+            backfill_exports(specs, out_dir, rows)
     return [rows[s.run_id] for s in specs if s.run_id in rows]
 
 
@@ -283,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
             check_unchanged(out, specs)
             if rank0:
                 csv_path, _ = write_plan(_merge_plan(out, specs) if args.only else specs, out,
-                                         meta={"argv": sys.argv, "ladder": specs[0].ladder})
+                                         meta={"argv": sys.argv, "ladder": specs[0].ladder,
+                                               "export": not args.no_export})
                 print(format_table(specs))
                 print(f"\n{len(specs)} runs, {sum(s.flops for s in specs):.3g} training FLOPs in total; plan: {csv_path}")
             if args.dry_run:
@@ -306,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + summary_table(rows))
         failed = sum(r["status"] != "ok" for r in rows)
         print(f"\n{len(rows)} of {len(specs)} runs recorded in {out / 'results.csv'} ({failed} failed). "
-              f"Next: python -m analysis --results {out / 'results.csv'} --out {out / 'analysis'}")
+              f"Next: python -m analysis --results {out / 'results.csv'} --out {out / 'analysis'}"
+              + ("" if args.no_export else f"; zero-shot: python -m dnahnet.evals.sweep {out} --select best"))
     return 0
 
 

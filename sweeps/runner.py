@@ -7,6 +7,12 @@ lock on `results.csv.lock` (`filelock`), so concurrent workers (local GPUs, SLUR
 never lose or duplicate a row. A run that raises (a NaN loss raises FloatingPointError) is recorded as
 `failed` with its error (the traceback goes to `<run_dir>/error.log`) and the sweep moves on.
 
+A finished run also leaves its final weights as an export (`<run_dir>/export/`: model.safetensors +
+config.json, `dnahnet.export`), written from checkpoints/last.ckpt (which holds the step training ended on)
+right after the run, before its row is recorded; so a sweep can be evaluated later without retraining
+(`python -m dnahnet.evals.sweep`). plan.json's `meta.export` (false after `isoflop.py --no-export`) turns it
+off; `backfill_exports` writes the export of a finished run that lacks it (a crash between the two).
+
 Also the entry point of one worker process (the local-gpus and multi-device launchers):
 
     python -m sweeps.runner --sweep-dir DIR --run-id RUN_ID
@@ -151,6 +157,65 @@ def _result_row(spec: RunSpec, run_dir: Path, status: str, **values) -> dict:
     return row
 
 
+# ------------------------------------------------------------------------------------ exports
+EXPORT_DIR = "export"  # <run_dir>/export: the run's final weights (dnahnet.export's format)
+
+
+def exports_enabled(sweep_dir: str | os.PathLike) -> bool:
+    """Whether the sweep keeps its models: plan.json's meta.export (absent: True; `--no-export` writes False)."""
+    import json
+
+    path = Path(sweep_dir) / "plan.json"
+    try:
+        meta = json.loads(path.read_text()).get("meta") or {}
+    except (OSError, ValueError, AttributeError):
+        return True
+    return bool(meta.get("export", True))
+
+
+def export_run(run_dir: str | os.PathLike) -> Path | None:
+    """Write `<run_dir>/export/` from the run's final checkpoint (atomic: a temporary folder renamed into
+    place by `dnahnet.export.export`); returns it, or None when the run has no checkpoint to export."""
+    from dnahnet.export import export
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "checkpoints" / "last.ckpt").exists():
+        return None
+    return export(run_dir, run_dir / EXPORT_DIR)
+
+
+def has_export(run_dir: str | os.PathLike) -> bool:
+    """Whether the run's export is complete (config.json and model.safetensors)."""
+    from dnahnet.checkpoint import is_exported
+    from dnahnet.export import WEIGHTS_FILE
+
+    folder = Path(run_dir) / EXPORT_DIR
+    return is_exported(folder) and (folder / WEIGHTS_FILE).is_file()
+
+
+def _export_quietly(run_id: str, run_dir: Path) -> None:
+    """Export a finished run; a failure is logged, not fatal (the run's result stands; a rerun of the sweep
+    writes the missing export)."""
+    try:
+        if export_run(run_dir) is None:
+            log.warning("%s: no checkpoints/last.ckpt to export", run_id)
+    except Exception as exc:  # noqa: BLE001 - the run itself succeeded; its export is retried by a rerun
+        log.warning("%s: could not export its weights (%s); rerun the sweep to write %s", run_id, _short(exc),
+                    run_dir / EXPORT_DIR)
+
+
+def backfill_exports(specs: list[RunSpec], sweep_dir: str | os.PathLike, rows: dict[str, dict]) -> int:
+    """Export every finished (ok) run of `specs` that lacks its export; returns how many were written."""
+    written = 0
+    for spec in specs:
+        run_dir = run_dir_of(spec, sweep_dir)
+        if rows.get(spec.run_id, {}).get("status") == "ok" and not has_export(run_dir):
+            log.info("%s: writing its missing export", spec.run_id)
+            _export_quietly(spec.run_id, run_dir)
+            written += has_export(run_dir)
+    return written
+
+
 def _short(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".replace("\n", " ").strip()
     return text[:400]
@@ -188,6 +253,8 @@ def execute_run(spec: RunSpec, sweep_dir: str | os.PathLike, callbacks=(), datam
         status, error = result.status, result.error
         if status == "ok" and not math.isfinite(result.val_loss):
             status, error = "failed", f"non-finite validation loss {result.val_loss}"
+        if status == "ok" and is_rank_zero() and exports_enabled(sweep_dir) and not has_export(run_dir):
+            _export_quietly(spec.run_id, run_dir)
         row = _result_row(
             spec, run_dir, status, tokens=result.tokens, flops=result.flops, flops_planned=result.flops_planned,
             val_loss=result.val_loss, val_bpn=result.val_bpn, steps=result.steps, resumed_from_step=resumed_from,

@@ -126,6 +126,7 @@ def model_from_args(args: argparse.Namespace):
 
         path = Path(args.checkpoint)
         model = load_model(path, map_location="cpu")
+        warn_if_trained_on_eval_genome(path)
         stat = weights_file(path)
         desc = {"checkpoint": str(path.resolve())}
         if stat.exists():
@@ -137,6 +138,17 @@ def model_from_args(args: argparse.Namespace):
     model = build_model(args.family, preset=args.preset, variant=args.variant)
     return model, {"family": args.family, "preset": args.preset, "variant": args.variant, "seed": args.seed,
                    "trained": False}
+
+
+def warn_if_trained_on_eval_genome(path: str | Path) -> str | None:
+    """Warn (one clear line on stderr, and the log) when the model at `path` trained on E. coli K-12, the
+    evaluation genome (`dnahnet.evals.trainsplit`); returns the warning."""
+    from dnahnet.evals.trainsplit import training_split_warning
+
+    text = training_split_warning(path)
+    if text is not None:
+        print(f"warning: {text}", file=sys.stderr)
+    return text
 
 
 def scorer_from_args(args: argparse.Namespace) -> tuple[Scorer, dict]:

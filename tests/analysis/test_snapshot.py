@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -53,3 +54,38 @@ def test_a_run_in_two_directories_or_a_missing_file_is_one_error_line(tmp_path, 
     assert err.startswith("error:") and "no such file" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(SystemExit):
         main([])
+
+
+@pytest.mark.parametrize("which", ["best", "all", "none"])
+def test_evals_and_the_chosen_exports_travel_with_the_logs(tmp_path, which):
+    # r1 (mean loss 2.0) and r2 (1.5) share a budget: r2 is its best; r3 is the best of b's budget.
+    a = fake_sweep(tmp_path / "a", {"r1": [1.0, 2.0, 3.0], "r2": [1.5, 1.5, 1.5]})
+    b = fake_sweep(tmp_path / "b", {"r3": [0.5, 1.0, 1.5]})
+    for sweep in (a, b):
+        for run_dir in (sweep / "runs").iterdir():
+            (run_dir / "export").mkdir()
+            (run_dir / "export" / "config.json").write_text(json.dumps({"run": run_dir.name}))
+            (run_dir / "export" / "model.safetensors").write_bytes(run_dir.name.encode())
+    pd.DataFrame([{"run_id": "r1", "spearman": 0.1, "export": str(a / "runs" / "r1" / "export"), "settings_id": "s"},
+                  {"run_id": "r2", "spearman": 0.2, "export": str(a / "runs" / "r2" / "export"), "settings_id": "s"}]
+                 ).to_csv(a / "evals.csv", index=False)
+    (a / "evals.json").write_text('{"s": {"variants": 1000}}')
+    out = tmp_path / "out"
+    snapshot([a, b], out, exports=which)
+    expected = {"best": {"r2", "r3"}, "all": {"r1", "r2", "r3"}, "none": set()}[which]
+    copied = {p.name for p in (out / "exports").iterdir()} if (out / "exports").exists() else set()
+    assert copied == expected
+    for run_id in copied:
+        assert (out / "exports" / run_id / "model.safetensors").read_bytes() == run_id.encode()
+    evals = pd.read_csv(out / "evals.csv", keep_default_na=False)
+    assert list(evals["run_id"]) == ["r1", "r2"]
+    assert list(evals["export"]) == [f"exports/{r}" if r in expected else "" for r in ("r1", "r2")]
+    assert (out / "evals.json").read_text().count("variants") == 1
+    assert not list(out.rglob(".*tmp*"))
+
+
+def test_a_bad_exports_choice_is_one_error_line(tmp_path, capsys):
+    a = fake_sweep(tmp_path / "a", {"r1": [1.0]})
+    with pytest.raises(SystemExit) as exc:
+        main([str(a), str(tmp_path / "out"), "--exports", "some"])
+    assert exc.value.code == 2 and "--exports" in capsys.readouterr().err

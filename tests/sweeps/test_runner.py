@@ -143,3 +143,68 @@ def test_the_recorded_resume_step_is_the_checkpoint_training_resumes_from(tmp_pa
     torch.save({"global_step": 9, "x": Crafted()}, ckpts / "step=9.ckpt")
     row = execute_run(spec, tmp_path, train_fn=fake)
     assert row["status"] == "failed" and "step=9.ckpt: refused" in row["error"] and len(seen) == 1
+
+
+# ------------------------------------------------------------------------------------------------ exports
+
+
+def _one_run_sweep(tmp_path: Path, *extra: str):
+    """A one-run sweep (--only the smallest model of a 3-size ladder) on a synthetic corpus."""
+    from synthetic_corpus import markov_corpus
+
+    from sweeps import isoflop
+
+    data = tmp_path / "data"
+    if not data.exists():
+        markov_corpus(data, 4, 20_000, 0, "genome{g}.fasta", "G{g}_chr synthetic genome {g}")
+    out = tmp_path / ("sweep" + "".join(extra).replace("-", "_"))
+    args = ["--model", "transformer", "--budgets", "1e9", "--rules", "cpu-smoke", "--sizes", "3", "--seq-len", "32",
+            "--out", str(out), "--data-dir", str(data), "--no-progress", "--set", f"data.store_dir={tmp_path / 'store'}",
+            "--set", "data.n_val_windows=4", "--set", "train.accelerator=cpu", *extra]
+    plan = isoflop.plan_from_args(isoflop.build_parser().parse_args(args))
+    run_id = min(plan, key=lambda s: s.params).run_id
+    return isoflop.main([*args, "--only", run_id]), out, run_id
+
+
+@pytest.mark.slow
+def test_finished_runs_keep_their_final_weights_and_a_rerun_writes_a_missing_export(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    import torch
+
+    import dnahnet
+    import dnahnet.train as trainlib
+    from dnahnet.checkpoint import load_checkpoint_model
+
+    rc, out, run_id = _one_run_sweep(tmp_path)
+    assert rc == 0
+    run_dir = out / "runs" / run_id
+    folder = run_dir / "export"
+    assert json.loads((out / "plan.json").read_text())["meta"]["export"] is True
+    # The export holds last.ckpt's weights (the step training ended on): same logits.
+    ids = torch.randint(0, 4, (2, 32))
+    ref = load_checkpoint_model(run_dir / "checkpoints" / "last.ckpt").model.eval()
+    torch.testing.assert_close(dnahnet.from_pretrained(folder)(ids).logits, ref(ids).logits, rtol=0, atol=0)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["global_step"] == int(read_results(out / "results.csv")[0]["steps"])
+    assert config["data"]["holdout"] == ["NC_000913"]  # the run's data settings travel with the weights
+
+    shutil.rmtree(folder)  # as if the sweep died between recording the result and exporting
+    called = []
+    monkeypatch.setattr(trainlib, "train_run", lambda *a, **k: called.append(a) or pytest.fail("retrained"))
+    rc, _, _ = _one_run_sweep(tmp_path)
+    assert rc == 0 and called == []
+    torch.testing.assert_close(dnahnet.from_pretrained(folder)(ids).logits, ref(ids).logits, rtol=0, atol=0)
+    assert not list(run_dir.glob(".export.tmp-*"))  # the temporary folder was renamed into place
+
+
+@pytest.mark.slow
+def test_no_export_keeps_no_weights_and_is_recorded(tmp_path):
+    import json
+
+    rc, out, run_id = _one_run_sweep(tmp_path, "--no-export")
+    assert rc == 0
+    assert read_results(out / "results.csv")[0]["status"] == "ok"
+    assert not (out / "runs" / run_id / "export").exists()
+    assert json.loads((out / "plan.json").read_text())["meta"]["export"] is False
