@@ -154,7 +154,7 @@ def _enable_tf32(train_cfg: TrainConfig) -> bool:
     below the noise of training. Set once per process when a run uses CUDA; returns whether it was set."""
     if not _uses_cuda(train_cfg):
         return False
-    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.set_float32_matmul_precision("high")  # TF32 matmuls (torch's switch across versions)
     torch.backends.cudnn.allow_tf32 = True
     return True
 
