@@ -2,6 +2,9 @@
 
     python benchmarks/gpu_check.py --out gpu-out             # ~minutes on one GPU
     python benchmarks/gpu_check.py --out gpu-out --quick     # shorter training benchmark
+    python benchmarks/gpu_check.py --out smoke --cpu-smoke   # no GPU: the same rows at tiny sizes, GPU-only ones skipped
+
+Runs from a clone without installation (it puts the repository root on the import path).
 
 1. Correctness (OUT/gpu_check.csv, one row per check: check, max_abs_err, tol, ok, detail):
    - each family (tiny preset): the same weights on CUDA (float32) and on CPU give the same logits on
@@ -14,8 +17,14 @@
      attention, CUDA vs CPU, outputs and input gradients, at --check-len.
 2. bf16 autocast training steps (forward + backward + AdamW) at --seq-len: tokens/s, peak memory and
    whether the loss stays finite, per family at the matched ~3.2M sizes of benchmarks/matched.py
-   (OUT/gpu_train.csv).
-Prints both tables; exits 1 when a check fails.
+   (OUT/gpu_train.csv), with MFU against the device's peak bf16 FLOP/s.
+3. More rows of OUT/gpu_check.csv: decoding under bf16 autocast per family; the fused kernels under bf16
+   autocast, forward and input gradients (when they import); peak memory of one training step of each
+   family's ~100M preset at the micro-batch the planner picks (sweeps/memory.py); the Lightning path, a
+   short real `python -m dnahnet.train` per family with a resume from its middle checkpoint, and the first
+   family with ddp and fsdp2 on every GPU present. OUT/profile_dnahnet_step.txt: a torch.profiler table of
+   one dnaHNet step.
+Prints the tables; exits 1 when any row fails (training rows included), 2 on bad arguments.
 """
 
 from __future__ import annotations
@@ -232,10 +241,10 @@ def _guard(results: list, check: str, fn) -> None:
         traceback.print_exc()
 
 
-def check_autocast_decoding(results: list, device: str, length: int = 96) -> None:
+def check_autocast_decoding(results: list, device: str, length: int = 96, families=tuple(CHECK_FAMILIES)) -> None:
     """Each family (tiny): step decoding under bf16 autocast equals the forward under autocast (bf16
     tolerance); the caches are made under autocast, as `generate` makes them."""
-    for family in CHECK_FAMILIES:
+    for family in families:
         torch.manual_seed(0)
         model = build_model(family, "tiny").to(device).eval()
         ids = torch.randint(0, 4, (2, length), device=device)
@@ -307,7 +316,8 @@ def _train(out: Path, family: str, data: Path, strategy: str, devices: int, acce
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def check_lightning(results: list, out: Path, device: str, steps: int, seq_len: int, timeout: float) -> None:
+def check_lightning(results: list, out: Path, device: str, steps: int, seq_len: int, timeout: float,
+                    families=tuple(CHECK_FAMILIES)) -> None:
     """A short real `python -m dnahnet.train` per family, then a resume from its middle checkpoint (the last
     checkpoint and result removed: the rerun must resume and finish); dnaHNet also with ddp and fsdp2 on
     the devices present (all GPUs; one process on CPU)."""
@@ -316,7 +326,8 @@ def check_lightning(results: list, out: Path, device: str, steps: int, seq_len: 
     data = _write_corpus(out / "corpus" / "data")
     accelerator = "gpu" if device.startswith("cuda") else "cpu"
     devices = max(1, torch.cuda.device_count()) if accelerator == "gpu" else 1
-    jobs = [(f, "auto", 1) for f in CHECK_FAMILIES] + [("dnahnet", "ddp", devices), ("dnahnet", "fsdp2", devices)]
+    (out / "train").mkdir(parents=True, exist_ok=True)
+    jobs = [(f, "auto", 1) for f in families] + [(families[0], "ddp", devices), (families[0], "fsdp2", devices)]
     for family, strategy, n in jobs:
         run = out / "train" / f"{family}-{strategy}"
         name = f"{family} tiny: dnahnet.train {strategy} x{n} ({accelerator})"
@@ -394,8 +405,16 @@ def main(argv=None) -> int:
     p.add_argument("--only", default="correctness,decoding,kernels,lightning,memory,profile,train",
                    help="comma-separated row groups to run")
     p.add_argument("--step-timeout", type=float, default=240, help="seconds per dnahnet.train subprocess")
+    p.add_argument("--families", default=",".join(CHECK_FAMILIES),
+                   help="families of the per-family rows (decoding, memory, Lightning runs); the first of them "
+                        "also runs with ddp and fsdp2")
     args = p.parse_args(argv)
     only = set(args.only.split(","))
+    families = [f for f in args.families.split(",") if f]
+    unknown = sorted(set(families) - set(CHECK_FAMILIES))
+    if unknown or not families:
+        print(f"error: --families {args.families!r}: choose among {', '.join(CHECK_FAMILIES)}", file=sys.stderr)
+        return 2
     cuda = torch.cuda.is_available() and not args.cpu_smoke
     if not cuda and not args.cpu_smoke:
         print("error: gpu_check needs a CUDA device (or --cpu-smoke)", file=sys.stderr)
@@ -423,7 +442,7 @@ def main(argv=None) -> int:
             check_correctness(results, "cpu", smoke["check_len"], smoke["decode_len"], smoke["families"],
                               smoke["mixer_window"])
     if "decoding" in only:
-        _guard(results, "autocast decoding", lambda: check_autocast_decoding(results, device))
+        _guard(results, "autocast decoding", lambda: check_autocast_decoding(results, device, families=families))
     if "kernels" in only:
         if cuda:
             _guard(results, "bf16 kernels", lambda: check_bf16_kernels(results))
@@ -431,14 +450,15 @@ def main(argv=None) -> int:
             _skip(results, "bf16 kernels forward/backward", "no CUDA")
     if "memory" in only:
         if cuda:
-            _guard(results, "paper presets memory", lambda: results.extend(paper_memory_rows(out)))
+            _guard(results, "paper presets memory", lambda: results.extend(paper_memory_rows(out, families)))
         else:
             _skip(results, "paper presets peak memory", "no CUDA")
     if "profile" in only:
         _guard(results, "profiler", lambda: print(profile_dnahnet_step(out, device, 2048 if cuda else 128)))
     if "lightning" in only:
         _guard(results, "lightning", lambda: check_lightning(results, out, device, steps=6 if cuda else 4,
-                                                             seq_len=512 if cuda else 32, timeout=args.step_timeout))
+                                                             seq_len=512 if cuda else 32, timeout=args.step_timeout,
+                                                             families=families))
     checks = pd.DataFrame(results)
     checks.to_csv(out / "gpu_check.csv", index=False)
     print(checks.to_string(index=False), flush=True)
@@ -462,7 +482,10 @@ def main(argv=None) -> int:
     return 0
 
 
-def paper_memory_rows(out: Path) -> list:
+PAPER_PRESETS = {"dnahnet": "base", "transformer": "medium", "stripedhyena": "100m"}  # ~85-200M parameters
+
+
+def paper_memory_rows(out: Path, families=tuple(CHECK_FAMILIES)) -> list:
     """Peak memory of one bf16 training step (forward + backward) of each family's paper preset at the
     micro-batch the sweep planner picks for this device's memory (sweeps/memory.py), with activation
     checkpointing when the planner asks for it."""
@@ -472,11 +495,12 @@ def paper_memory_rows(out: Path) -> list:
 
     total_gb = torch.cuda.get_device_properties(0).total_memory / 2**30
     rows = []
-    for family in CHECK_FAMILIES:
+    for family in families:
+        preset = PAPER_PRESETS[family]
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-        cfg = get_config(family, "paper")
-        model = build_model(family, "paper").cuda().train()
+        cfg = get_config(family, preset)
+        model = build_model(family, preset).cuda().train()
         seq_len = 8192
         plan = plan_micro_batch(family, cfg, model.param_counts().total, seq_len, per_device_batch=64,
                                 memory_gb=total_gb * 0.9)
@@ -487,7 +511,7 @@ def paper_memory_rows(out: Path) -> list:
             loss = torch.nn.functional.cross_entropy(o.logits.float().flatten(0, 1), ids[:, 1:].flatten())
         loss.backward()
         peak = torch.cuda.max_memory_allocated() / 2**30
-        rows.append({"check": f"{family} paper: peak memory at micro-batch {plan.micro_batch} x {seq_len}"
+        rows.append({"check": f"{family} {preset}: peak memory at micro-batch {plan.micro_batch} x {seq_len}"
                               f"{' (checkpointed)' if plan.checkpointing else ''}",
                      "max_abs_err": peak, "tol": total_gb, "ok": peak <= total_gb,
                      "detail": f"peak {peak:.1f} GiB, planned {plan.estimate_gb:.1f} GiB of {total_gb:.0f} GiB"})
