@@ -317,7 +317,7 @@ def _train(out: Path, family: str, data: Path, strategy: str, devices: int, acce
 
 
 def check_lightning(results: list, out: Path, device: str, steps: int, seq_len: int, timeout: float,
-                    families=tuple(CHECK_FAMILIES)) -> None:
+                    families=tuple(CHECK_FAMILIES), strategies=("ddp", "fsdp2")) -> None:
     """A short real `python -m dnahnet.train` per family, then a resume from its middle checkpoint (the last
     checkpoint and result removed: the rerun must resume and finish); dnaHNet also with ddp and fsdp2 on
     the devices present (all GPUs; one process on CPU)."""
@@ -327,7 +327,7 @@ def check_lightning(results: list, out: Path, device: str, steps: int, seq_len: 
     accelerator = "gpu" if device.startswith("cuda") else "cpu"
     devices = max(1, torch.cuda.device_count()) if accelerator == "gpu" else 1
     (out / "train").mkdir(parents=True, exist_ok=True)
-    jobs = [(f, "auto", 1) for f in families] + [(families[0], "ddp", devices), (families[0], "fsdp2", devices)]
+    jobs = [(f, "auto", 1) for f in families] + [(families[0], strategy, devices) for strategy in strategies]
     for family, strategy, n in jobs:
         run = out / "train" / f"{family}-{strategy}"
         name = f"{family} tiny: dnahnet.train {strategy} x{n} ({accelerator})"
@@ -408,6 +408,7 @@ def main(argv=None) -> int:
     p.add_argument("--families", default=",".join(CHECK_FAMILIES),
                    help="families of the per-family rows (decoding, memory, Lightning runs); the first of them "
                         "also runs with ddp and fsdp2")
+    p.add_argument("--strategies", default="ddp,fsdp2", help="parallel strategies of the Lightning rows")
     args = p.parse_args(argv)
     only = set(args.only.split(","))
     families = [f for f in args.families.split(",") if f]
@@ -458,7 +459,8 @@ def main(argv=None) -> int:
     if "lightning" in only:
         _guard(results, "lightning", lambda: check_lightning(results, out, device, steps=6 if cuda else 4,
                                                              seq_len=512 if cuda else 32, timeout=args.step_timeout,
-                                                             families=families))
+                                                             families=families,
+                                                             strategies=[x for x in args.strategies.split(",") if x]))
     checks = pd.DataFrame(results)
     checks.to_csv(out / "gpu_check.csv", index=False)
     print(checks.to_string(index=False), flush=True)
