@@ -264,8 +264,9 @@ class LitLM(L.LightningModule):
 
     # ------------------------------------------------------------------ parallelism
     def configure_model(self) -> None:
-        """FSDP2 (`train.strategy="fsdp2"`: Lightning's ModelParallelStrategy, which sets `device_mesh`):
-        `fully_shard` every residual Block, then the whole model, over the data-parallel mesh dimension.
+        """FSDP2 (`train.strategy="fsdp2"` or `"fsdp"`: Lightning's ModelParallelStrategy, which sets
+        `device_mesh`): `fully_shard` each residual Block's matrices (bf16 all-gathers under bf16-mixed), each
+        Block, then the whole model, over the data-parallel mesh dimension (dnahnet/sharding.py).
         Lightning calls this hook again for `validate` after `fit`: sharding happens once."""
         mesh = self.device_mesh
         if mesh is None:
