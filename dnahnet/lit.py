@@ -160,7 +160,8 @@ class LitLM(L.LightningModule):
         # until `_check_finite`, which all ranks run at the same steps (no rank waits for one that stopped).
         bad = ~torch.isfinite(loss.detach())
         self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
-        world = self._trainer.world_size if self._trainer is not None else 1
+        trainer = self._attached_trainer()
+        world = trainer.world_size if trainer is not None else 1
         self._pending.append((n_tokens.detach(), {k: v.detach() for k, v in out.metrics.items()}, world))
         self.flops_per_batch = batch["input_ids"].numel() * self._last_measured_training
         if self._sync_due():
@@ -177,15 +178,22 @@ class LitLM(L.LightningModule):
         self.log_dict(log, on_step=True, on_epoch=False, prog_bar=False)  # tensors: read only when written
         return loss
 
+    def _attached_trainer(self):
+        """The Trainer, or None when this module is used on its own (Lightning raises on `self.trainer`)."""
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
+
     def _sync_due(self) -> bool:
         """Whether this step's metrics are written (Lightning logs every `log_every` optimizer steps) or it is
         the run's last: the steps at which the counters and the finiteness flag are read back."""
-        trainer = self._trainer
-        if trainer is None:
+        trainer = self._attached_trainer()
+        if trainer is None:  # called directly (tests): every step syncs
             return True
-        connector = getattr(trainer, "_logger_connector", None)
-        due = connector.should_update_logs if connector is not None else \
-            (trainer.global_step + 1) % max(1, self.train_cfg.log_every) == 0
+        # Lightning's rule for writing a step's metrics (its logger connector's `should_update_logs`): the
+        # optimizer steps taken, this one included, a multiple of log_every_n_steps, or a stop requested.
+        due = (trainer.global_step + 1) % max(1, trainer.log_every_n_steps) == 0 or trainer.should_stop
         return bool(due) or trainer.global_step + 1 >= trainer.max_steps > 0
 
     def _check_finite(self) -> None:
