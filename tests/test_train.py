@@ -1,10 +1,9 @@
 """dnahnet.train's GPU-facing choices, on CPU (issue 26): `fsdp` runs as FSDP2, TF32 on CUDA only, gradient
 accumulation and activation checkpointing recorded in config.yaml and trained with."""
 
+import torch
 import yaml
 from lightning.pytorch.strategies import ModelParallelStrategy
-
-import torch
 
 from dnahnet import config as cfglib
 from dnahnet import train as trainlib
