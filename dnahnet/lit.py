@@ -192,9 +192,10 @@ class LitLM(L.LightningModule):
         if trainer is None:  # called directly (tests): every step syncs
             return True
         # Lightning's rule for writing a step's metrics (its logger connector's `should_update_logs`): the
-        # optimizer steps taken, this one included, a multiple of log_every_n_steps, or a stop requested.
-        due = (trainer.global_step + 1) % max(1, trainer.log_every_n_steps) == 0 or trainer.should_stop
-        return bool(due) or trainer.global_step + 1 >= trainer.max_steps > 0
+        # optimizer steps taken, this one included, a multiple of log_every_n_steps. (Not its "or a stop was
+        # requested": `should_stop` may be set on one rank only, and `_check_finite` is collective.)
+        due = (trainer.global_step + 1) % max(1, trainer.log_every_n_steps) == 0
+        return due or trainer.global_step + 1 >= trainer.max_steps > 0
 
     def _check_finite(self) -> None:
         """Raise FloatingPointError on every rank when any rank saw a non-finite loss since the last check."""
