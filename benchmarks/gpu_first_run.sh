@@ -63,7 +63,9 @@ print(\"kernels\", kernels.describe())
 '"
 cp "$OUT_DIR/env.log" "$OUT_DIR/env.txt"
 if [ $SMOKE -eq 0 ]; then
-  step gpu-tests "${LIMITS[1]}" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests
+  # gpu_check's own GPU test is left out: the next three steps run the whole script, each under its timeout.
+  step gpu-tests "${LIMITS[1]}" "$PY" -m pytest -q -m gpu -p no:cacheprovider tests \
+    --deselect tests/benchmarks/test_gpu_check.py::test_gpu_check_script
 fi
 step checks "${LIMITS[2]}" "$PY" benchmarks/gpu_check.py "${CHECK[@]}" --out "$OUT_DIR/checks" \
   --only correctness,decoding,kernels,memory,profile
