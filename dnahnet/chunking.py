@@ -105,12 +105,21 @@ class Chunks:
     counts: Tensor  # (B,) number of chunks per sequence
 
 
-def chunk(h: Tensor, boundary: Tensor) -> Chunks:
+CHUNK_MULTIPLE = 32  # M is rounded up to a multiple of this (at most L): ~1% padding at paper sizes (M ~ 1-3k)
+
+
+def chunk(h: Tensor, boundary: Tensor, multiple: int | None = None) -> Chunks:
     """Keep the rows with b_t = 1 (no pooling), batched: a stable sort puts each sequence's boundary
-    rows first (in order), then the first max_b #boundaries rows are gathered."""
+    rows first (in order), then the first M rows are gathered, M = max_b #boundaries rounded up to a
+    multiple of `multiple` (at most L). The rounding keeps the inner stages' shapes from changing every step
+    (torch.compile would recompile for each new M); the extra rows are padding (mask False), which no
+    real position sees: the inner stages are causal and the padding comes after every real chunk."""
     B, L, D = h.shape
     counts = boundary.sum(dim=1)  # (B,)
     M = int(counts.max()) if B else 0
+    multiple = CHUNK_MULTIPLE if multiple is None else multiple
+    if multiple > 1 and M:
+        M = min(L, -(-M // multiple) * multiple)
     positions = torch.arange(L, device=h.device)
     key = positions + (~boundary).long() * L  # boundaries keep their position, the rest go behind
     index = torch.argsort(key, dim=1)[:, :M]  # (B, M)

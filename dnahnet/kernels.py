@@ -63,11 +63,20 @@ HAS_MAMBA_SSM: bool = AVAILABLE["mamba_ssm"]
 HAS_CAUSAL_CONV1D: bool = AVAILABLE["causal_conv1d"]
 HAS_FLASH_ATTN: bool = AVAILABLE["flash_attn"]
 
-# consumer -> packages its kernel path needs. The Mamba-2 kernel path uses mamba_ssm's SSD and
-# state-update kernels and causal_conv1d's conv kernels; attention uses flash_attn.
+# consumer -> packages its kernel path needs. Mamba-2's SSD scan and state update ("mamba2") need only
+# mamba_ssm; its causal conv ("mamba2_conv") is a separate choice, so the SSD kernel (most of the time)
+# runs even where causal_conv1d is not installed. Attention uses flash_attn.
 REQUIREMENTS: dict[str, tuple[str, ...]] = {
-    "mamba2": ("mamba_ssm", "causal_conv1d"),
+    "mamba2": ("mamba_ssm",),
+    "mamba2_conv": ("causal_conv1d",),
     "attention": ("flash_attn",),
+}
+
+# consumer -> the input dtypes its kernels accept (absent: any). flash-attn takes fp16/bf16 only: a
+# float32 input (fp32 training, the evals' default precision, CPU-vs-GPU correctness checks) must take
+# the PyTorch path (SDPA) rather than raise inside the kernel.
+KERNEL_DTYPES: dict[str, tuple[torch.dtype, ...]] = {
+    "attention": (torch.float16, torch.bfloat16),
 }
 
 PIP_NAMES = {"mamba_ssm": "mamba-ssm", "causal_conv1d": "causal-conv1d", "flash_attn": "flash-attn"}
@@ -91,6 +100,7 @@ def resolve_backend(
     device: torch.device | str | None,
     what: str = "mamba2",
     requires: tuple[str, ...] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Literal["torch", "kernel"]:
     """Decide which path `what` runs on for tensors on `device`.
 
@@ -99,6 +109,8 @@ def resolve_backend(
         device: the device of the tensors the layer is about to process (None means CPU).
         what: the consumer, a key of REQUIREMENTS ("mamba2", "attention"), also the log-once key.
         requires: packages needed, overriding REQUIREMENTS[what] (for consumers defined elsewhere).
+        dtype: the dtype of the tensors the kernel would get; a dtype outside KERNEL_DTYPES[what] takes
+            the PyTorch path under "auto" (quietly: it is a property of the call, not of the install).
 
     Returns:
         "kernel" or "torch".
@@ -113,9 +125,18 @@ def resolve_backend(
         return "torch"
     device = torch.device("cpu") if device is None else torch.device(device)
     missing = missing_packages(what, requires)
-    on_cuda = device.type == "cuda"
-    if not missing and on_cuda:
+    on_cuda = _is_cuda(device)
+    allowed = KERNEL_DTYPES.get(what)
+    bad_dtype = dtype is not None and allowed is not None and dtype not in allowed
+    if not missing and on_cuda and not bad_dtype:
         return "kernel"
+    if not missing and on_cuda and bad_dtype:
+        if requested == "kernel":
+            names = ", ".join(str(d).removeprefix("torch.") for d in allowed)
+            raise RuntimeError(f"backend='kernel' requested for {what}, but its kernels take {names} and the "
+                               f"tensors are {str(dtype).removeprefix('torch.')}. Use backend='auto' (the "
+                               "PyTorch path for other dtypes) or bf16 autocast.")
+        return "torch"
     reason = _reason(what, missing, device)
     if requested == "kernel":
         raise RuntimeError(f"backend='kernel' requested for {what}, but {reason}. "
@@ -127,6 +148,11 @@ def resolve_backend(
         level = logging.WARNING if on_cuda else logging.INFO
         log.log(level, "%s: using the pure-PyTorch path because %s", what, reason)
     return "torch"
+
+
+def _is_cuda(device: torch.device) -> bool:
+    """Whether tensors on `device` can go to the CUDA kernels (a function so that CPU tests can pretend)."""
+    return device.type == "cuda"
 
 
 def _requirements(what: str, requires: tuple[str, ...] | None) -> tuple[str, ...]:

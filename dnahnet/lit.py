@@ -20,6 +20,7 @@ import torchmetrics
 
 from dnahnet import config as cfglib
 from dnahnet.compiled import MaybeCompiled
+from dnahnet.nn.block import set_activation_checkpointing
 from dnahnet.nn.lm import LMOutput
 from dnahnet.registry import build_model_from_config, config_from_dict
 from dnahnet.schedules import SCHEDULES, lr_factor
@@ -50,6 +51,8 @@ class TrainConfig:
     devices: int = 1  # devices per node
     num_nodes: int = 1  # nodes
     strategy: str = "auto"  # "auto" | "ddp" | "fsdp" | "fsdp2" (ModelParallelStrategy + fully_shard)
+    accumulate_grad_batches: int = 1  # micro-batches per optimizer step (Lightning's name): global batch = data.batch_size x devices x num_nodes x this
+    activation_checkpointing: bool = False  # recompute each residual block in backward (torch.utils.checkpoint, non-reentrant): activation memory of one block instead of all, ~1/3 more compute, same gradients
     compile: bool = False  # torch.compile the training forward (dnahnet/compiled.py; eager fallback, logged)
     loggers: tuple[str, ...] = ("csv",)  # where metrics go (dnahnet/tracking.py): csv (always) + tensorboard, wandb, mlflow
     mlflow_uri: str = ""  # MLflow tracking URI ("" = $MLFLOW_TRACKING_URI, else a file store in RUN/mlruns)
@@ -120,6 +123,12 @@ class LitLM(L.LightningModule):
         self.flops_per_batch = 0.0  # FLOPs of the last batch on this device (read by ThroughputMonitor)
         self.validated_step: int | None = None  # the global step of this process's latest validation
         self._forward = MaybeCompiled(self.model, self.train_cfg.compile, family)
+        if self.train_cfg.activation_checkpointing:
+            set_activation_checkpointing(self.model)
+        # Training steps since the last host sync: (scored tokens, metrics) on the device, and the world size.
+        self._pending: list[tuple[torch.Tensor, dict[str, torch.Tensor], int]] = []
+        self._nonfinite: torch.Tensor | None = None  # device bool: a non-finite loss since the last check
+        self._last_measured_training = self.flops_per_token.training  # FLOPs/token for ThroughputMonitor
 
     # ------------------------------------------------------------------ objective
     def _loss(self, batch) -> BatchLoss:
@@ -132,34 +141,94 @@ class LitLM(L.LightningModule):
         n_tokens = int((labels != IGNORE_INDEX).sum())
         return BatchLoss(nll_sum, nll_sum / max(1, n_tokens), n_tokens, out)
 
+    def _train_loss(self, batch):
+        """Training's forward and loss without a host sync: the scored-token count stays on the device."""
+        out = self._forward(batch["input_ids"])
+        logits = out.logits.float()  # (B, L, V)
+        labels = batch["labels"]  # (B, L)
+        nll_sum = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        n_tokens = (labels != IGNORE_INDEX).sum()  # device scalar
+        return nll_sum / n_tokens.clamp_min(1), n_tokens, out
+
     def training_step(self, batch, batch_idx):
-        batch_loss = self._loss(batch)
-        nll, out = batch_loss.nll, batch_loss.output
+        nll, n_tokens, out = self._train_loss(batch)
         loss = nll if out.aux_loss is None else nll + out.aux_loss
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
-        world = self.trainer.world_size if self.trainer else 1
-        step_tokens = batch_loss.n_tokens * world
-        metrics = {k: float(v) for k, v in out.metrics.items()}
-        measured = self.model.measured_flops_per_token(self.seq_len, metrics)
-        self.tokens_seen += step_tokens
-        self.flops_planned += step_tokens * self.flops_per_token.training
-        self.flops_actual += step_tokens * measured.training
-        self.flops_per_batch = batch["input_ids"].numel() * measured.training
-        log = {
-            "train/loss": nll.detach(),
-            "train/bpn": nll.detach() / LN2,
-            "train/ppl": torch.exp(nll.detach()),
-            "tokens": float(self.tokens_seen),
-            "flops": float(self.flops_actual),
-            "flops_planned": float(self.flops_planned),
-        }
+        # Host syncs only every `log_every` steps (and at the last step): each micro-batch's scored tokens and
+        # metrics stay on the device until `_sync_counters`, and a non-finite loss is remembered on the device
+        # until `_check_finite`, which all ranks run at the same steps (no rank waits for one that stopped).
+        bad = ~torch.isfinite(loss.detach())
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
+        trainer = self._attached_trainer()
+        world = trainer.world_size if trainer is not None else 1
+        self._pending.append((n_tokens.detach(), {k: v.detach() for k, v in out.metrics.items()}, world))
+        self.flops_per_batch = batch["input_ids"].numel() * self._last_measured_training
+        if self._sync_due():
+            self._check_finite()
+            self._sync_counters()
+            log = {"tokens": float(self.tokens_seen), "flops": float(self.flops_actual),
+                   "flops_planned": float(self.flops_planned)}
+            self.log_dict(log, on_step=True, on_epoch=False, prog_bar=False)
+            self.log("loss", nll.detach(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
+        log = {"train/loss": nll.detach(), "train/bpn": nll.detach() / LN2, "train/ppl": torch.exp(nll.detach())}
         if out.aux_loss is not None:
             log["train/aux_loss"] = out.aux_loss.detach()
         log.update({f"train/{k}": v for k, v in out.metrics.items()})
-        self.log_dict(log, on_step=True, on_epoch=False, prog_bar=False)
-        self.log("loss", nll.detach(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
+        self.log_dict(log, on_step=True, on_epoch=False, prog_bar=False)  # tensors: read only when written
         return loss
+
+    def _attached_trainer(self):
+        """The Trainer, or None when this module is used on its own (Lightning raises on `self.trainer`)."""
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
+
+    def _sync_due(self) -> bool:
+        """Whether this step's metrics are written (Lightning logs every `log_every` optimizer steps) or it is
+        the run's last: the steps at which the counters and the finiteness flag are read back."""
+        trainer = self._attached_trainer()
+        if trainer is None:  # called directly (tests): every step syncs
+            return True
+        # Lightning's rule for writing a step's metrics (its logger connector's `should_update_logs`): the
+        # optimizer steps taken, this one included, a multiple of log_every_n_steps. (Not its "or a stop was
+        # requested": `should_stop` may be set on one rank only, and `_check_finite` is collective.)
+        due = (trainer.global_step + 1) % max(1, trainer.log_every_n_steps) == 0
+        return due or trainer.global_step + 1 >= trainer.max_steps > 0
+
+    def _check_finite(self) -> None:
+        """Raise FloatingPointError on every rank when any rank saw a non-finite loss since the last check."""
+        if self._nonfinite is None:
+            return
+        flag = self._nonfinite.to(torch.int32)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        self._nonfinite = None
+        if bool(flag):
+            raise FloatingPointError(f"non-finite training loss at or before step {self.global_step}"
+                                     " (on at least one rank)")
+
+    def _sync_counters(self) -> None:
+        """Move the pending micro-batches' token counts and metrics to the host (two transfers) and add them
+        to the exact cumulative counters, step by step as if each had been read at its own step."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        counts = torch.stack([n for n, _, _ in pending]).tolist()
+        keys = sorted(pending[0][1])
+        values = torch.stack([torch.stack([m[k].float() for k in keys]) for _, m, _ in pending]).tolist() \
+            if keys else [[] for _ in pending]
+        for n, row, (_, _, world) in zip(counts, values, pending, strict=True):
+            step_tokens = int(n) * world
+            measured = self.model.measured_flops_per_token(self.seq_len, dict(zip(keys, row, strict=True)))
+            self.tokens_seen += step_tokens
+            self.flops_planned += step_tokens * self.flops_per_token.training
+            self.flops_actual += step_tokens * measured.training
+            self._last_measured_training = measured.training
+
+    def on_train_end(self):
+        self._sync_counters()
 
     def validation_step(self, batch, batch_idx):
         batch_loss = self._loss(batch)
@@ -180,6 +249,7 @@ class LitLM(L.LightningModule):
         # Already reduced across ranks by the SumMetrics; sync_dist only silences Lightning's warning.
         self.log_dict({"val/loss": loss, "val/bpn": loss / LN2, "val/ppl": torch.exp(loss)}, prog_bar=True,
                       sync_dist=True)
+        self._sync_counters()
         self.log_dict({"tokens": float(self.tokens_seen), "flops": float(self.flops_actual)}, sync_dist=True)
         self.validated_step = int(self.global_step)
 
@@ -203,23 +273,23 @@ class LitLM(L.LightningModule):
 
     # ------------------------------------------------------------------ parallelism
     def configure_model(self) -> None:
-        """FSDP2 (`train.strategy="fsdp2"`: Lightning's ModelParallelStrategy, which sets `device_mesh`):
-        `fully_shard` every residual Block, then the whole model, over the data-parallel mesh dimension.
+        """FSDP2 (`train.strategy="fsdp2"` or `"fsdp"`: Lightning's ModelParallelStrategy, which sets
+        `device_mesh`): `fully_shard` each residual Block's matrices (bf16 all-gathers under bf16-mixed), each
+        Block, then the whole model, over the data-parallel mesh dimension (dnahnet/sharding.py).
         Lightning calls this hook again for `validate` after `fit`: sharding happens once."""
         mesh = self.device_mesh
         if mesh is None:
             return
-        from torch.distributed.fsdp import FSDPModule, fully_shard
+        from torch.distributed.fsdp import FSDPModule
 
-        from dnahnet.nn.block import Block
+        from dnahnet.sharding import param_dtype_for, shard_fsdp2
 
         if isinstance(self.model, FSDPModule):
             return
         dp_mesh = mesh["data_parallel"] if mesh.mesh_dim_names and "data_parallel" in mesh.mesh_dim_names else mesh
-        for module in self.model.modules():
-            if isinstance(module, Block):
-                fully_shard(module, mesh=dp_mesh)
-        fully_shard(self.model, mesh=dp_mesh)
+        # Mixed precision of the all-gathers (bf16 Block matrices, fp32 reductions, fp32 W_res/router/SSM
+        # parameters): dnahnet.sharding.
+        shard_fsdp2(self.model, dp_mesh, param_dtype_for(self.trainer.precision))
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
@@ -239,12 +309,17 @@ class LitLM(L.LightningModule):
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint):
+        # Every rank builds the checkpoint (dump_checkpoint), so the collective check is safe here: a loss
+        # that became non-finite since the last logged step must not be saved as the resume point.
+        self._check_finite()
+        self._sync_counters()
         checkpoint["counters"] = {
             "tokens_seen": self.tokens_seen, "flops_planned": self.flops_planned, "flops_actual": self.flops_actual,
         }
 
     def on_load_checkpoint(self, checkpoint):
         counters = checkpoint.get("counters", {})
+        self._pending = []
         self.tokens_seen = int(counters.get("tokens_seen", 0))
         self.flops_planned = float(counters.get("flops_planned", 0.0))
         self.flops_actual = float(counters.get("flops_actual", 0.0))

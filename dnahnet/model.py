@@ -312,7 +312,7 @@ class HNetStage(nn.Module):
         h = self.encoder(x, cache=cache.encoder)  # (B, L, D)
         residual = self.residual(h)  # (B, L, D) float32
         r = self.router(h)
-        chunks = chunk(h, r.boundary)  # (B, M, D)
+        chunks = chunk(h, r.boundary, multiple=1)  # (B, M, D): no padding rows (they would enter the states)
         if bool((chunks.counts != chunks.counts[0]).any()):
             raise _RaggedPrefill
         z = self.inner.prefill(chunks.x, cache.inner)  # (B, M, D)

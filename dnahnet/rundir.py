@@ -106,7 +106,10 @@ def resume_point(run_dir: str | os.PathLike) -> ckptlib.ResumePoint | None:
 # ---------------------------------------------------------------------- run identity
 # Keys that do not change what a run learns (where data is cached, how often and where it logs, which kernels run).
 _NEUTRAL_KEYS = {"data.store_dir", "data.num_workers", "data.eval_batch_size", "train.log_every",
-                 "model.attn_backend", "model.mamba_backend", "train.loggers", "train.mlflow_uri"}
+                 "model.attn_backend", "model.mamba_backend", "train.loggers", "train.mlflow_uri",
+                 "train.activation_checkpointing"}  # recomputation gives bit-identical gradients
+# Keys added after runs were recorded: absent from an older config.yaml means this value (what those runs did).
+_ADDED_DEFAULTS = {"train.accumulate_grad_batches": 1}
 
 
 def config_differences(old: dict, new: dict, neutral=_NEUTRAL_KEYS) -> list[str]:
@@ -120,7 +123,7 @@ def config_differences(old: dict, new: dict, neutral=_NEUTRAL_KEYS) -> list[str]
         for k in sorted(set(o) | set(n)):
             if f"{section}.{k}" in neutral:
                 continue
-            a, b = o.get(k), n.get(k)
+            a, b = o.get(k, _ADDED_DEFAULTS.get(f"{section}.{k}")), n.get(k, _ADDED_DEFAULTS.get(f"{section}.{k}"))
             if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
                 a, b = list(a), list(b)
             if a != b:

@@ -83,20 +83,26 @@ def resolved_config(family: str, preset: str, variant: str | None, model_cfg, tr
 def _precision(train_cfg: TrainConfig) -> str:
     if train_cfg.precision != "auto":
         return train_cfg.precision
-    use_gpu = train_cfg.accelerator in ("gpu", "cuda") or (train_cfg.accelerator == "auto" and torch.cuda.is_available())
-    return "bf16-mixed" if use_gpu else "32-true"
+    return "bf16-mixed" if _uses_cuda(train_cfg) else "32-true"
 
 
 def _strategy(train_cfg: TrainConfig):
+    """Lightning's strategy for `train.strategy`.
+
+    `fsdp` is FSDP2, the same as `fsdp2` (ModelParallelStrategy + `LitLM.configure_model`'s fully_shard):
+    Lightning's FSDP1 strategy cannot train these models as configured. Its precision plugin refuses
+    gradient-norm clipping (`FSDPPrecision.clip_grad_by_norm` raises at the first optimizer step; clipping
+    is on by default, train.grad_clip=1.0), and its bf16-mixed policy casts parameters *and buffers* to bf16,
+    including what must stay fp32 (W_res, Mamba-2's A_log / dt_bias / D, rotary inv_freq). FSDP2 clips
+    through `torch.nn.utils.clip_grad_norm_` on DTensors and casts only the groups we choose
+    (dnahnet/sharding.py)."""
     name = train_cfg.strategy
     if name in ("auto", "ddp", "ddp_spawn"):
         return name
     if name == "fsdp":
-        from lightning.pytorch.strategies import FSDPStrategy
-
-        from dnahnet.nn.block import Block
-
-        return FSDPStrategy(auto_wrap_policy={Block})
+        log.info("train.strategy=fsdp runs as FSDP2 (fully_shard), as fsdp2: FSDP1 refuses gradient clipping "
+                 "and casts fp32-kept parameters and buffers")
+        name = "fsdp2"
     if name == "fsdp2":
         from lightning.pytorch.strategies import ModelParallelStrategy
 
@@ -138,6 +144,21 @@ def _final_checkpoint(every_n_steps: int):
     return FinalCheckpoint()
 
 
+def _uses_cuda(train_cfg: TrainConfig) -> bool:
+    return train_cfg.accelerator in ("gpu", "cuda") or (train_cfg.accelerator == "auto" and torch.cuda.is_available())
+
+
+def _enable_tf32(train_cfg: TrainConfig) -> bool:
+    """TF32 for float32 matmuls and convolutions on CUDA (what stays fp32 under bf16-mixed: W_res, the torch
+    SSD path's einsums; everything under 32-true): ~8x the fp32 tensor-core rate at a 10-bit mantissa,
+    below the noise of training. Set once per process when a run uses CUDA; returns whether it was set."""
+    if not _uses_cuda(train_cfg):
+        return False
+    torch.set_float32_matmul_precision("high")  # TF32 matmuls (torch's switch across versions)
+    torch.backends.cudnn.allow_tf32 = True
+    return True
+
+
 def build_trainer(train_cfg: TrainConfig, run_dir: Path, callbacks=(), progress: bool = True,
                   resume_step: int | None = None, tags: dict | None = None, params: dict | None = None):
     """The run's Trainer. Its loggers (`dnahnet.tracking`): metrics.csv always (a resumed run keeps the rows
@@ -153,8 +174,10 @@ def build_trainer(train_cfg: TrainConfig, run_dir: Path, callbacks=(), progress:
         dirpath=run_dir / "checkpoints", filename="{step}", monitor="step", mode="max", save_top_k=2,
         save_last="link", every_n_train_steps=max(1, train_cfg.ckpt_every), save_on_train_epoch_end=False,
     )
+    _enable_tf32(train_cfg)
     return L.Trainer(
         accelerator=train_cfg.accelerator,
+        accumulate_grad_batches=max(1, train_cfg.accumulate_grad_batches),
         devices=train_cfg.devices,
         num_nodes=train_cfg.num_nodes,
         strategy=_strategy(train_cfg),
@@ -212,7 +235,8 @@ def check_configs(model_cfg, train_cfg: TrainConfig, data_cfg) -> None:
         value = getattr(t, name)
         if math.isfinite(value) and value > 1:
             bad.append(f"train.{name}={value}: must lie in [0, 1]")
-    for name, low in (("val_every", 0), ("ckpt_every", 0), ("log_every", 1), ("devices", 1), ("num_nodes", 1)):
+    for name, low in (("val_every", 0), ("ckpt_every", 0), ("log_every", 1), ("devices", 1), ("num_nodes", 1),
+                      ("accumulate_grad_batches", 1)):
         if getattr(t, name) < low:
             bad.append(f"train.{name}={getattr(t, name)}: must be >= {low}")
     if t.schedule not in SCHEDULES:
@@ -221,6 +245,9 @@ def check_configs(model_cfg, train_cfg: TrainConfig, data_cfg) -> None:
         bad.append(f"train.precision={t.precision!r}: must be one of auto, 32-true, bf16-mixed, 16-mixed, ...")
     if t.strategy not in ("auto", "ddp", "ddp_spawn", "fsdp", "fsdp2"):
         bad.append(f"train.strategy={t.strategy!r}: must be auto, ddp, fsdp or fsdp2")
+    if t.strategy in ("fsdp", "fsdp2") and str(t.precision) in ("16", "16-mixed"):
+        bad.append(f"train.precision={t.precision!r}: train.strategy={t.strategy} (FSDP2) takes 32-true, bf16-mixed "
+                   "or bf16-true")
     if t.accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
         bad.append(f"train.accelerator={t.accelerator!r}: must be auto, cpu, gpu or cuda")
     if data_cfg.n_val_windows < 1:
@@ -370,7 +397,7 @@ def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset,
     # Written once the run is known to start: a refused run leaves no config behind.
     fileio.write_yaml(run_dir / "config.yaml", resolved_config(family, preset, variant, model_cfg, train_cfg, data_cfg))
     planned_tokens = train_cfg.max_steps * data_cfg.batch_size * data_cfg.seq_len * train_cfg.devices * \
-        train_cfg.num_nodes
+        train_cfg.num_nodes * train_cfg.accumulate_grad_batches
     run_tags = tracking.run_tags(family, variant, preset, lit.model.param_counts().total, planned_tokens, run_dir,
                                  extra=tags)
     trainer = build_trainer(train_cfg, run_dir, callbacks=[clock, *callbacks], progress=progress,

@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--strategy", default="auto", choices=("auto", "ddp", "fsdp", "fsdp2"), help="parallelism")
     d.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "gpu"), help="Lightning accelerator")
     d.add_argument("--precision", default="auto", help="Lightning precision (auto: bf16-mixed on GPU, 32 on CPU)")
+    d.add_argument("--device-memory-gb", type=float, default=None,
+                   help="memory per device (GiB): each run's per-device batch becomes micro-batches that fit it "
+                        "(gradient accumulation, activation checkpointing when needed; sweeps/memory.py)")
     d.add_argument("--threads", type=int, default=None,
                    help="CPU threads per training process (default: $OMP_NUM_THREADS, else 1 without CUDA: "
                         "the CPU ladders' tiny models run fastest on one thread)")
@@ -129,7 +132,8 @@ def plan_from_args(args) -> list[RunSpec]:
     for variant in resolve_variants(args.model, args.variant):
         specs += plan_family(args.model, variant, ladder, overrides, seq_len=args.seq_len, data_dir=args.data_dir,
                              devices=args.devices, num_nodes=args.num_nodes, strategy=args.strategy,
-                             accelerator=args.accelerator, precision=args.precision)
+                             accelerator=args.accelerator, precision=args.precision,
+                             device_memory_gb=args.device_memory_gb)
     if args.only:
         unknown = sorted(set(args.only) - {s.run_id for s in specs})
         if unknown:

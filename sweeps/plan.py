@@ -147,8 +147,11 @@ def plan_family(
     strategy: str = "auto",
     accelerator: str = "auto",
     precision: str = "auto",
+    device_memory_gb: float | None = None,
 ) -> list[RunSpec]:
-    """Plan every run of one family/variant over the ladder's budgets."""
+    """Plan every run of one family/variant over the ladder's budgets. `device_memory_gb`: the per-device
+    batch is split into micro-batches (gradient accumulation, activation checkpointing if needed) that fit
+    this memory (sweeps/memory.py)."""
     from dnahnet.registry import get_family
 
     overrides = overrides or Overrides()
@@ -187,12 +190,29 @@ def plan_family(
             if spent.error > TOLERANCE:
                 raise ValueError(f"{run_id}: planned FLOPs miss the budget by {100 * spent.error:.1f}% (> 2%)")
             lr = float(user["train"]["lr"]) if "lr" in user["train"] else ladder.lr(st.params_non_embedding) * lr_scale
-            specs.append(_run_spec(run_id, family, variant, budget, size.name, L, st, spent, lr, world, rule.preset,
-                                   model, ladder, parallel, user, data_dir))
+            spec = _run_spec(run_id, family, variant, budget, size.name, L, st, spent, lr, world, rule.preset,
+                             model, ladder, parallel, user, data_dir)
+            if device_memory_gb is not None:
+                _fit_memory(spec, device_memory_gb)
+            specs.append(spec)
     ids = [s.run_id for s in specs]
     if len(set(ids)) != len(ids):
         raise ValueError(f"duplicate run ids in the plan: {sorted({i for i in ids if ids.count(i) > 1})}")
     return specs
+
+
+def _fit_memory(spec: RunSpec, memory_gb: float) -> None:
+    """Micro-batch, accumulation and checkpointing of one run within `memory_gb` per device (in place)."""
+    from dnahnet.registry import get_config
+    from sweeps.memory import plan_micro_batch
+
+    cfg = get_config(spec.family, spec.preset, spec.variant, **spec.model)
+    plan = plan_micro_batch(spec.family, cfg, spec.params, spec.seq_len, spec.batch_per_device, memory_gb)
+    spec.data["batch_size"] = plan.micro_batch
+    spec.train["accumulate_grad_batches"] = plan.accumulate
+    spec.train["activation_checkpointing"] = plan.checkpointing
+    log.info("%s: micro-batch %d x %d accumulated%s, ~%.1f GiB of %g", spec.run_id, plan.micro_batch,
+             plan.accumulate, ", checkpointed" if plan.checkpointing else "", plan.estimate_gb, memory_gb)
 
 
 def _spend_budget(budget: float, st: ModelStats, ladder: Ladder, L: int, world: int,

@@ -124,7 +124,8 @@ def identity_differences(old: dict, new: dict) -> list[str]:
 
     def global_batch(cfg: dict) -> int:
         train = cfg.get("train") or {}
-        return (cfg.get("data") or {}).get("batch_size", 0) * train.get("devices", 1) * train.get("num_nodes", 1)
+        return (cfg.get("data") or {}).get("batch_size", 0) * train.get("devices", 1) * train.get("num_nodes", 1) \
+            * (train.get("accumulate_grad_batches") or 1)
 
     if global_batch(old) != global_batch(new):
         diffs.append(f"global batch: {global_batch(old)} -> {global_batch(new)}")

@@ -77,7 +77,7 @@ def test_chunk_selects_boundary_rows_in_order_with_padding():
     b[:, 0] = True
     b[2] = False
     b[2, 0] = True  # a sequence with a single chunk
-    out = chunk(h, b)
+    out = chunk(h, b, multiple=1)
     counts = b.sum(1)
     assert out.x.shape == (4, int(counts.max()), 6)
     for i in range(4):
@@ -185,3 +185,38 @@ def test_ratio_loss_masks_padding_and_has_gradient_through_g():
     torch.testing.assert_close(grad, mask.float() * dG)
     with pytest.raises(ValueError, match="ratio must be > 1"):
         ratio_loss(p, b, 1.0)
+
+
+def test_chunk_count_is_rounded_up_and_padding_changes_nothing(monkeypatch):
+    """Issue 26: M rounds up to a multiple (at most L) so torch.compile sees few shapes; the extra rows are
+    masked padding after every real chunk, and dnaHNet's logits, ratio losses and gradients are unchanged."""
+    import dnahnet
+    from dnahnet import chunking
+
+    g = torch.Generator().manual_seed(5)
+    b = torch.rand(3, 40, generator=g) < 0.3
+    b[:, 0] = True
+    h = torch.randn(3, 40, 4, generator=g)
+    out, exact = chunk(h, b, multiple=8), chunk(h, b, multiple=1)
+    assert out.x.shape[1] % 8 == 0 and out.x.shape[1] >= exact.x.shape[1]
+    assert chunk(h, b, multiple=64).x.shape[1] == 40  # capped at L
+    assert torch.equal(out.x[:, : exact.x.shape[1]], exact.x) and not out.mask[:, exact.x.shape[1]:].any()
+
+    ids = torch.randint(0, 4, (2, 48), generator=g)
+
+    def run(multiple):
+        monkeypatch.setattr(chunking, "CHUNK_MULTIPLE", multiple)
+        torch.manual_seed(0)
+        model = dnahnet.build_model("dnahnet", "tiny", d_model=(16, 24), d_intermediate=(0, 32), n_heads=(2, 2),
+                                    layout=["m1", ["T1"], "m1"], window=(15,), ratios=(3.0,), lr_multipliers=(1.5, 1.0), chunk_size=8, ema_chunk_size=8)
+        o = model(ids)
+        loss = o.logits.float().logsumexp(-1).mean() + o.aux_loss
+        loss.backward()
+        return o, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    (o1, g1), (o64, g64) = run(1), run(64)
+    assert o64.chunk_indices[0].shape[1] == 48 > o1.chunk_indices[0].shape[1]  # padding happened
+    torch.testing.assert_close(o64.logits, o1.logits, rtol=0, atol=1e-6)
+    torch.testing.assert_close(torch.stack(o64.ratio_losses), torch.stack(o1.ratio_losses), rtol=0, atol=1e-7)
+    for a, c in zip(g64, g1, strict=True):
+        torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-6)

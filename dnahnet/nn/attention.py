@@ -100,7 +100,7 @@ class Attention(nn.Module):
     def _attend(self, q, k, v) -> torch.Tensor:
         from dnahnet import kernels
 
-        if kernels.resolve_backend(self.backend, q.device, what="attention") == "kernel":
+        if kernels.resolve_backend(self.backend, q.device, what="attention", dtype=q.dtype) == "kernel":
             # flash-attn takes (B, L, H, dh) and a (left, right) window; -1 means unbounded.
             window = (-1, -1) if self.window is None else (self.window, 0)
             y = kernels.flash_attn_func(
@@ -135,7 +135,12 @@ class Attention(nn.Module):
     def allocate_cache(self, batch_size: int, max_seqlen: int, device=None, dtype=None) -> AttentionCache:
         slots = max_seqlen if self.window is None else min(max_seqlen, self.window + 1)
         device = device or self.Wqkv.weight.device
-        dtype = dtype or self.Wqkv.weight.dtype
+        if dtype is None:
+            # Under autocast the keys and values come out of Wqkv in the autocast dtype: a cache in that
+            # dtype is read by every step as it is, where an fp32 cache would be cast (copied) whole per step.
+            device_type = torch.device(device).type
+            autocast = torch.is_autocast_enabled(device_type)
+            dtype = torch.get_autocast_dtype(device_type) if autocast else self.Wqkv.weight.dtype
         shape = (batch_size, self.n_heads, slots, self.head_dim)
         return AttentionCache(
             k=torch.zeros(shape, device=device, dtype=dtype),
@@ -167,8 +172,11 @@ class Attention(nn.Module):
         cache.k.scatter_(2, slot, k.to(cache.k.dtype))
         cache.v.scatter_(2, slot, v.to(cache.v.dtype))
         valid = torch.arange(slots, device=x.device)[None, :] <= pos[:, None]  # (B, S) slots in use
-        y = F.scaled_dot_product_attention(
-            q, cache.k.to(q.dtype), cache.v.to(q.dtype), attn_mask=valid[:, None, None, :]
-        )  # (B, H, 1, dh)
+        # The one query moves to the cache's dtype, never the (B, H, S, dh) cache to the query's; autocast is
+        # off here so that it does not cast the cache either (a cache made under autocast is in its dtype).
+        with torch.autocast(x.device.type, enabled=False):
+            y = F.scaled_dot_product_attention(
+                q.to(cache.k.dtype), cache.k, cache.v, attn_mask=valid[:, None, None, :]
+            ).to(q.dtype)  # (B, H, 1, dh)
         cache.seqlen += 1
         return self.out_proj(y.reshape(B, D))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from dnahnet.nn.attention import Attention
@@ -49,8 +50,17 @@ class Block(nn.Module):
         self.mixer = mixer
         self.norm2 = RMSNorm(d_model, eps=norm_eps) if d_intermediate > 0 else None
         self.mlp = SwiGLU(d_model, d_intermediate, activation=mlp_activation) if d_intermediate > 0 else None
+        # Activation checkpointing (`set_activation_checkpointing`): in training, keep only the block's input
+        # and recompute the rest in backward. Non-reentrant: works with FSDP2, torch.compile and inputs
+        # that do not require grad; the recomputation is the same computation, so gradients are identical.
+        self.checkpointing = False
 
     def forward(self, x: torch.Tensor, cache=None) -> torch.Tensor:
+        if self.checkpointing and cache is None and self.training and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x, cache)
+
+    def _forward(self, x: torch.Tensor, cache=None) -> torch.Tensor:
         x = x + self.mixer(self.norm1(x), cache=cache)
         if self.mlp is not None:
             x = x + self.mlp(self.norm2(x))
@@ -64,6 +74,14 @@ class Block(nn.Module):
         if self.mlp is not None:
             x = x + self.mlp(self.norm2(x))
         return x
+
+
+def set_activation_checkpointing(model: nn.Module, enabled: bool = True) -> int:
+    """Turn activation checkpointing on (or off) in every Block of `model`; returns how many blocks."""
+    blocks = [m for m in model.modules() if isinstance(m, Block)]
+    for block in blocks:
+        block.checkpointing = enabled
+    return len(blocks)
 
 
 def make_block(letter: str, spec: BlockSpec, layer_idx: int | None = None) -> Block:

@@ -197,6 +197,13 @@ class Mamba2(nn.Module):
             y = torch.cat([F.silu(z0) * x0, y], dim=-1)
         return self.out_proj(y)
 
+    def _paths(self, device) -> tuple[str, str]:
+        """(SSD/state-update path, causal-conv path). The SSD kernel needs mamba_ssm only; the conv kernel
+        (causal_conv1d) is used with it when installed, else the PyTorch conv (logged once)."""
+        path = kernels.resolve_backend(self.backend, device, what="mamba2")
+        conv_path = "torch" if path == "torch" else kernels.resolve_backend("auto", device, what="mamba2_conv")
+        return path, conv_path
+
     def _check_cache(self, cache: Mamba2Cache, batch: int) -> None:
         want_conv = (batch, self.conv_dim, self.d_conv)
         want_ssm = (batch, self.nheads, self.headdim, self.d_state)
@@ -219,7 +226,7 @@ class Mamba2(nn.Module):
         b, seqlen, _ = u.shape
         if cache is not None:
             self._check_cache(cache, b)
-        path = kernels.resolve_backend(self.backend, u.device, what="mamba2")
+        path, conv_path = self._paths(u.device)
         zxbcdt = self.in_proj(u)                                      # (B, L, d_in_proj)
         z0, x0, z, xbc, dt = self._split(zxbcdt)
         xbc_t = xbc.transpose(1, 2)                                   # (B, conv_dim, L)
@@ -231,14 +238,14 @@ class Mamba2(nn.Module):
             cache.conv_state.copy_(full[..., -self.d_conv:])
         else:
             full = F.pad(xbc_t, (self.d_conv - 1, 0))                 # (B, conv_dim, d_conv-1+L)
-        if path == "kernel":
+        if conv_path == "kernel":
             # causal_conv1d_fn zero-pads on the left itself; drop the outputs at the context positions.
             xbc = kernels.causal_conv1d_fn(full, self.conv1d.weight.squeeze(1), self.conv1d.bias,
                                            activation=self.activation)[..., self.d_conv - 1:]
         else:
             xbc = F.conv1d(full, self.conv1d.weight, self.conv1d.bias, groups=self.conv_dim)
         xbc = xbc.transpose(1, 2)                                     # (B, L, conv_dim)
-        if path != "kernel":
+        if conv_path != "kernel":
             # The activation on the channel-last copy: its gradient arrives channel-last (x, B, C are
             # slices of it), and an elementwise backward on the transposed layout is ~10x slower.
             xbc = F.silu(xbc.contiguous())
@@ -289,14 +296,16 @@ class Mamba2(nn.Module):
             raise ValueError(f"Mamba2.step expects (batch, d_model={self.d_model}), got {tuple(u.shape)}")
         b = u.shape[0]
         self._check_cache(cache, b)
-        path = kernels.resolve_backend(self.backend, u.device, what="mamba2")
+        path, conv_path = self._paths(u.device)
         zxbcdt = self.in_proj(u)                                      # (B, d_in_proj)
         z0, x0, z, xbc, dt = self._split(zxbcdt)
         weight = self.conv1d.weight.squeeze(1)                        # (conv_dim, d_conv)
 
-        if path == "kernel":
-            xbc = kernels.causal_conv1d_update(xbc, cache.conv_state, weight, self.conv1d.bias,
-                                               self.activation)
+        if conv_path == "kernel":
+            # causal_conv1d_update requires x and conv_state of one dtype; under autocast xbc is bf16 while
+            # the cache keeps the conv weight's (fp32): the one position moves to the cache's dtype.
+            xbc = kernels.causal_conv1d_update(xbc.to(cache.conv_state.dtype), cache.conv_state, weight,
+                                               self.conv1d.bias, self.activation).to(zxbcdt.dtype)
         else:
             cache.conv_state.copy_(torch.roll(cache.conv_state, shifts=-1, dims=-1))
             cache.conv_state[:, :, -1] = xbc

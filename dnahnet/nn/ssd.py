@@ -141,7 +141,11 @@ def _intra_chunk(dtA: Tensor, Cc: Tensor, Bc: Tensor, xdt: Tensor, g: int) -> Te
     b, c, h, q = dtA.shape
     decay = torch.exp(segsum(dtA)).view(b, c, g, h // g, q, q)            # (B, c, G, H/G, Ql, Qs)
     cb = torch.einsum("bclgn,bcsgn->bcgls", Cc, Bc)                       # (B, c, G, Ql, Qs)
-    return torch.einsum("bcghls,bcsghp->bclghp", cb.unsqueeze(3) * decay, xdt)
+    if torch.is_grad_enabled():  # exp and the product keep their operands for backward
+        weights = cb.unsqueeze(3) * decay
+    else:  # inference: one (B, c, H, Q, Q) block fewer at the peak
+        weights = decay.mul_(cb.unsqueeze(3))
+    return torch.einsum("bcghls,bcsghp->bclghp", weights, xdt)
 
 
 def ssd_naive(
@@ -196,10 +200,12 @@ class _SegSum(torch.autograd.Function):
     def forward(ctx, a: Tensor) -> Tensor:
         t = a.size(-1)
         cum = a.to(torch.float64).cumsum(-1)                                 # (..., T)
-        out = (cum.unsqueeze(-1) - cum.unsqueeze(-2)).to(a.dtype)            # (..., T_i, T_j)
+        diff = cum.unsqueeze(-1) - cum.unsqueeze(-2)                         # (..., T_i, T_j) float64
+        out = diff if a.dtype == torch.float64 else diff.to(a.dtype)
+        del diff  # the float64 (T, T) block lives only until its cast
         causal = torch.tril(torch.ones(t, t, dtype=torch.bool, device=a.device))
         ctx.save_for_backward(causal)
-        return out.masked_fill(~causal, float("-inf"))
+        return out.masked_fill_(~causal, float("-inf"))  # in place: `out` is ours, no second (T, T) copy
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:

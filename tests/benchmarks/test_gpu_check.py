@@ -44,3 +44,54 @@ def test_gpu_check_script(tmp_path):
     checks = pd.read_csv(tmp_path / "gpu_check.csv")
     assert checks["ok"].all() and len(checks) >= 8
     assert (pd.read_csv(tmp_path / "gpu_train.csv")["finite"]).all()
+
+
+def test_help_runs_from_a_clone_without_the_package_installed(tmp_path):
+    """Issue 26, crash 2: `python benchmarks/gpu_check.py --help` from a clone's root. The interpreter runs
+    without site processing (-S: no .pth files, so no editable install of dnahnet) and isolated (-I: no
+    PYTHONPATH, no cwd on the path); torch and the other dependencies come from site-packages added as a
+    plain directory. The test first proves dnahnet does not import there, then runs the script as Python
+    would (its own folder first on sys.path)."""
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    clone = tmp_path / "clone"
+    for name in ("dnahnet", "baselines", "benchmarks"):
+        shutil.copytree(repo / name, clone / name, ignore=shutil.ignore_patterns("__pycache__"))
+    site = sysconfig.get_paths()["purelib"]
+    code = (
+        "import sys, runpy, importlib.util\n"
+        f"sys.path.append({site!r})\n"
+        "assert importlib.util.find_spec('dnahnet') is None, 'dnahnet importable: the test proves nothing'\n"
+        "sys.path.insert(0, 'benchmarks')\n"
+        "sys.argv = ['benchmarks/gpu_check.py', '--help']\n"
+        "runpy.run_path('benchmarks/gpu_check.py', run_name='__main__')\n"
+    )
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", code], cwd=clone, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--cpu-smoke" in proc.stdout and "GPU checks in one script" in proc.stdout
+
+
+def test_exit_code_is_nonzero_when_any_row_fails(tmp_path, monkeypatch):
+    """A failing correctness row and a failing training run (here, dnahnet.train exiting 1) each make the
+    script exit 1; the table still records every row."""
+    import subprocess
+
+    gpu_check = load_benchmark("gpu_check")
+    out = tmp_path / "out"
+    monkeypatch.setattr(gpu_check, "check_autocast_decoding",
+                        lambda results, *a, **k: gpu_check._row(results, "forced failure", 1.0, 0.1))
+    assert gpu_check.main(["--cpu-smoke", "--only", "decoding", "--out", str(out)]) == 1
+    assert not pd.read_csv(out / "gpu_check.csv")["ok"].any()
+    monkeypatch.setattr(gpu_check, "_write_corpus", lambda root: root)
+    monkeypatch.setattr(gpu_check, "_train", lambda *a, **k: subprocess.CompletedProcess([], 1, "", "boom"))
+    assert gpu_check.main(["--cpu-smoke", "--only", "lightning", "--families", "transformer",
+                           "--out", str(out)]) == 1
+    table = pd.read_csv(out / "gpu_check.csv")
+    assert len(table) == 3 and not table["ok"].any() and "boom" in " ".join(table.detail)
+    assert gpu_check.main(["--cpu-smoke", "--families", "nope", "--out", str(out)]) == 2

@@ -99,3 +99,61 @@ def test_long_sliding_window_uses_blocks_and_matches_dense_mask():
     g1 = torch.autograd.grad(blocked.sum(), x)[0]
     g2 = torch.autograd.grad(dense.sum(), x)[0]
     assert torch.allclose(g1, g2, atol=1e-5)
+
+
+# ---------------------------------------------------------------- CUDA routing, on CPU (issue 26)
+def test_fp32_never_goes_to_flash_attn(monkeypatch):
+    """Issue 26, crash 3: flash-attn takes fp16/bf16 only, so with it installed and CUDA tensors, float32
+    must take SDPA; under bf16 autocast the kernel is used."""
+    import torch.nn.functional as F
+
+    from dnahnet import kernels
+
+    calls = []
+
+    def fake_flash(q, k, v, causal, window_size):  # (B, L, H, dh), as flash_attn_func
+        if q.dtype not in (torch.float16, torch.bfloat16):
+            raise RuntimeError("FlashAttention only support fp16 and bf16 data type")
+        calls.append(q.dtype)
+        return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                              is_causal=causal).transpose(1, 2)
+
+    torch.manual_seed(0)
+    attn = Attention(32, 4)
+    x = torch.randn(2, 16, 32)
+    reference = attn(x)  # CPU: SDPA
+    monkeypatch.setattr(kernels, "_is_cuda", lambda device: True)
+    monkeypatch.setitem(kernels.AVAILABLE, "flash_attn", True)
+    monkeypatch.setattr(kernels, "flash_attn_func", fake_flash)
+    torch.testing.assert_close(attn(x), reference)  # float32: SDPA, the kernel never called
+    assert calls == []
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        attn(x)
+    assert calls == [torch.bfloat16]
+    with pytest.raises(RuntimeError, match="take float16, bfloat16.*float32"):
+        Attention(32, 4, backend="kernel")(x)
+
+
+def test_decoding_under_autocast_reads_the_cache_in_place(monkeypatch):
+    """Issue 26: a KV cache made under autocast is in the autocast dtype and every step's attention reads it
+    as it is (no copy of the whole cache per step); the outputs match the forward."""
+    import torch.nn.functional as F
+
+    seen = []
+    sdpa = F.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        seen.append(k.data_ptr())
+        return sdpa(q, k, v, **kw)
+
+    torch.manual_seed(0)
+    attn = Attention(32, 4, window=5).eval()
+    x = torch.randn(2, 12, 32)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        full = attn(x).float()
+        cache = attn.allocate_cache(2, 12)
+        assert cache.k.dtype == torch.bfloat16
+        monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+        steps = torch.stack([attn.step(x[:, t], cache) for t in range(12)], 1).float()
+    assert seen and set(seen) == {cache.k.data_ptr()}
+    torch.testing.assert_close(steps, full, atol=3e-2, rtol=3e-2)

@@ -267,3 +267,80 @@ def test_torch_and_kernel_paths_agree_on_gpu(name):
         # relative to the largest entry; dt_bias's gradient is exactly 0 where dt_limit clamps
         err = (p_k.grad - p_t.grad).abs().max().item()
         assert err <= 2e-2 * p_t.grad.abs().max().item() + 1e-7, (name_, err)
+
+
+# ---------------------------------------------------------------- kernel wiring, with CPU stand-ins (issue 26)
+def _fake_conv_update(x, conv_state, weight, bias=None, activation=None):
+    """causal_conv1d_update's contract on CPU, including its check that x and conv_state share a dtype."""
+    if x.dtype != conv_state.dtype:
+        raise RuntimeError(f"causal_conv1d_update: x is {x.dtype}, conv_state {conv_state.dtype}")
+    conv_state.copy_(torch.roll(conv_state, shifts=-1, dims=-1))
+    conv_state[:, :, -1] = x
+    out = (conv_state * weight).sum(-1) + (0 if bias is None else bias)
+    return F.silu(out) if activation == "silu" else out
+
+
+def _fake_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False):
+    """selective_state_update's math in float32 (mamba_ssm's reference `selective_state_update_ref`)."""
+    hg = state.shape[1] // B.shape[1]
+    dt = dt.float() + (0 if dt_bias is None else dt_bias.float())
+    dt = F.softplus(dt) if dt_softplus else dt
+    Bh, Ch = B.float().repeat_interleave(hg, 1), C.float().repeat_interleave(hg, 1)  # (B, H, N)
+    new = state.float() * torch.exp(dt[..., None] * A) + (dt * x.float())[..., None] * Bh[:, :, None, :]
+    state.copy_(new)
+    y = torch.einsum("bhpn,bhn->bhp", new, Ch) + x.float() * D.float()
+    return (y if z is None else y * F.silu(z.float())).to(x.dtype)
+
+
+def _fake_chunk_scan(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states=None,
+                     dt_softplus=False, dt_limit=(0.0, float("inf")), return_final_states=False):
+    from dnahnet.nn.ssd import ssd_chunked
+
+    dt = F.softplus(dt.float() + dt_bias.float()) if dt_softplus else dt.float()
+    if tuple(dt_limit) != (0.0, float("inf")):
+        dt = dt.clamp(*dt_limit)
+    res = ssd_chunked(x, dt, A, B, C, chunk_size, D=D, initial_state=initial_states)
+    y = res.y if z is None else res.y * F.silu(z.float())
+    return (y, res.final_state) if return_final_states else y
+
+
+def _pretend_cuda(monkeypatch, **available):
+    monkeypatch.setattr(kernels, "_is_cuda", lambda device: True)
+    for pkg, ok in available.items():
+        monkeypatch.setitem(kernels.AVAILABLE, pkg, ok)
+    monkeypatch.setattr(kernels, "causal_conv1d_update", _fake_conv_update)
+    monkeypatch.setattr(kernels, "selective_state_update", _fake_state_update)
+    monkeypatch.setattr(kernels, "mamba_chunk_scan_combined", _fake_chunk_scan)
+
+
+def test_kernel_decoding_under_bf16_autocast_passes_one_dtype_to_the_conv_update(monkeypatch):
+    """Issue 26, crash 4: under bf16 autocast in_proj's output is bf16 while the conv cache keeps the fp32
+    weight's dtype; causal_conv1d_update refuses mixed dtypes. Decoding with the (stand-in) kernels must
+    run and give the PyTorch path's outputs."""
+    m = make(backend="auto").eval()
+    u = torch.randn(2, 6, 32, generator=torch.Generator().manual_seed(3))
+
+    def decode(model):
+        cache = model.allocate_cache(2)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return torch.stack([model.step(u[:, t], cache) for t in range(u.shape[1])], 1).float()
+
+    reference = decode(m)  # CPU: the PyTorch path
+    _pretend_cuda(monkeypatch, mamba_ssm=True, causal_conv1d=True)
+    assert m._paths(u.device) == ("kernel", "kernel")
+    assert m.allocate_cache(2).conv_state.dtype == torch.float32  # the condition of the crash
+    out = decode(m)
+    torch.testing.assert_close(out, reference, atol=2e-2, rtol=2e-2)  # bf16 in_proj/out_proj either way
+
+
+def test_ssd_kernel_runs_without_causal_conv1d(monkeypatch):
+    """mamba_ssm alone: the SSD kernel with the PyTorch conv (its SiLU included), same outputs."""
+    m = make(backend="auto")
+    u = torch.randn(2, 20, 32, generator=torch.Generator().manual_seed(4))
+    reference = m(u)
+    _pretend_cuda(monkeypatch, mamba_ssm=True, causal_conv1d=False)
+    assert m._paths(u.device) == ("kernel", "torch")
+    torch.testing.assert_close(m(u), reference, atol=1e-5, rtol=1e-5)
+    with pytest.raises(RuntimeError, match="mamba_ssm"):  # an explicit kernel request still needs mamba_ssm
+        monkeypatch.setitem(kernels.AVAILABLE, "mamba_ssm", False)
+        make(backend="kernel")(u)

@@ -142,3 +142,24 @@ def test_cli_dry_run(tmp_path, capsys):
     assert "error: --budgets: 'x' is not a number" in capsys.readouterr().err
     assert main(["--model", "transformer", "--variant", "3,2", "--out", str(out), "--dry-run"]) == 2
     assert "has variants (none)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_device_memory_budget_splits_the_per_device_batch():
+    """--device-memory-gb: each run's per-device batch becomes micro-batch x accumulation (the same tokens
+    per step, so the same FLOPs), with the planner's estimate within the budget."""
+    free = plan_family("transformer", None, SMOKE)
+    base = free[0]
+    from dnahnet.registry import get_config
+    from sweeps.memory import plan_micro_batch
+
+    cfg = get_config(base.family, base.preset, base.variant, **base.model)
+    full = plan_micro_batch(base.family, cfg, base.params, base.seq_len, base.batch_per_device, 1e3)
+    # A budget for about half the per-device batch's activations.
+    budget = full.estimate_gb * 0.6
+    tight = plan_family("transformer", None, SMOKE, device_memory_gb=budget)
+    spec = next(s for s in tight if s.run_id == base.run_id)
+    assert spec.steps == base.steps and spec.batch == base.batch
+    micro, accumulate = spec.data["batch_size"], spec.train["accumulate_grad_batches"]
+    assert micro * accumulate == base.batch_per_device and accumulate > 1
+    assert "accumulate_grad_batches" not in base.train  # unchanged without a budget
