@@ -188,7 +188,8 @@ def log_probs(counts: MarkovCounts, windows: np.ndarray, smoothing: str) -> np.n
     out = np.empty((K + 1, int(scored.sum())), dtype=np.float64)
     lower = np.full(len(avail), 1.0 / V)  # the distribution below order 0: uniform
     final = None
-    for (n, code), j in zip(rolling_codes(seq, K + 1), range(K + 1)):
+    for n, code in rolling_codes(seq, K + 1):
+        j = n - 1  # the order: context length
         q = code[scored]  # (Q,) the (j + 1)-gram ending at each label (valid where avail >= j)
         ok = avail >= j
         g = counts.grams[j]
@@ -313,6 +314,38 @@ def read_csv(path: str | Path) -> list[FloorRow]:
     return rows
 
 
+@dataclass
+class Floor:
+    """The Markov chains of a sweep's data, as `python -m analysis` reads them."""
+
+    rows: list[FloorRow]  # every (order, smoother) scored
+    source: str  # the markov.csv they came from
+
+    @property
+    def best(self) -> FloorRow:
+        return best_row(self.rows)
+
+
+def find_floor(results_paths: Sequence[str | Path], markov_path: str | Path | None = None) -> Floor | None:
+    """`markov_path` when given (MarkovError if unreadable), else the first markov.csv beside one of the
+    results.csv files or in its parent folder (a sweep per family sharing one data setting keeps one file
+    above them, as analysis/reference/cpu does); None when there is none. Several different files: the
+    first wins, logged."""
+    if markov_path is not None:
+        return Floor(read_csv(markov_path), str(markov_path))
+    found: list[Path] = []
+    for p in results_paths:
+        for candidate in (Path(p).parent / FILENAME, Path(p).parent.parent / FILENAME):
+            if candidate.is_file() and candidate.resolve() not in [f.resolve() for f in found]:
+                found.append(candidate)
+    if not found:
+        return None
+    floors = [Floor(read_csv(f), str(f)) for f in found]
+    if len({round(f.best.val_loss, 6) for f in floors}) > 1:
+        log.warning("different Markov floors in %s; using %s", ", ".join(map(str, found)), found[0])
+    return floors[0]
+
+
 # ------------------------------------------------------------------------------------------- CLI
 DATA_KEYS = ("seq_len", "n_val_windows", "split_seed", "val_genomes", "test_genomes", "holdout", "inputs")
 
@@ -365,7 +398,7 @@ def load_data(settings: dict) -> tuple[list[np.ndarray], np.ndarray]:
     except (DataError, ValueError, TypeError) as err:
         raise MarkovError(f"data: {err}") from None
     tokens = np.asarray(dm.store.tokens)
-    records = [tokens[o : o + n] for o, n in zip(index.offsets, index.n_starts + index.window - 1)]
+    records = [tokens[o : o + n] for o, n in zip(index.offsets, index.n_starts + index.window - 1, strict=True)]
     return records, np.asarray(val.index.gather(val.starts))
 
 

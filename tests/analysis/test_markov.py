@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from analysis import markov
-from analysis.markov import V, FloorRow, MarkovError
+from analysis.markov import FloorRow, MarkovError, V
 
 
 def _records(rng, lengths, p_n=0.02):
@@ -196,3 +196,44 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert markov.main(["--plan", str(tmp_path / "plan.csv"), "--out", str(tmp_path / "m.csv")]) == 2
     assert "data_overrides" in capsys.readouterr().err
     assert not (tmp_path / "m.csv").exists()
+
+
+def test_analysis_reports_the_floor_and_hierarchy_usage(tmp_path):
+    """`python -m analysis` finds markov.csv above the results (as analysis/reference/cpu keeps it), writes the
+    "Markov floor" line and every frontier loss as nats below it (floor - L), the best run's hierarchy usage
+    per budget where results.csv has it, and the floor in fits.json; a bad --markov file is one error line."""
+    import json
+
+    from synthetic_scaling import CHINCHILLA, synthetic_sweep
+
+    from analysis.__main__ import main
+
+    sweep = tmp_path / "ref" / "hnet"
+    sweep.mkdir(parents=True)
+    runs = synthetic_sweep(CHINCHILLA, budgets=(1e18, 1e19), sizes=5, noise=0.0, family="hnet", variant="3,2")
+    best = {c: runs[runs["budget"] == c]["val_loss"].idxmin() for c in (1e18, 1e19)}
+    runs["usage_stage0"] = 0.05
+    runs["usage_stage1"] = ""
+    runs.loc[best[1e19], "usage_stage0"] = 0.0123  # the best run's value is the one reported
+    runs.to_csv(sweep / "results.csv", index=False)
+    floor = float(runs["val_loss"].max()) + 0.01
+    markov.write_csv(tmp_path / "ref" / "markov.csv", [FloorRow(0, "add-1/2", floor + 0.5),
+                                                        FloorRow(3, "kneser-ney", floor)])
+    out = tmp_path / "out"
+    assert main(["--results", str(sweep / "results.csv"), "--out", str(out), "--bootstrap", "0",
+                 "--a3-grid", "coarse", "--quiet"]) in (0, 2)
+    summary = (out / "summary.md").read_text()
+    line = next(x for x in summary.splitlines() if x.startswith("Markov floor:"))
+    assert f"{floor:.4f}" in line and "k = 3" in line and "kneser-ney" in line
+    table = summary.split("## Frontier against the floor")[1].split("\n## ")[0].splitlines()
+    rows = [r.split("|")[1:-1] for r in table if r.startswith("| 1e+1")]
+    fits = json.loads((out / "fits.json").read_text())
+    optima = fits["hnet/3,2"]["approach2"]["optima"]
+    assert len(rows) == 2 and fits["markov_floor"]["val_loss"] == pytest.approx(floor)
+    for row, o in zip(rows, optima, strict=True):
+        assert float(row[4]) == pytest.approx(floor - o["loss"], abs=1e-4)  # L_opt below floor
+        assert float(row[5]) == pytest.approx(floor - float(row[3]), abs=1.5e-4)  # best run below floor
+    assert [r[6].strip() for r in rows] == ["0.0500", "0.0123"] and "usage_stage1" not in "".join(table)
+    (tmp_path / "bad.csv").write_text("k,loss\n")
+    assert main(["--results", str(sweep / "results.csv"), "--out", str(out), "--markov",
+                 str(tmp_path / "bad.csv")]) == 2
