@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
 
             model = load_model(path, map_location="cpu")
     except (OSError, ValueError, KeyError, RuntimeError) as err:
-        print(f"error: {args.model}: cannot load a model ({str(err).splitlines()[0] if str(err) else err!r})",
-              file=sys.stderr)
+        why = str(err.args[0] if err.args else err).splitlines()[0]
+        print(f"error: cannot load a model from {args.model}: {why}", file=sys.stderr)
         return 2
     if not usage_stages(model):
         print(f"error: {args.model}: not a dnaHNet (no chunking stages to ablate)", file=sys.stderr)

@@ -112,3 +112,11 @@ def test_other_families_report_no_usage():
     model = build_model("transformer", "tiny")
     assert usage_stages(model) == [] and hierarchy_usage(model, _periodic_batches(1)) == {}
     assert math.isfinite(sum(hierarchy_usage(_model(), _periodic_batches(1)).values()))
+
+
+def test_cli_names_a_missing_model_in_one_line(tmp_path, capsys):
+    from dnahnet.hierarchy_usage import main
+
+    assert main([str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot load a model from") and "missing" in err[0]
