@@ -140,8 +140,9 @@ class MarkovCounts:
 
 
 def fit(records: Sequence[np.ndarray], max_order: int, both_strands: bool = True,
-        progress: bool = False) -> MarkovCounts:
-    """Count every (j + 1)-gram, j = 0..max_order, inside each record (and each reverse complement)."""
+        progress: bool = False, previous: MarkovCounts | None = None) -> MarkovCounts:
+    """Count every (j + 1)-gram, j = 0..max_order, inside each record (and each reverse complement).
+    `previous`: counts of the same records to lower orders, reused (only the orders above are counted)."""
     if not 0 <= max_order <= MAX_ORDER_CAP:
         raise MarkovError(f"max_order={max_order} must lie in 0..{MAX_ORDER_CAP}")
     records = [np.asarray(r, dtype=np.uint8) for r in records]
@@ -151,11 +152,12 @@ def fit(records: Sequence[np.ndarray], max_order: int, both_strands: bool = True
     if both_strands:
         records = records + [RC_TABLE[r[::-1]] for r in records]
     seq, pos = concat_records(records)
-    grams: list[Table] = []
-    bar = _bar(max_order + 1, "counting", progress)
+    grams: list[Table] = list(previous.grams[: max_order + 1]) if previous is not None else []
+    bar = _bar(max_order + 1 - len(grams), "counting", progress)
     for n, code in rolling_codes(seq, max_order + 1):
-        grams.append(_table(code[pos >= n - 1], V**n))
-        bar.update(1)
+        if n > len(grams):
+            grams.append(_table(code[pos >= n - 1], V**n))
+            bar.update(1)
     bar.close()
     continuation = []
     for j in range(max_order):  # left extensions of a (j + 1)-gram: distinct (j + 2)-grams ending with it
@@ -242,11 +244,12 @@ def floor_sweep(records: Sequence[np.ndarray], windows: np.ndarray, max_order: i
                 smoothers: Sequence[str] = SMOOTHERS, both_strands: bool = True,
                 progress: bool = False) -> list[FloorRow]:
     """Orders 0, 1, ... until the best smoother's loss fails to improve on its best for `patience`
-    consecutive orders (or max_order): each round doubles the orders fitted, so a floor found at k = 7 costs
-    counts up to order ~15 at most once; the rows up to the last order examined are returned."""
-    k_hi = min(max_order, 4)
+    consecutive orders (or max_order); the rows up to the last order examined are returned. Orders are
+    counted in rounds (0..4, then up to the best + patience + 1, ...), each round counting only new orders."""
+    k_hi, counts = min(max_order, 4), None
     while True:
-        rows = score(fit(records, k_hi, both_strands, progress), windows, smoothers)
+        counts = fit(records, k_hi, both_strands, progress, previous=counts)
+        rows = score(counts, windows, smoothers)
         best = _best_by_order(rows)
         k_best = int(np.argmin(best))
         if k_hi >= max_order or k_hi - k_best >= patience:

@@ -237,3 +237,12 @@ def test_analysis_reports_the_floor_and_hierarchy_usage(tmp_path):
     (tmp_path / "bad.csv").write_text("k,loss\n")
     assert main(["--results", str(sweep / "results.csv"), "--out", str(out), "--markov",
                  str(tmp_path / "bad.csv")]) == 2
+
+
+def test_extending_counts_to_higher_orders_equals_counting_them_at_once():
+    records = _records(np.random.default_rng(7), [80, 30])
+    low = markov.fit(records, 1)
+    both = markov.fit(records, 3, previous=low)
+    once = markov.fit(records, 3)
+    for a, b in zip(both.grams + both.continuation, once.grams + once.continuation, strict=True):
+        assert np.array_equal(a.codes, b.codes) and np.array_equal(a.counts, b.counts)
