@@ -199,14 +199,16 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_analysis_reports_the_floor_and_hierarchy_usage(tmp_path):
-    """`python -m analysis` finds markov.csv above the results (as analysis/reference/cpu keeps it), writes the
-    "Markov floor" line and every frontier loss as nats below it (floor - L), the best run's hierarchy usage
-    per budget where results.csv has it, and the floor in fits.json; a bad --markov file is one error line."""
-    import json
-
+    """The analysis finds markov.csv above the results (as analysis/reference/cpu keeps it); summary.md gets
+    the "Markov floor" line and every frontier loss as nats below it (floor - L), the best run's hierarchy
+    usage per budget where results.csv has it; a bad --markov file is one error line. (The figures' floor
+    line and fits.json's floor: the reference analysis, tests/test_reference_sweeps.py.)"""
     from synthetic_scaling import CHINCHILLA, synthetic_sweep
 
     from analysis.__main__ import main
+    from analysis.approach2 import fit_approach2
+    from analysis.collect import load_results
+    from analysis.summary import floor_section
 
     sweep = tmp_path / "ref" / "hnet"
     sweep.mkdir(parents=True)
@@ -216,26 +218,25 @@ def test_analysis_reports_the_floor_and_hierarchy_usage(tmp_path):
     runs["usage_stage1"] = ""
     runs.loc[best[1e19], "usage_stage0"] = 0.0123  # the best run's value is the one reported
     runs.to_csv(sweep / "results.csv", index=False)
-    floor = float(runs["val_loss"].max()) + 0.01
-    markov.write_csv(tmp_path / "ref" / "markov.csv", [FloorRow(0, "add-1/2", floor + 0.5),
-                                                        FloorRow(3, "kneser-ney", floor)])
-    out = tmp_path / "out"
-    assert main(["--results", str(sweep / "results.csv"), "--out", str(out), "--bootstrap", "0",
-                 "--a3-grid", "coarse", "--quiet"]) in (0, 2)
-    summary = (out / "summary.md").read_text()
-    line = next(x for x in summary.splitlines() if x.startswith("Markov floor:"))
-    assert f"{floor:.4f}" in line and "k = 3" in line and "kneser-ney" in line
-    table = summary.split("## Frontier against the floor")[1].split("\n## ")[0].splitlines()
+    floor_value = float(runs["val_loss"].max()) + 0.01
+    markov.write_csv(tmp_path / "ref" / "markov.csv", [FloorRow(0, "add-1/2", floor_value + 0.5),
+                                                        FloorRow(3, "kneser-ney", floor_value)])
+    floor = markov.find_floor([sweep / "results.csv"])
+    assert floor is not None and floor.source == str(tmp_path / "ref" / "markov.csv")
+    collected = load_results([sweep / "results.csv"])
+    a2 = {k: fit_approach2(k, collected.runs[collected.runs["key"] == k], n_boot=0) for k in collected.keys}
+    lines = floor_section(collected, a2, floor)
+    line = next(x for x in lines if x.startswith("Markov floor:"))
+    assert f"{floor_value:.4f}" in line and "k = 3" in line and "kneser-ney" in line
+    table = "\n".join(lines).split("## Frontier against the floor")[1].splitlines()
     rows = [r.split("|")[1:-1] for r in table if r.startswith("| 1e+1")]
-    fits = json.loads((out / "fits.json").read_text())
-    optima = fits["hnet/3,2"]["approach2"]["optima"]
-    assert len(rows) == 2 and fits["markov_floor"]["val_loss"] == pytest.approx(floor)
-    for row, o in zip(rows, optima, strict=True):
-        assert float(row[4]) == pytest.approx(floor - o["loss"], abs=1e-4)  # L_opt below floor
-        assert float(row[5]) == pytest.approx(floor - float(row[3]), abs=1.5e-4)  # best run below floor
+    assert len(rows) == 2
+    for row, o in zip(rows, a2["hnet/3,2"].optima, strict=True):
+        assert float(row[4]) == pytest.approx(floor_value - o.loss, abs=1e-4)  # L_opt below floor
+        assert float(row[5]) == pytest.approx(floor_value - float(row[3]), abs=1.5e-4)  # best run below floor
     assert [r[6].strip() for r in rows] == ["0.0500", "0.0123"] and "usage_stage1" not in "".join(table)
     (tmp_path / "bad.csv").write_text("k,loss\n")
-    assert main(["--results", str(sweep / "results.csv"), "--out", str(out), "--markov",
+    assert main(["--results", str(sweep / "results.csv"), "--out", str(tmp_path / "out"), "--markov",
                  str(tmp_path / "bad.csv")]) == 2
 
 
