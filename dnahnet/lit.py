@@ -198,7 +198,7 @@ class LitLM(L.LightningModule):
         out = batch_loss.output
         self.val_loss_sum.update(batch_loss.nll_sum.detach())
         self.val_token_count.update(torch.tensor(float(batch_loss.n_tokens), device=batch_loss.nll_sum.device))
-        self._record_windows(batch, out, batch_idx)
+        self._record_windows(batch, out)
         if self._measure_usage:
             for s, v in ablated_nll_sums(self.model, batch["input_ids"], batch["labels"]).items():
                 self.val_ablated_sum[str(s)].update(v.detach())
@@ -228,7 +228,7 @@ class LitLM(L.LightningModule):
         self.validated_step = int(self.global_step)
 
     # ------------------------------------------------------------------ per-window losses
-    def _record_windows(self, batch, out, batch_idx: int) -> None:
+    def _record_windows(self, batch, out) -> None:
         """Each window's summed NLL and scored tokens, keyed by its global index (the eval datasets put it in
         `batch["window"]`; -1 marks a padding item of `EvalShardSampler`). Without that key the windows
         are numbered in loader order, which is their global order in a single process only."""
