@@ -22,6 +22,7 @@ from analysis.collect import ResultsError, load_results
 from analysis.compare import compare
 from analysis.evals import compute_optimal, find_evals, load_evals, summary_lines, write_eval_figures
 from analysis.figures import write_figures
+from analysis.markov import MarkovError, find_floor
 from analysis.summary import write_outputs
 
 log = logging.getLogger("analysis")
@@ -42,6 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="parameter count used as N (default params)")
     parser.add_argument("--a3-grid", default="default", choices=("coarse", "default", "chinchilla"),
                         help="Approach 3 L-BFGS starts: coarse 162, default 768, chinchilla 4500")
+    parser.add_argument("--markov", type=Path, metavar="CSV",
+                        help="markov.csv of the sweeps' data (python -m analysis.markov); default: a markov.csv "
+                             "beside a results.csv or in its parent folder")
     parser.add_argument("--quiet", action="store_true", help="warnings only, no progress bars")
     args = parser.parse_args(argv)
     if args.bootstrap < 0:
@@ -60,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         collected = load_results(args.results, args.params_column)
-    except ResultsError as err:
+        floor = find_floor(args.results, args.markov)
+    except (ResultsError, MarkovError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
@@ -69,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     except ResultsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if floor is not None:
+        log.info("Markov floor %.4f nats/nt (order %d, %s) from %s", floor.best.val_loss, floor.best.k,
+                 floor.best.smoothing, floor.source)
     runs = collected.runs
     log.info("%d usable runs of %d famil%s from %d file(s); %d failed run(s) dropped", len(runs),
              len(collected.keys), "y" if len(collected.keys) == 1 else "ies", len(collected.sources),
@@ -85,13 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     comparison = compare(approach2)
 
     try:
-        figures = write_figures(runs, approach2, approach3, args.out / "figures")
+        figures = write_figures(runs, approach2, approach3, args.out / "figures",
+                                floor.best if floor is not None else None)
         extra = None
         if evals is not None and len(evals):
             figures += write_eval_figures(evals, args.out / "figures")
             extra = summary_lines(evals, eval_paths)
         summary, fits = write_outputs(args.out, collected, approach2, approach3, comparison,
-                                      args.bootstrap, args.seed, extra)
+                                      args.bootstrap, args.seed, extra, floor)
     except OSError as err:
         print(f"error: cannot write to {args.out}: {err}", file=sys.stderr)
         return 2

@@ -70,7 +70,14 @@ def _budget_colours(budgets: list[float]) -> dict[float, tuple]:
     return {b: cmap(spots[i]) for i, b in enumerate(sorted(budgets))}
 
 
-def isoflop_figure(key: str, runs: pd.DataFrame, result: Approach2Result, stem: Path) -> list[Path]:
+def _floor_line(ax, floor) -> None:
+    """The Markov floor (analysis.markov.FloorRow) as a horizontal line, in the legend."""
+    if floor is not None:
+        ax.axhline(floor.val_loss, color="0.25", ls=":", lw=1.2, zorder=1,
+                   label=f"Markov floor (order {floor.k}, {floor.smoothing})")
+
+
+def isoflop_figure(key: str, runs: pd.DataFrame, result: Approach2Result, stem: Path, floor=None) -> list[Path]:
     colours = _budget_colours([o.budget for o in result.optima])
     fig, ax = plt.subplots(figsize=(7.2, 4.4))
     for o in result.optima:
@@ -94,6 +101,7 @@ def isoflop_figure(key: str, runs: pd.DataFrame, result: Approach2Result, stem: 
     if any(o.flagged for o in result.optima):
         ax.scatter([], [], marker="*", s=140, color="white", edgecolors="0.5",
                    label="flagged optimum\n(not fitted)")
+    _floor_line(ax, floor)
     _log_x_major_only(ax)
     ax.set_xlabel(PARAMS_LABEL)
     ax.set_ylabel(LOSS_LABEL)
@@ -160,10 +168,11 @@ def _log_x_major_only(ax) -> None:
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def frontier_figure(results: dict[str, Approach2Result], stem: Path) -> list[Path]:
+def frontier_figure(results: dict[str, Approach2Result], stem: Path, floor=None) -> list[Path]:
     colours = _family_colours(list(results))
     fig, ax = plt.subplots(figsize=(7.2, 4.4))
     _optima_panel(ax, results, colours, "loss", "loss_ci", "l_law", "c", exponent_sign=-1)
+    _floor_line(ax, floor)
     ax.set_ylabel(f"compute-optimal {LOSS_LABEL}")
     ax.set_title(r"Compute-optimal frontier (Approach 2), $L_{opt} \propto C^{-c}$")
     _footnote(ax)
@@ -234,14 +243,15 @@ def residuals_figure(runs: pd.DataFrame, results: dict[str, Approach3Result], st
 
 
 def write_figures(runs: pd.DataFrame, approach2: dict[str, Approach2Result],
-                  approach3: dict[str, Approach3Result], out_dir: Path) -> list[Path]:
-    """Every figure into out_dir (created); the paths written. Skips what has nothing to draw."""
+                  approach3: dict[str, Approach3Result], out_dir: Path, floor=None) -> list[Path]:
+    """Every figure into out_dir (created); the paths written. Skips what has nothing to draw. `floor`: the
+    Markov floor (analysis.markov.FloorRow), drawn on the frontier and isoFLOP figures."""
     sns.set_theme(style="whitegrid", context="paper")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for key, r in approach2.items():
-        written += isoflop_figure(key, runs[runs["key"] == key], r, out_dir / f"isoflop_{slug(key)}")
-    written += frontier_figure(approach2, out_dir / "frontier")
+        written += isoflop_figure(key, runs[runs["key"] == key], r, out_dir / f"isoflop_{slug(key)}", floor)
+    written += frontier_figure(approach2, out_dir / "frontier", floor)
     written += allocation_figure(approach2, out_dir / "optimal_allocation")
     if any(r.law is not None for r in approach3.values()):
         written += residuals_figure(runs, approach3, out_dir / "approach3_residuals")

@@ -11,6 +11,7 @@ from analysis.approach2 import Approach2Result
 from analysis.approach3 import PARAM_NAMES, Approach3Result
 from analysis.collect import Collected
 from analysis.compare import Comparison
+from analysis.markov import SMOOTHERS, Floor
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -87,7 +88,7 @@ def comparison_json(c: Comparison) -> dict:
 
 
 def fits_json(collected: Collected, a2: dict[str, Approach2Result], a3: dict[str, Approach3Result],
-              comparison: Comparison) -> dict:
+              comparison: Comparison, floor: Floor | None = None) -> dict:
     out = {}
     for key in a2:
         out[key] = {
@@ -97,6 +98,9 @@ def fits_json(collected: Collected, a2: dict[str, Approach2Result], a3: dict[str
             "approach3": approach3_json(a3[key]),
         }
     out["comparisons"] = comparison_json(comparison)
+    if floor is not None:
+        b = floor.best
+        out["markov_floor"] = {"k": b.k, "smoothing": b.smoothing, "val_loss": b.val_loss, "source": floor.source}
     return _clean(out)
 
 
@@ -117,9 +121,69 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
         "| " + " | ".join(row) + " |" for row in rows]
 
 
+USAGE_PREFIX = "usage_stage"  # results.csv columns of dnaHNet's hierarchy usage (sweeps/runner.py)
+
+
+def _usage_columns(runs) -> list[str]:
+    return sorted(c for c in runs.columns if c.startswith(USAGE_PREFIX))
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def floor_section(collected: Collected, a2: dict[str, Approach2Result], floor: Floor | None) -> list[str]:
+    """The Markov floor (with every chain scored), then per family and budget: the fitted L_opt and the best
+    run, each also as nats below the floor, and the best run's hierarchy usage (dnaHNet)."""
+    runs = collected.runs
+    usage_cols = _usage_columns(runs)
+    lines = []
+    if floor is not None:
+        b = floor.best
+        lines += ["## Markov floor", "",
+                  f"Markov floor: {b.val_loss:.4f} nats/nt (order k = {b.k}, {b.smoothing}; ln 4 = "
+                  f"{math.log(4):.4f}), the best order-k Markov count model of the training split (both "
+                  f"strands) scored on the same validation windows (`{floor.source}`, written by "
+                  "`python -m analysis.markov`). \"below floor\" = floor - loss: how much a model beats "
+                  "counting k-mers.", ""]
+        orders = sorted({r.k for r in floor.rows})
+        smoothers = [m for m in SMOOTHERS if any(r.smoothing == m for r in floor.rows)]
+        value = {(r.k, r.smoothing): r.val_loss for r in floor.rows}
+        rows = [[str(k)] + [_f(value.get((k, m), float("nan")), 4) for m in smoothers] for k in orders]
+        lines += _table(["k"] + [f"{m} (nats/nt)" for m in smoothers], rows) + [""]
+    if floor is None and not usage_cols:
+        return lines
+    lines += ["## Frontier against the floor" + (" and hierarchy usage" if usage_cols else ""), ""]
+    if usage_cols:
+        lines += ["Hierarchy usage (dnaHNet): validation loss with stage s's inner network output zeroed "
+                  "(only the residual path W_res passes stage s) minus the real loss, nats/nt, of the "
+                  "budget's best run; ~0: the run does not use its hierarchy below stage s.", ""]
+    for key in a2:
+        sub = runs[runs["key"] == key]
+        cols = [c for c in usage_cols if sub[c].map(_number).notna().any()]
+        below = ["L_opt below floor", "best run below floor"] if floor is not None else []
+        header = ["budget C (FLOPs)", "L_opt (nats/nt)", "best run", "its val_loss"] + below + cols
+        rows = []
+        for o in a2[key].optima:
+            at = sub[sub["C"] == o.budget]
+            if at.empty:
+                continue
+            best = at.loc[at["L"].idxmin()]
+            row = [_g(o.budget), _f(o.loss, 4), str(best.get("size", best.get("run_name", ""))), _f(best["L"], 4)]
+            if floor is not None:
+                row += [_f(floor.best.val_loss - o.loss, 4), _f(floor.best.val_loss - best["L"], 4)]
+            row += [_f(_number(best[c]), 4) for c in cols]
+            rows.append(row)
+        lines += [f"{key}:", ""] + _table(header, rows) + [""]
+    return lines
+
+
 def summary_markdown(collected: Collected, a2: dict[str, Approach2Result],
                      a3: dict[str, Approach3Result], comparison: Comparison, n_boot: int,
-                     seed: int, extra: list[str] | None = None) -> str:
+                     seed: int, extra: list[str] | None = None, floor: Floor | None = None) -> str:
     runs = collected.runs
     lines = ["# Scaling-law analysis", ""]
     lines += [f"Inputs: {', '.join(f'`{s}`' for s in collected.sources)}. "
@@ -135,6 +199,7 @@ def summary_markdown(collected: Collected, a2: dict[str, Approach2Result],
     if collected.duplicates_dropped:
         lines += [f"{collected.duplicates_dropped} row(s) re-recording an earlier run_dir were "
                   "dropped (the last row of each run_dir is kept).", ""]
+    lines += floor_section(collected, a2, floor)
 
     flags = []
     for key in a2:
@@ -227,11 +292,11 @@ def summary_markdown(collected: Collected, a2: dict[str, Approach2Result],
 
 def write_outputs(out_dir: Path, collected: Collected, a2: dict[str, Approach2Result],
                   a3: dict[str, Approach3Result], comparison: Comparison, n_boot: int,
-                  seed: int, extra: list[str] | None = None) -> tuple[Path, Path]:
+                  seed: int, extra: list[str] | None = None, floor: Floor | None = None) -> tuple[Path, Path]:
     """summary.md and fits.json into out_dir; the two paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = out_dir / "summary.md"
     fits = out_dir / "fits.json"
-    write_atomic(summary, summary_markdown(collected, a2, a3, comparison, n_boot, seed, extra))
-    write_atomic(fits, json.dumps(fits_json(collected, a2, a3, comparison), indent=2) + "\n")
+    write_atomic(summary, summary_markdown(collected, a2, a3, comparison, n_boot, seed, extra, floor))
+    write_atomic(fits, json.dumps(fits_json(collected, a2, a3, comparison, floor), indent=2) + "\n")
     return summary, fits

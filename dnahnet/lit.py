@@ -10,20 +10,27 @@ ThroughputMonitor).
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchmetrics
+from lightning.pytorch.trainer.states import TrainerFn
 
 from dnahnet import config as cfglib
 from dnahnet.compiled import MaybeCompiled
+from dnahnet.hierarchy_usage import ablated_nll_sums, usage_stages
+from dnahnet.hierarchy_usage import column as usage_column
 from dnahnet.nn.block import set_activation_checkpointing
 from dnahnet.nn.lm import LMOutput
 from dnahnet.registry import build_model_from_config, config_from_dict
 from dnahnet.schedules import SCHEDULES, lr_factor
+
+log = logging.getLogger(__name__)
 
 LN2 = math.log(2.0)
 IGNORE_INDEX = -100
@@ -56,6 +63,15 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training forward (dnahnet/compiled.py; eager fallback, logged)
     loggers: tuple[str, ...] = ("csv",)  # where metrics go (dnahnet/tracking.py): csv (always) + tensorboard, wandb, mlflow
     mlflow_uri: str = ""  # MLflow tracking URI ("" = $MLFLOW_TRACKING_URI, else a file store in RUN/mlruns)
+
+
+@dataclass
+class ValWindows:
+    """The latest validation, window by window, over all ranks (`dnahnet.window_losses` writes it)."""
+
+    losses: np.ndarray  # (n,) float64: each window's mean NLL, nats per nucleotide, in window order
+    tokens: np.ndarray  # (n,) int64: scored tokens per window
+    mean: float  # token-weighted mean: the validation loss
 
 
 @dataclass
@@ -120,6 +136,16 @@ class LitLM(L.LightningModule):
         # dnahnet.data.module.EvalShardSampler). float64: a float32 count stops at 2^24 tokens.
         self.val_loss_sum = torchmetrics.SumMetric().set_dtype(torch.float64)
         self.val_token_count = torchmetrics.SumMetric().set_dtype(torch.float64)
+        # Hierarchy usage (dnahnet/hierarchy_usage.py), measured at the final validation only (it costs one
+        # forward per chunking stage): summed NLL with each stage's inner output zeroed, reduced like the loss.
+        self.usage_stages = usage_stages(self.model)
+        self.val_ablated_sum = torch.nn.ModuleDict(
+            {str(s): torchmetrics.SumMetric().set_dtype(torch.float64) for s in self.usage_stages})
+        self._measure_usage = False
+        # Per-window losses of the latest validation (`val_windows.csv`): each rank's (window index, summed NLL,
+        # tokens), gathered over the ranks at the epoch's end into `window_losses` (window order, every window).
+        self._windows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.window_losses: ValWindows | None = None
         self.flops_per_batch = 0.0  # FLOPs of the last batch on this device (read by ThroughputMonitor)
         self.validated_step: int | None = None  # the global step of this process's latest validation
         self._forward = MaybeCompiled(self.model, self.train_cfg.compile, family)
@@ -230,11 +256,21 @@ class LitLM(L.LightningModule):
     def on_train_end(self):
         self._sync_counters()
 
+    def on_validation_epoch_start(self):
+        self._windows = []
+        # The final validation: the weights a run reports (fit's last step, or `validate` after it).
+        final = self.trainer.state.fn != TrainerFn.FITTING or self.global_step >= self.train_cfg.max_steps
+        self._measure_usage = bool(self.usage_stages) and final and not self.trainer.sanity_checking
+
     def validation_step(self, batch, batch_idx):
         batch_loss = self._loss(batch)
         out = batch_loss.output
         self.val_loss_sum.update(batch_loss.nll_sum.detach())
         self.val_token_count.update(torch.tensor(float(batch_loss.n_tokens), device=batch_loss.nll_sum.device))
+        self._record_windows(batch, out)
+        if self._measure_usage:
+            for s, v in ablated_nll_sums(self.model, batch["input_ids"], batch["labels"]).items():
+                self.val_ablated_sum[str(s)].update(v.detach())
         metrics = {k: float(v) for k, v in out.metrics.items()}
         self.flops_per_batch = (batch["input_ids"].numel()
                                 * self.model.measured_flops_per_token(self.seq_len, metrics).forward)
@@ -250,8 +286,62 @@ class LitLM(L.LightningModule):
         self.log_dict({"val/loss": loss, "val/bpn": loss / LN2, "val/ppl": torch.exp(loss)}, prog_bar=True,
                       sync_dist=True)
         self._sync_counters()
+        if self._measure_usage:
+            usage = {}
+            for s in self.usage_stages:
+                metric = self.val_ablated_sum[str(s)]
+                usage[f"val/{usage_column(s)}"] = metric.compute() / count.clamp_min(1) - loss
+                metric.reset()
+            self.log_dict(usage, sync_dist=True)
+        self._gather_windows(float(loss))
         self.log_dict({"tokens": float(self.tokens_seen), "flops": float(self.flops_actual)}, sync_dist=True)
         self.validated_step = int(self.global_step)
+
+    # ------------------------------------------------------------------ per-window losses
+    def _record_windows(self, batch, out) -> None:
+        """Each window's summed NLL and scored tokens, keyed by its global index (the eval datasets put it in
+        `batch["window"]`; -1 marks a padding item of `EvalShardSampler`). Without that key the windows
+        are numbered in loader order, which is their global order in a single process only."""
+        labels = batch["labels"]  # (B, L)
+        nll = F.cross_entropy(out.logits.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX,
+                              reduction="none")  # (B, L)
+        index = batch.get("window")
+        if index is None:
+            if self.trainer.world_size > 1:
+                return
+            start = sum(len(w[0]) for w in self._windows)
+            index = torch.arange(start, start + labels.shape[0], device=labels.device)  # (B,)
+        self._windows.append((index.detach().long(), nll.detach().double().sum(-1), (labels != IGNORE_INDEX).sum(-1)))
+
+    def _gather_windows(self, loss: float) -> None:
+        """`window_losses` from every rank's windows: all_gather of equal-length tensors (each rank's padded with
+        index -1 to the longest), padding dropped, sorted by window index; None when incomplete or duplicated."""
+        if not self._windows or self.trainer.sanity_checking:
+            self.window_losses = None
+            return
+        index, nll, tokens = (torch.cat(t) for t in zip(*self._windows, strict=True))  # (n,) each
+        self._windows = []
+        world = self.trainer.world_size
+        if world > 1:
+            n = torch.tensor([len(index)], device=index.device)
+            longest = int(self.all_gather(n).max())
+            pad = longest - len(index)
+            index = F.pad(index, (0, pad), value=-1)
+            nll, tokens = F.pad(nll, (0, pad)), F.pad(tokens, (0, pad))
+            index, nll, tokens = (self.all_gather(t).reshape(-1) for t in (index, nll, tokens))  # (world * longest,)
+        keep = index >= 0
+        index, nll, tokens = index[keep].cpu(), nll[keep].cpu(), tokens[keep].cpu()
+        order = torch.argsort(index)
+        index, nll, tokens = index[order], nll[order], tokens[order]
+        if not torch.equal(index, torch.arange(len(index))):
+            log.warning("validation windows gathered over %d rank(s) are not each window once (%d windows); "
+                        "no per-window losses", world, len(index))
+            self.window_losses = None
+            return
+        self.window_losses = ValWindows(
+            (nll / tokens.clamp_min(1)).numpy(), tokens.numpy(), float(nll.sum() / tokens.sum().clamp_min(1)))
+        if abs(self.window_losses.mean - loss) > 1e-5:  # the same windows and weights give the logged loss
+            log.warning("per-window losses average %.6f, validation logged %.6f", self.window_losses.mean, loss)
 
     # ------------------------------------------------------------------ monitoring
     def configure_callbacks(self):

@@ -24,6 +24,7 @@ encoders and decoders are dropped, see `DNAHNetConfig.n_stages`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Iterator, Sequence
@@ -254,6 +255,9 @@ class HNetStage(nn.Module):
             self.pad = nn.Parameter(torch.zeros(d - d_outer))
             self.pad._no_weight_decay = True
         self.is_main = idx == layout.n_stages
+        # Hierarchy-usage ablation (`DNAHNet.inner_output_zeroed`): the inner network's output z' is replaced
+        # by zeros before dechunking, so only the residual path W_res carries this stage's information.
+        self.zero_inner = False
         if self.is_main:
             self.main = BlockStack.from_letters(layout.main, spec, final_norm=True)
             return
@@ -281,7 +285,7 @@ class HNetStage(nn.Module):
         r = self.router(h, mask)
         chunks = chunk(h, r.boundary)  # (B, M, D)
         inner = self.inner(chunks.x, chunks.mask)
-        z = inner.hidden  # (B, M, D)
+        z = torch.zeros_like(inner.hidden) if self.zero_inner else inner.hidden  # (B, M, D)
         zbar = self.dechunk(z, r.prob, r.boundary, chunks)  # (B, L, D) float32
         c = confidence(r.prob, r.boundary)  # (B, L)
         y = self.decoder((zbar * ste(c)[..., None] + residual).to(h.dtype))  # (B, L, D)
@@ -316,6 +320,8 @@ class HNetStage(nn.Module):
         if bool((chunks.counts != chunks.counts[0]).any()):
             raise _RaggedPrefill
         z = self.inner.prefill(chunks.x, cache.inner)  # (B, M, D)
+        if self.zero_inner:
+            z = torch.zeros_like(z)
         zbar = self.dechunk(z, r.prob, r.boundary, chunks)  # (B, L, D) float32
         cache.router.last_key.copy_(self.router.k_proj(h[:, -1]).to(cache.router.last_key.dtype))
         cache.router.seqlen.fill_(h.shape[1])
@@ -346,6 +352,8 @@ class HNetStage(nn.Module):
                 t.copy_(torch.where(b.view(-1, *([1] * (t.dim() - 1))), t, old))
         else:
             z = torch.zeros_like(h)  # unused: no sequence hit a boundary
+        if self.zero_inner:
+            z = torch.zeros_like(z)
         zbar = self.dechunk.step(z, r.prob, b, cache.dechunk)  # (B, D) float32
         c = confidence(r.prob, b)  # (B,)
         y = self.decoder.step((zbar * ste(c)[:, None] + residual).to(h.dtype), cache.decoder)
@@ -396,6 +404,21 @@ class DNAHNet(LanguageModel):
             if st.is_main:
                 return out
             st = st.inner
+
+    @contextlib.contextmanager
+    def inner_output_zeroed(self, stage: int) -> Iterator[None]:
+        """Within the block, chunking stage `stage` (0 = outermost) sees a zero output from its inner network
+        (stage + 1, or the main network) in forward, prefill and step: the model keeps its own weights but
+        only W_res carries information past that stage. How much the loss rises measures how much the
+        model uses its hierarchy below `stage` (`dnahnet.hierarchy_usage`)."""
+        if not 0 <= stage < self.n_stages:
+            raise ValueError(f"stage {stage}: this dnaHNet has chunking stages 0..{self.n_stages - 1}")
+        st = self.stages()[stage]
+        st.zero_inner = True
+        try:
+            yield
+        finally:
+            st.zero_inner = False
 
     def _init_weights(self) -> None:
         """H-Net init: linear N(0, std), residual output projections N(0, std / sqrt(residual branches on

@@ -341,6 +341,17 @@ def _logged_validation(run_dir: Path, final_step: int) -> dict | None:
     return {k: float(v) for k, v in rows[-1].items() if k.startswith("val/") and v not in (None, "")}
 
 
+def _validate(trainer, lit, dm, log_metrics: bool = True) -> dict:
+    """`trainer.validate` (its val/* metrics); `log_metrics=False` keeps it out of the loggers."""
+    loggers = trainer.loggers
+    if not log_metrics:
+        trainer.loggers = []
+    try:
+        return {k: float(v) for k, v in trainer.validate(lit, datamodule=dm, verbose=False)[0].items()}
+    finally:
+        trainer.loggers = loggers
+
+
 def _stopped_message(run_dir: Path, trainer, max_steps: int) -> str:
     point = ckptlib.find_resume_point(run_dir, set_aside_corrupt=False)
     where = f"its last checkpoint is at step {point.step}" if point else "it has no checkpoint yet"
@@ -413,9 +424,10 @@ def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset,
         val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         if lit.validated_step != trainer.global_step:
             # The reported loss must be the final weights': fit ended between two validations (max_steps not a
-            # multiple of val_every), or resumed from the final checkpoint (logged before the interruption).
-            val = _logged_validation(run_dir, trainer.global_step) or \
-                trainer.validate(lit, datamodule=dm, verbose=False)[0]
+            # multiple of val_every), or resumed from the final checkpoint (logged before the interruption: that
+            # validation is validated again, for its per-window losses, without a second row in the logs).
+            logged = _logged_validation(run_dir, trainer.global_step)
+            val = {**_validate(trainer, lit, dm, log_metrics=logged is None), **(logged or {})}
     except SIGTERMException:
         raise TrainingStopped(_stopped_message(run_dir, trainer, train_cfg.max_steps)) from None
     finally:
@@ -435,24 +447,22 @@ def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset,
         metrics={k: float(v) for k, v in val.items()},
     )
     if trainer.is_global_zero:
-        _write_window_losses(run_dir, lit, dm, trainer.world_size, result.val_loss)
+        _write_window_losses(run_dir, lit.window_losses, result.val_loss)
         fileio.atomic_write_text(result_path, json.dumps(result.__dict__, indent=2))
     return result
 
 
-def _write_window_losses(run_dir: Path, lit, dm, world_size: int, val_loss: float) -> None:
-    """`val_windows.csv`: the final model's loss on each validation window (what a sweep's bootstrap
-    resamples). One process only: a sharded model cannot run forward on rank 0 alone."""
+def _write_window_losses(run_dir: Path, windows, val_loss: float) -> None:
+    """`val_windows.csv`: the final validation's loss on each window (what a sweep's bootstrap resamples),
+    recorded during that validation and gathered over every rank (`LitLM.window_losses`)."""
     from dnahnet import window_losses as wl
 
-    if world_size > 1:
-        log.info("%s: per-window validation losses are written by single-process runs only", run_dir)
+    if windows is None:
+        log.warning("%s: the final validation recorded no per-window losses; no %s", run_dir, wl.FILENAME)
         return
-    losses, tokens = wl.window_losses(lit.model, dm.val_dataloader())
-    mean = float((losses * tokens).sum() / max(1, tokens.sum()))
-    if abs(mean - val_loss) > 1e-4:  # the same windows and weights must give the logged validation loss
-        log.warning("%s: per-window losses average %.5f, validation logged %.5f", run_dir, mean, val_loss)
-    wl.write_window_losses(run_dir / wl.FILENAME, losses, tokens)
+    if abs(windows.mean - val_loss) > 1e-4:  # the same windows and weights must give the logged validation loss
+        log.warning("%s: per-window losses average %.5f, validation logged %.5f", run_dir, windows.mean, val_loss)
+    wl.write_window_losses(run_dir / wl.FILENAME, windows.losses, windows.tokens)
 
 
 # ---------------------------------------------------------------------- CLI

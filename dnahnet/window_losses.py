@@ -5,8 +5,10 @@ A run's validation loss is the mean over those windows; saving each window's own
 analysis resample the windows (paired across runs, since they share them) to put a standard error on
 each loss and an interval on each fitted exponent, instead of treating the losses as exact.
 
-File format (`val_windows.csv`, one per run directory): one row per window in loader order,
-`window,loss,tokens` with `loss` the window's mean NLL in nats per nucleotide.
+File format (`val_windows.csv`, one per run directory): one row per window in window order (the index of
+the fixed validation windows), `window,loss,tokens` with `loss` the window's mean NLL in nats per
+nucleotide. A run records them during its final validation, on every rank, gathered to rank 0
+(`dnahnet.lit.LitLM.window_losses`); `window_losses` below scores a model object in one process.
 """
 
 from __future__ import annotations

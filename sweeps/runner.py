@@ -36,10 +36,13 @@ from sweeps.plan import RunSpec, read_plan
 
 log = logging.getLogger("sweeps")
 
+# dnaHNet's hierarchy usage per chunking stage (dnahnet/hierarchy_usage.py: validation loss with the stage's
+# inner output zeroed minus the real loss, nats/nt); empty for other families and for stages a model lacks.
+USAGE_COLUMNS = ("usage_stage0", "usage_stage1", "usage_stage2")
 RESULT_COLUMNS = (
     "run_id", "family", "variant", "budget", "size", "params", "params_non_embedding", "tokens", "flops",
     "flops_planned", "val_loss", "val_bpn", "status", "steps", "planned_steps", "resumed_from_step", "batch",
-    "lr", "seq_len", "tokens_per_param", "wall_s", "run_dir", "error",
+    "lr", "seq_len", "tokens_per_param", "wall_s", "run_dir", "error", *USAGE_COLUMNS,
 )
 # Config entries that define a run: a run directory made with other values is not this run.
 IDENTITY_TRAIN = ("lr", "max_steps", "schedule", "warmup_fraction", "min_lr_ratio", "decay_fraction", "weight_decay",
@@ -261,6 +264,7 @@ def execute_run(spec: RunSpec, sweep_dir: str | os.PathLike, callbacks=(), datam
             val_loss=result.val_loss, val_bpn=result.val_bpn, steps=result.steps, resumed_from_step=resumed_from,
             tokens_per_param=result.tokens / max(1, result.params), params=result.params,
             params_non_embedding=result.params_non_embedding, wall_s=round(result.wall_s, 2), error=error,
+            **{c: result.metrics[f"val/{c}"] for c in USAGE_COLUMNS if f"val/{c}" in result.metrics},
         )
     except KeyboardInterrupt:
         raise

@@ -162,6 +162,15 @@ CASES = {
     "tune --storage notadb://x": ("tune", lambda e: _tune(e, "--storage", "notadb://x")),
     "tune --out is a file": ("tune", lambda e: _replace(_tune(e), "--out", str(R(e) / "a_file"))),
     "tune --seq-len 0": ("tune", lambda e: _replace(_tune(e), "--seq-len", "0")),
+    # ---------------------------------------------------------------- hierarchy usage, Markov floor
+    "hierarchy_usage random checkpoint": ("hierarchy_usage", lambda e: [str(R(e) / "random.ckpt")]),
+    "hierarchy_usage truncated checkpoint": ("hierarchy_usage", lambda e: [str(R(e) / "truncated.ckpt")]),
+    "hierarchy_usage missing model": ("hierarchy_usage", lambda e: [str(R(e) / "nope")]),
+    "hierarchy_usage transformer run": ("hierarchy_usage", lambda e: [str(e["run"])]),
+    "markov --data-dir missing": ("markov", lambda e: ["--data-dir", str(R(e) / "nope"), "--seq-len", "32",
+                                                       "--out", str(R(e) / "out-markov.csv")]),
+    "markov --plan missing": ("markov", lambda e: ["--plan", str(R(e) / "nope.csv"), "--out", str(R(e) / "m.csv")]),
+    "markov --max-order 99": ("markov", lambda e: ["--max-order", "99", "--out", str(R(e) / "m.csv")]),
     # ---------------------------------------------------------------- python -m dnahnet.data
     "data prepare --out under a file": ("data", lambda e: ["prepare", str(e["data"]), "--quiet", "--out",
                                                            str(R(e) / "a_file" / "store")]),
@@ -185,6 +194,10 @@ def _command(name: str):
         from sweeps.isoflop import main
     elif name == "tune":
         from sweeps.tune import main
+    elif name == "hierarchy_usage":
+        from dnahnet.hierarchy_usage import main
+    elif name == "markov":
+        from analysis.markov import main
     else:
         from dnahnet.data.__main__ import main
     return main

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 import dnahnet
@@ -167,3 +168,50 @@ def test_learning_rate_and_throughput_are_logged_by_lightnings_monitors(tmp_path
                             rel_tol=1e-9)
         assert math.isclose(float(now["train/device/flops_per_sec"]),
                             log_every * 3 * seq_len * flops_per_nt / elapsed, rel_tol=1e-9)
+
+
+def test_final_validation_records_window_losses_and_hierarchy_usage(tmp_path):
+    """dnaHNet, 4 steps, validated at step 2 and at the end: only the final validation measures hierarchy
+    usage (`val/usage_stage{s}`), equal to `hierarchy_usage` on the final weights; every validation records
+    each window's loss, equal to `window_losses`' own pass (windows numbered in loader order: no
+    "window" key in these batches), token-weighted back to val/loss."""
+    import csv
+
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    from dnahnet.hierarchy_usage import hierarchy_usage
+    from dnahnet.window_losses import window_losses
+
+    torch.manual_seed(0)
+    seq_len = 32
+    train_cfg = cfglib.to_dict(cfglib.replace(TrainConfig(), max_steps=4, lr=1e-2, accelerator="cpu"))
+    lit = LitLM("dnahnet", cfglib.to_dict(dnahnet.get_config("dnahnet", "tiny")), train_cfg, seq_len)
+    gen = torch.Generator().manual_seed(5)
+
+    def batches(n, b):
+        out = []
+        for _ in range(n):
+            ids = torch.randint(0, 4, (b, seq_len + 1), generator=gen)
+            out.append({"input_ids": ids[:, :-1], "labels": ids[:, 1:]})
+        return out
+
+    train, val = batches(4, 3), batches(3, 2)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=4, val_check_interval=2, check_val_every_n_epoch=None,
+                        logger=CSVLogger(tmp_path, name="", version=""), enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        log_every_n_steps=1)
+    none = torch.utils.data.DataLoader
+    trainer.fit(lit, train_dataloaders=none(train, batch_size=None), val_dataloaders=none(val, batch_size=None))
+    with open(tmp_path / "metrics.csv", newline="") as fh:
+        val_rows = [r for r in csv.DictReader(fh) if r.get("val/loss")]
+    assert [int(r["step"]) for r in val_rows] == [1, 3]
+    assert not val_rows[0].get("val/usage_stage0") and val_rows[1]["val/usage_stage0"]  # final only
+    usage = hierarchy_usage(lit.model, val)
+    for s in (0, 1):
+        assert float(val_rows[1][f"val/usage_stage{s}"]) == pytest.approx(usage[s], abs=1e-6)
+    losses, tokens = window_losses(lit.model, val)
+    got = lit.window_losses
+    assert got.tokens.tolist() == tokens.tolist() == [seq_len] * 6
+    assert got.losses == pytest.approx(losses, abs=1e-6)
+    assert got.mean == pytest.approx(float(val_rows[1]["val/loss"]), abs=1e-6)

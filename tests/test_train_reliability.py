@@ -153,11 +153,14 @@ def test_resume_from_the_final_checkpoint_adds_no_validation_row(corpus, tmp_pat
     run = tmp_path / "run"
     assert trainlib.main(train_args(corpus, run, 6)) == 0
     reference = json.loads((run / "result.json").read_text())
+    windows = (run / "val_windows.csv").read_text()
     rows = metrics_rows(run)
     (run / "result.json").unlink()
+    (run / "val_windows.csv").unlink()
     assert trainlib.main(train_args(corpus, run, 6)) == 0
     assert metrics_rows(run) == rows
     assert json.loads((run / "result.json").read_text())["val_loss"] == reference["val_loss"]
+    assert (run / "val_windows.csv").read_text() == windows  # validated again, silently, for its windows
 
 
 def test_last_checkpoint_holds_the_final_weights_when_steps_are_not_a_multiple(corpus, tmp_path):
@@ -181,6 +184,10 @@ def test_last_checkpoint_holds_the_final_weights_when_steps_are_not_a_multiple(c
     dm.setup("fit")
     losses, tokens = wl.window_losses(load_model(run), dm.val_dataloader())
     assert float((losses * tokens).sum() / tokens.sum()) == pytest.approx(result["val_loss"], abs=1e-6)
+    # val_windows.csv, recorded during the final validation, holds the same windows' losses
+    recorded = [line.split(",") for line in (run / "val_windows.csv").read_text().splitlines()[1:]]
+    assert [int(n) for _, _, n in recorded] == tokens.tolist()
+    assert [float(x) for _, x, _ in recorded] == pytest.approx(losses.tolist(), abs=1e-6)
     # and a rerun interrupted before result.json resumes from the final checkpoint without training
     rows = metrics_rows(run)
     (run / "result.json").unlink()

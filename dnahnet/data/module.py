@@ -112,7 +112,8 @@ class EvalShardSampler(DistributedSampler):
 
 class MaskedPadding(Dataset):
     """A map-style dataset of windows, extended past its end with padding items: index n + k is window k
-    with every label set to IGNORE_INDEX (same shapes, so batches stack; nothing is scored)."""
+    with every label set to IGNORE_INDEX (same shapes, so batches stack; nothing is scored) and window
+    index -1."""
 
     def __init__(self, windows: Dataset):
         self.windows = windows
@@ -126,6 +127,8 @@ class MaskedPadding(Dataset):
             return self.windows[i]
         item = dict(self.windows[i % n])
         item["labels"] = torch.full_like(item["labels"], IGNORE_INDEX)
+        if "window" in item:
+            item["window"] = torch.tensor(-1)  # no window: its (zero) loss is not recorded
         return item
 
 

@@ -187,5 +187,6 @@ class FixedWindows(Dataset):
         return len(self.starts)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        """Window i as {"input_ids": (L,), "labels": (L,)}; the default collate stacks them."""
-        return to_batch(self.index.gather(self.starts[i : i + 1])[0])
+        """Window i as {"input_ids": (L,), "labels": (L,), "window": () int64 = i}; the default collate stacks
+        them. "window" lets validation key each window's loss by its index whatever rank scored it."""
+        return {**to_batch(self.index.gather(self.starts[i : i + 1])[0]), "window": torch.tensor(i)}

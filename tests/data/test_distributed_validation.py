@@ -6,7 +6,9 @@ window 0 twice. `GenomeDataModule` shards them with `EvalShardSampler` instead (
 ignored labels) and `LitLM` sums losses and token counts over the ranks.
 
 Test: the same weights on the same 5 windows give the same validation loss in 1 process, in 2 gloo
-processes with DDP and with FSDP2 (dnaHNet), and from a plain float64 loop over the windows (1e-5 nats).
+processes with DDP and with FSDP2 (dnaHNet), and from a plain float64 loop over the windows (1e-5 nats);
+likewise each window's loss (`val_windows.csv`, recorded during validation and gathered over the ranks)
+and the hierarchy usage (`val/usage_stage{s}`, reduced over the ranks like the loss).
 Lightning's DDP on CPU starts its ranks by re-running the command, so the 2-process case runs this file
 as a script (`python -m tests.data.test_distributed_validation ...`), as tests/sweeps/test_multidevice.py.
 """
@@ -50,8 +52,10 @@ def _lit(weights: Path | None = None):
     return lit
 
 
-def _validate(devices: int, strategy: str, data_dir: Path, store_dir: Path, weights: Path) -> float:
-    """`trainer.validate` with the project's data module; the reported val/loss."""
+def _validate(devices: int, strategy: str, data_dir: Path, store_dir: Path, weights: Path,
+              windows_csv: Path | None = None) -> dict:
+    """`trainer.validate` with the project's data module; the reported val/* metrics. `windows_csv`: where
+    rank 0 writes the gathered per-window losses (as `dnahnet.train` writes a run's val_windows.csv)."""
     import lightning as L
 
     from dnahnet import config as cfglib
@@ -62,9 +66,13 @@ def _validate(devices: int, strategy: str, data_dir: Path, store_dir: Path, weig
     train_cfg = cfglib.replace(TrainConfig(), accelerator="cpu", devices=devices, strategy=strategy)
     trainer = L.Trainer(accelerator="cpu", devices=devices, strategy=_strategy(train_cfg), logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-    (metrics,) = trainer.validate(_lit(weights), datamodule=GenomeDataModule(_data_config(data_dir, store_dir)),
-                                  verbose=False)
-    return float(metrics["val/loss"])
+    lit = _lit(weights)
+    (metrics,) = trainer.validate(lit, datamodule=GenomeDataModule(_data_config(data_dir, store_dir)), verbose=False)
+    if windows_csv is not None and trainer.is_global_zero:
+        from dnahnet.window_losses import write_window_losses
+
+        write_window_losses(windows_csv, lit.window_losses.losses, lit.window_losses.tokens)
+    return {k: float(v) for k, v in metrics.items()}
 
 
 def _script(argv: list[str] | None = None) -> int:
@@ -78,15 +86,18 @@ def _script(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    losses = {s: _validate(args.devices, s, Path(args.data_dir), Path(args.store_dir), Path(args.weights))
+    out = Path(args.out)
+    losses = {s: _validate(args.devices, s, Path(args.data_dir), Path(args.store_dir), Path(args.weights),
+                           out.parent / f"val_windows-{s}.csv")
               for s in args.strategies.split(",")}
     if int(os.environ.get("LOCAL_RANK", 0)) == 0:
         Path(args.out).write_text(json.dumps(losses))
     return 0
 
 
-def _reference_loss(data_dir: Path, store_dir: Path, weights: Path) -> tuple[float, int]:
-    """Mean NLL over every position of the 5 fixed windows, one window at a time, summed in float64."""
+def _reference_loss(data_dir: Path, store_dir: Path, weights: Path) -> tuple[float, list[float]]:
+    """Mean NLL over every position of the 5 fixed windows, one window at a time, summed in float64; and each
+    window's own mean."""
     import torch
 
     from dnahnet.data import GenomeDataModule
@@ -95,14 +106,16 @@ def _reference_loss(data_dir: Path, store_dir: Path, weights: Path) -> tuple[flo
     dm.setup("validate")
     windows = dm.fixed_windows("val")
     model = _lit(weights).model.eval()
-    total, count = 0.0, 0
+    total, count, per_window = 0.0, 0, []
     with torch.no_grad():
         for i in range(len(windows)):
             w = windows[i]
             logp = model(w["input_ids"][None]).logits[0].double().log_softmax(-1)  # (L, V)
-            total -= float(logp.gather(-1, w["labels"][:, None]).sum())
+            nll = -float(logp.gather(-1, w["labels"][:, None]).sum())
+            total += nll
             count += int(w["labels"].numel())
-    return total / count, len(windows)
+            per_window.append(nll / w["labels"].numel())
+    return total / count, per_window
 
 
 @pytest.fixture(scope="module")
@@ -148,11 +161,19 @@ def test_eval_shard_sampler_takes_each_window_once_and_pads_with_ignored_labels(
 
 @pytest.mark.slow
 def test_validation_loss_is_the_same_in_one_and_two_processes(setup_run, tmp_path):
+    from dnahnet.window_losses import FILENAME
+
     data_dir, store_dir, weights = setup_run
-    reference, n = _reference_loss(data_dir, store_dir, weights)
-    assert n == N_VAL  # 5 windows: not a multiple of 2 ranks, nor of the batch of 2
-    one = _validate(1, "auto", data_dir, store_dir, weights)
+    reference, per_window = _reference_loss(data_dir, store_dir, weights)
+    assert len(per_window) == N_VAL  # 5 windows: not a multiple of 2 ranks, nor of the batch of 2
+    one_csv = tmp_path / FILENAME
+    one_metrics = _validate(1, "auto", data_dir, store_dir, weights, one_csv)
+    one = one_metrics["val/loss"]
     assert abs(one - reference) < 1e-5, (one, reference)
+    one_windows = _read_windows(one_csv)
+    assert [w for w, _, _ in one_windows] == list(range(N_VAL))
+    assert all(abs(loss - ref) < 1e-5 for (_, loss, _), ref in zip(one_windows, per_window, strict=True))
+    assert len({round(loss, 3) for _, loss, _ in one_windows}) == N_VAL  # distinct: a swap or repeat would show
 
     out = tmp_path / "losses.json"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -164,8 +185,20 @@ def test_validation_loss_is_the_same_in_one_and_two_processes(setup_run, tmp_pat
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     two = json.loads(out.read_text())
-    assert abs(two["ddp"] - reference) < 1e-5, (two, reference)
-    assert abs(two["fsdp2"] - reference) < 1e-5, (two, reference)
+    for strategy in ("ddp", "fsdp2"):
+        assert abs(two[strategy]["val/loss"] - reference) < 1e-5, (strategy, two, reference)
+        windows = _read_windows(tmp_path / f"val_windows-{strategy}.csv")
+        assert [(w, n) for w, _, n in windows] == [(w, n) for w, _, n in one_windows], strategy
+        assert max(abs(a[1] - b[1]) for a, b in zip(windows, one_windows, strict=True)) < 1e-5, strategy
+        for s in (0, 1):  # hierarchy usage: the ranks' ablated losses reduce like the loss
+            key = f"val/usage_stage{s}"
+            assert abs(two[strategy][key] - one_metrics[key]) < 1e-5, (strategy, key)
+
+
+def _read_windows(path: Path) -> list[tuple[int, float, int]]:
+    lines = path.read_text().splitlines()
+    assert lines[0] == "window,loss,tokens"
+    return [(int(w), float(loss), int(n)) for w, loss, n in (line.split(",") for line in lines[1:])]
 
 
 if __name__ == "__main__":

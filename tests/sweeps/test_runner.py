@@ -208,3 +208,21 @@ def test_no_export_keeps_no_weights_and_is_recorded(tmp_path):
     assert read_results(out / "results.csv")[0]["status"] == "ok"
     assert not (out / "runs" / run_id / "export").exists()
     assert json.loads((out / "plan.json").read_text())["meta"]["export"] is False
+
+
+def test_hierarchy_usage_columns_come_from_the_runs_metrics(tmp_path, spec):
+    """usage_stage{s} holds the run's final `val/usage_stage{s}` (dnaHNet); empty where a run has none."""
+    def fake(usage):
+        def run(family, model_cfg, train_cfg, data_cfg, run_dir, **kwargs):
+            return RunResult("ok", 1.25, 1.8, spec.tokens, spec.flops, spec.flops, spec.params,
+                             spec.params_non_embedding, spec.steps, 3.0,
+                             metrics={"val/loss": 1.25, **{f"val/usage_stage{s}": v for s, v in usage.items()}})
+        return run
+
+    execute_run(spec, tmp_path / "a", train_fn=fake({0: 0.0123, 1: 0.0009}))
+    row = results_by_id(tmp_path / "a" / "results.csv")[spec.run_id]
+    assert float(row["usage_stage0"]) == 0.0123 and float(row["usage_stage1"]) == 0.0009
+    assert row["usage_stage2"] == ""
+    execute_run(spec, tmp_path / "b", train_fn=fake({}))
+    row = results_by_id(tmp_path / "b" / "results.csv")[spec.run_id]
+    assert row["usage_stage0"] == row["usage_stage1"] == "" and "usage_stage0" in RESULT_COLUMNS
