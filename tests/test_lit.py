@@ -167,3 +167,34 @@ def test_learning_rate_and_throughput_are_logged_by_lightnings_monitors(tmp_path
                             rel_tol=1e-9)
         assert math.isclose(float(now["train/device/flops_per_sec"]),
                             log_every * 3 * seq_len * flops_per_nt / elapsed, rel_tol=1e-9)
+
+
+def test_adamw_carries_the_configured_betas_and_eps():
+    """Non-default betas and eps from TrainConfig reach every parameter group of the optimizer, and its
+    first two updates are those of AdamW with them (float64 reference: with one step, bias correction
+    cancels the betas; the second step depends on both)."""
+    torch.manual_seed(0)
+    model_cfg = cfglib.to_dict(dnahnet.get_config("transformer", "tiny"))
+    train_cfg = cfglib.replace(TrainConfig(), beta1=0.7, beta2=0.8, eps=0.05, weight_decay=0.0, lr=0.1,
+                               warmup_fraction=0.0, max_steps=10)
+    lit = LitLM("transformer", model_cfg, cfglib.to_dict(train_cfg), seq_len=16)
+    optimizer = lit.configure_optimizers()["optimizer"]
+    assert optimizer.defaults["betas"] == (0.7, 0.8) and optimizer.defaults["eps"] == 0.05
+    assert all(g["betas"] == (0.7, 0.8) and g["eps"] == 0.05 for g in optimizer.param_groups)
+    p = lit.model.lm_head.weight
+    start = p.detach().double().clone()
+    grads = [torch.randn_like(p) for _ in range(2)]
+    m = torch.zeros_like(start)
+    v = torch.zeros_like(start)
+    ref = start.clone()
+    for t, g in enumerate(grads, start=1):
+        lr = next(grp["lr"] for grp in optimizer.param_groups if any(q is p for q in grp["params"]))
+        for q in lit.model.parameters():
+            q.grad = None
+        p.grad = g.clone()
+        optimizer.step()
+        g64 = g.double()
+        m = 0.7 * m + 0.3 * g64
+        v = 0.8 * v + 0.2 * g64 ** 2
+        ref = ref - lr * (m / (1 - 0.7 ** t)) / ((v / (1 - 0.8 ** t)).sqrt() + 0.05)
+    torch.testing.assert_close(p.detach().double(), ref, rtol=1e-5, atol=1e-6)
