@@ -198,3 +198,23 @@ def test_adamw_carries_the_configured_betas_and_eps():
         v = 0.8 * v + 0.2 * g64 ** 2
         ref = ref - lr * (m / (1 - 0.7 ** t)) / ((v / (1 - 0.8 ** t)).sqrt() + 0.05)
     torch.testing.assert_close(p.detach().double(), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_token_and_flop_counters_count_every_rank(monkeypatch):
+    """Under data parallelism each of W ranks trains on its own batch: a step consumes B x L x W tokens,
+    and FLOPs are those tokens times the training FLOPs per token. A stand-in trainer reports W = 4."""
+    from types import SimpleNamespace
+
+    torch.manual_seed(0)
+    model_cfg = cfglib.to_dict(dnahnet.get_config("transformer", "tiny"))
+    lit = LitLM("transformer", model_cfg, cfglib.to_dict(TrainConfig()), seq_len=16)
+    logged = {}
+    monkeypatch.setattr(lit, "log_dict", lambda d, **kw: logged.update(d))
+    monkeypatch.setattr(lit, "log", lambda k, v, **kw: logged.update({k: v}))
+    lit.trainer = SimpleNamespace(world_size=4, global_step=0)
+    ids = torch.randint(0, 4, (2, 17))
+    for _ in range(2):
+        lit.training_step({"input_ids": ids[:, :-1], "labels": ids[:, 1:]}, 0)
+    assert lit.tokens_seen == 2 * (2 * 16 * 4) and logged["tokens"] == 256.0
+    assert lit.flops_planned == 256 * lit.flops_per_token.training > 0
+    assert logged["flops"] == lit.flops_actual == 256 * lit.flops_per_token.training  # no chunking: equal
