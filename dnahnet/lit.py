@@ -52,7 +52,7 @@ class TrainConfig:
     strategy: str = "auto"  # "auto" | "ddp" | "fsdp" | "fsdp2" (ModelParallelStrategy + fully_shard)
     compile: bool = False  # torch.compile the training forward (dnahnet/compiled.py; eager fallback, logged)
     loggers: tuple[str, ...] = ("csv",)  # where metrics go (dnahnet/tracking.py): csv (always) + tensorboard, wandb, mlflow
-    mlflow_uri: str = ""  # MLflow tracking URI ("" = $MLFLOW_TRACKING_URI, else a file store in RUN/mlruns)
+    mlflow_uri: str = ""  # MLflow tracking URI ("" = $MLFLOW_TRACKING_URI, else SQLite: SWEEP/ or RUN/mlflow.db)
 
 
 @dataclass
