@@ -102,3 +102,21 @@ def test_a_resumed_run_counts_the_tokens_and_flops_of_an_uninterrupted_one(corpu
     assert straight["tokens"] == 6 * 4 * 32
     for key in ("tokens", "flops", "flops_planned"):
         assert resumed[key] == straight[key], key
+
+
+def test_a_long_cpu_run_is_announced(caplog):
+    """The README's bare `--model dnahnet --preset tiny` (200 steps x 8 windows x 8192 nt, 4.5e13 FLOPs)
+    warns on a CPU with the settings that shorten it; a short run and a GPU run do not."""
+    import logging
+
+    model = dnahnet.build_model("dnahnet", "tiny")
+    tokens = 200 * 8 * 8192
+    flops = tokens * model.flops_per_token(8192).training
+    with caplog.at_level(logging.WARNING, logger="dnahnet.train"):
+        assert trainlib.warn_long_cpu_run(TrainConfig(accelerator="cpu"), flops, tokens)
+        short = 100 * 8 * 512
+        assert not trainlib.warn_long_cpu_run(TrainConfig(accelerator="cpu", max_steps=100), short * 4e6, short)
+        assert not trainlib.warn_long_cpu_run(TrainConfig(accelerator="gpu"), flops, tokens)
+    (record,) = caplog.records
+    assert "long run for a CPU" in record.getMessage() and "train.max_steps=" in record.getMessage()
+    assert "1.3 h" in record.getMessage()  # 4.5e13 FLOPs at 1e10 FLOP/s
