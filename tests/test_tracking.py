@@ -253,8 +253,7 @@ def test_mlflow_logs_to_a_given_tracking_uri(tmp_path, monkeypatch):
 
     from dnahnet.lit import TrainConfig
 
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-    uri = (tmp_path / "server").as_uri()
+    uri = f"sqlite:///{tmp_path / 'server.db'}"
     cfg = TrainConfig(loggers=("csv", "mlflow"), mlflow_uri=uri)
     loggers = tracking.build_loggers(cfg, tmp_path / "run", tags={"family": "dnahnet"}, params={"data": {"seq_len": 8}})
     loggers[1].log_metrics({"val/loss": 1.5}, step=3)
@@ -263,7 +262,7 @@ def test_mlflow_logs_to_a_given_tracking_uri(tmp_path, monkeypatch):
     (found,) = client.search_runs([client.get_experiment_by_name("dnahnet").experiment_id])
     assert [(m.step, m.value) for m in client.get_metric_history(found.info.run_id, "val/loss")] == [(3, 1.5)]
     assert found.data.params == {"data/seq_len": "8"} and found.data.tags["family"] == "dnahnet"
-    assert not (tmp_path / "run" / "mlruns").exists()  # the given URI, not the run directory's file store
+    assert not (tmp_path / "run" / "mlflow.db").exists()  # the given URI, not the run directory's store
 
 
 def test_wandb_goes_offline_without_a_server(monkeypatch):
