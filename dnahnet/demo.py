@@ -1,7 +1,7 @@
 """The demo (`make demo`), the one demo command: in under ten minutes on 2 CPU cores,
 
 1. the **reference scaling laws**: the isoFLOP figures, `summary.md` and `fits.json` regenerated from the
-   committed CPU sweep logs (`analysis/reference/cpu/<family>/`, no training, seconds);
+   committed CPU sweep logs (`analysis/reference/cpu/<family>/`, no training, a few minutes of CPU);
 2. a **live sweep** that shows the pipeline on the default data: `cpu-smoke` (2 budgets x 3 tiny models)
    for each family, then the same analysis of what it trained (too small to measure scaling);
 3. the headline numbers and where the figures are.
