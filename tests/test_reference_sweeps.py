@@ -103,7 +103,7 @@ def test_the_cheapest_committed_run_reproduces(family, tmp_path):
     corpus: the same validation loss within 1e-4 nats. fp32 on one CPU thread is deterministic: retrained
     with today's code, StripedHyena 2's cheapest run matches to 4e-9 and dnaHNet's (809 steps, its router,
     chunking and ratio loss) to 2.4e-5, the drift of a later float32-rounding change in Mamba-2's backward
-    (4a3e854, after the reference runs); the betas or clipping changed move it by far more."""
+    (4a3e854, after the reference runs)."""
     reference_corpus_or_skip()
     run_id = cheapest_run(family)
     proc = subprocess.run([sys.executable, "sweeps/isoflop.py", "--model", family, "--ladder", "cpu",
