@@ -23,7 +23,7 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) -m dnahnet.demo --out $(DEMO_OUT)
 
-# Every figure, summary.md and fits.json of the committed CPU sweeps, from their logs alone (seconds).
+# Every figure, summary.md and fits.json of the committed CPU sweeps, from their logs alone (a few minutes).
 figures: install
 	$(PY) -m analysis --results $(REFERENCE)/*/results.csv --out $(FIGURES) --quiet
 

@@ -1,11 +1,19 @@
 """dnaHNet: tokenizer-free hierarchical DNA language models, baselines, sweeps and evaluations."""
 
-# `dnahnet.generate` is the sampling function (the submodule of the same name holds it and the CLI,
-# `python -m dnahnet.generate`); importing it here binds the name to the function, not the module.
-from dnahnet.generate import generate  # noqa: E402  (after the registry: generate imports the tokenizer)
 from dnahnet.registry import build_model, get_config, list_families
 
 __all__ = ["build_model", "from_pretrained", "generate", "get_config", "list_families"]
+
+
+def __getattr__(name: str):
+    """`dnahnet.generate`, imported on first use: the submodule holding the sampling function and the CLI, and
+    callable as that function (`dnahnet.generate(model, prompt, ...)`). Not imported with the package, so that
+    `python -m dnahnet.generate` does not find its module imported already (runpy warns)."""
+    if name == "generate":
+        import importlib
+
+        return importlib.import_module("dnahnet.generate")
+    raise AttributeError(f"module 'dnahnet' has no attribute {name!r}")
 
 
 def from_pretrained(folder, map_location="cpu"):

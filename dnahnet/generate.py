@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import types
 
 import torch
 
@@ -135,5 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+class _CallableModule(types.ModuleType):
+    """`dnahnet.generate` is this module (so that `python -m dnahnet.generate` runs it without runpy's warning
+    about a module imported before it ran); calling it calls the sampling function, as
+    `dnahnet.generate(model, prompt, ...)` always has."""
+
+    def __call__(self, *args, **kwargs):
+        return generate(*args, **kwargs)
+
+
 if __name__ == "__main__":
     sys.exit(main())
+sys.modules[__name__].__class__ = _CallableModule

@@ -62,7 +62,7 @@ class TrainConfig:
     activation_checkpointing: bool = False  # recompute each residual block in backward (torch.utils.checkpoint, non-reentrant): activation memory of one block instead of all, ~1/3 more compute, same gradients
     compile: bool = False  # torch.compile the training forward (dnahnet/compiled.py; eager fallback, logged)
     loggers: tuple[str, ...] = ("csv",)  # where metrics go (dnahnet/tracking.py): csv (always) + tensorboard, wandb, mlflow
-    mlflow_uri: str = ""  # MLflow tracking URI ("" = $MLFLOW_TRACKING_URI, else a file store in RUN/mlruns)
+    mlflow_uri: str = ""  # MLflow tracking URI ("" = $MLFLOW_TRACKING_URI, else SQLite: SWEEP/ or RUN/mlflow.db)
 
 
 @dataclass

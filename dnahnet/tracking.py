@@ -8,7 +8,11 @@
 - tensorboard: event files under `RUN/tensorboard/` (`tensorboard --logdir SWEEP/runs`).
 - wandb: Weights & Biases under `RUN/wandb/`; offline when `WANDB_MODE=offline` or when its server cannot be
   reached (sync later with `wandb sync RUN/wandb/offline-run-*`). Project: `$WANDB_PROJECT`, else "dnahnet".
-- mlflow: `train.mlflow_uri`, else `$MLFLOW_TRACKING_URI`, else a file store in `RUN/mlruns`.
+- mlflow: `train.mlflow_uri`, else `$MLFLOW_TRACKING_URI`, else a SQLite store, `mlflow.db`, in the sweep's
+  directory for a sweep's (or study's) runs (one store per sweep: its runs side by side in one experiment) and
+  in the run directory for a single run. Current MLflow opens it as is (`mlflow ui --backend-store-uri
+  sqlite:///SWEEP/mlflow.db`, `MlflowClient("sqlite:///SWEEP/mlflow.db")`); its file store would need
+  `MLFLOW_ALLOW_FILE_STORE=true` in every reader's environment.
 
 Every tracker run is named after the run directory and tagged with family, variant, preset, parameters and
 planned tokens; a sweep adds its name, the budget and the run id (`sweep_tags`), so its runs can be grouped
@@ -72,9 +76,24 @@ def run_tags(family: str, variant: str | None, preset: str, params: int, tokens:
     return {k: str(v) for k, v in tags.items()}
 
 
-def sweep_tags(sweep: str, budget: float, run_id: str, **more: Any) -> dict[str, str]:
-    """The tags a sweep adds to each of its runs (the planned params/tokens may be passed in `more`)."""
-    return {"sweep": sweep, "budget": f"{float(budget):.4g}", "run_id": run_id, **{k: str(v) for k, v in more.items()}}
+def sweep_tags(sweep: str, budget: float, run_id: str, sweep_dir: str | os.PathLike | None = None,
+               **more: Any) -> dict[str, str]:
+    """The tags a sweep adds to each of its runs (the planned params/tokens may be passed in `more`).
+    `sweep_dir`: the sweep's directory, where its runs' default MLflow store lives (`mlflow_store`)."""
+    tags = {"sweep": sweep, "budget": f"{float(budget):.4g}", "run_id": run_id}
+    if sweep_dir is not None:
+        tags["sweep_dir"] = str(Path(sweep_dir).resolve())
+    return {**tags, **{k: str(v) for k, v in more.items()}}
+
+
+MLFLOW_DB = "mlflow.db"
+
+
+def mlflow_store(run_dir: str | os.PathLike, tags: dict[str, str] | None = None) -> str:
+    """The default MLflow tracking URI of a run: SQLite in its sweep's directory (the `sweep_dir` tag), else
+    in the run directory."""
+    home = Path((tags or {}).get("sweep_dir") or run_dir).resolve()
+    return f"sqlite:///{home / MLFLOW_DB}"
 
 
 # ---------------------------------------------------------------------------------------------- csv
@@ -206,7 +225,7 @@ def _wandb(run_dir: Path, tags: dict[str, str]):
     )
 
 
-_RUN_DIR_STORES: set[str] = set()  # the default file stores (RUN/mlruns) given to MLflow in this process
+_RUN_DIR_STORES: set[str] = set()  # the default stores (`mlflow_store`) given to MLflow in this process
 
 
 def _mlflow(run_dir: Path, tags: dict[str, str], uri: str):
@@ -217,11 +236,11 @@ def _mlflow(run_dir: Path, tags: dict[str, str], uri: str):
     # chosen here for an earlier run of the process is not the user's choice.
     uri = uri or ("" if given in _RUN_DIR_STORES else given)
     if not uri:
-        uri = (Path(run_dir).resolve() / "mlruns").as_uri()
+        # SQLite, not MLflow's file store: MLflow 3 keeps the file store in maintenance mode and refuses to
+        # open it (a user's `mlflow ui`, a notebook's MlflowClient) without MLFLOW_ALLOW_FILE_STORE=true.
+        Path(tags.get("sweep_dir") or run_dir).mkdir(parents=True, exist_ok=True)
+        uri = mlflow_store(run_dir, tags)
         _RUN_DIR_STORES.add(uri)
-        # MLflow 3 keeps its file store in maintenance mode and refuses it unless this is set; a file store
-        # under the run directory is what a run without a tracking server needs (no database to set up).
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     return MLFlowLogger(experiment_name=tags.get("sweep") or "dnahnet", run_name=Path(run_dir).name,
                         tracking_uri=uri, tags=dict(tags))
 
@@ -251,7 +270,7 @@ def build_loggers(train_cfg, run_dir: str | os.PathLike, resume_step: int | None
 def finish(loggers) -> None:
     """End the tracker runs a training opened: a W&B run stays open until `wandb.finish()` (the next run of a
     sweep in the same process would otherwise log into it); the others close when Lightning finalizes. The
-    run directory's MLflow store, which mlflow exported to $MLFLOW_TRACKING_URI, is taken back out of it."""
+    default MLflow store (`mlflow_store`), which mlflow exported to $MLFLOW_TRACKING_URI, is taken back out of it."""
     for logger in loggers:
         logger.save()
     if os.environ.get("MLFLOW_TRACKING_URI") in _RUN_DIR_STORES:  # set by mlflow for this run only

@@ -359,6 +359,25 @@ def _stopped_message(run_dir: Path, trainer, max_steps: int) -> str:
             "command to resume")
 
 
+# Training FLOPs per second one CPU core reached in the committed CPU sweeps (analysis/reference/cpu: 1e9-4e10
+# by family and width): what a warning about a long CPU run assumes.
+CPU_FLOPS_PER_S = 1e10
+LONG_CPU_RUN_S = 600.0
+
+
+def warn_long_cpu_run(train_cfg: TrainConfig, planned_flops: float, planned_tokens: int) -> bool:
+    """Warn (and return True) when a run on the CPU plans more than ~10 minutes of training at the rate the
+    committed CPU sweeps measured: the presets' default context (8192) makes a bare command run for hours."""
+    on_cpu = train_cfg.accelerator == "cpu" or (train_cfg.accelerator == "auto" and not torch.cuda.is_available())
+    seconds = planned_flops / CPU_FLOPS_PER_S
+    if not on_cpu or seconds <= LONG_CPU_RUN_S:
+        return False
+    log.warning("a long run for a CPU: %d steps, %.3g tokens, %.3g training FLOPs (~%.1f h at %.0e FLOP/s); for "
+                "a short run pass e.g. train.max_steps=100 data.seq_len=512", train_cfg.max_steps, planned_tokens,
+                planned_flops, seconds / 3600, CPU_FLOPS_PER_S)
+    return True
+
+
 def train_run(
     family: str,
     model_cfg,
@@ -409,6 +428,7 @@ def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset,
     fileio.write_yaml(run_dir / "config.yaml", resolved_config(family, preset, variant, model_cfg, train_cfg, data_cfg))
     planned_tokens = train_cfg.max_steps * data_cfg.batch_size * data_cfg.seq_len * train_cfg.devices * \
         train_cfg.num_nodes * train_cfg.accumulate_grad_batches
+    warn_long_cpu_run(train_cfg, planned_tokens * lit.flops_per_token.training, planned_tokens)
     run_tags = tracking.run_tags(family, variant, preset, lit.model.param_counts().total, planned_tokens, run_dir,
                                  extra=tags)
     trainer = build_trainer(train_cfg, run_dir, callbacks=[clock, *callbacks], progress=progress,

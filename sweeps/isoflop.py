@@ -157,6 +157,22 @@ def _merge_plan(out: Path, specs: list[RunSpec]) -> list[RunSpec]:
     return merged + list(new.values())
 
 
+def check_dry_run_keeps_plan(out: Path, plan: list[RunSpec]) -> None:
+    """A dry run only shows a plan: it must not replace the plan of the sweep already in --out (other budgets,
+    sizes or ladder), which that sweep's reruns and workers read. ValueError naming the file."""
+    from sweeps.plan import read_plan
+
+    if not (out / "plan.json").is_file():
+        return
+    try:
+        old = {s.run_id for s in read_plan(out)}
+    except ValueError:
+        return  # unreadable: nothing a rerun could use
+    if old != {s.run_id for s in plan}:
+        raise ValueError(f"--out {out}: holds another sweep's plan ({out / 'plan.csv'}, {len(old)} runs); a dry run "
+                         "would overwrite it: dry-run into another --out")
+
+
 def check_args(args) -> None:
     """Refuse nonsensical numbers before planning (ValueError naming the option)."""
     for name, low in (("seq_len", 1), ("sizes", 1), ("devices", 1), ("num_nodes", 1), ("threads", 1), ("gpus", 1),
@@ -294,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         # One sweep process per directory (its workers and jobs run under this one).
         with directory_lock(out, what="sweep directory") if rank0 else contextlib.nullcontext():
             check_unchanged(out, specs)
+            if rank0 and args.dry_run:
+                check_dry_run_keeps_plan(out, _merge_plan(out, specs) if args.only else specs)
             if rank0:
                 csv_path, _ = write_plan(_merge_plan(out, specs) if args.only else specs, out,
                                          meta={"argv": sys.argv, "ladder": specs[0].ladder,

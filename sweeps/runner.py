@@ -249,8 +249,8 @@ def execute_run(spec: RunSpec, sweep_dir: str | os.PathLike, callbacks=(), datam
                 log.info("%s: resuming from its checkpoint at step %d", spec.run_id, point.step)
         model_cfg, train_cfg, data_cfg = spec.configs()
         # Tracker tags (train.loggers): the sweep, the plan row's budget, size, parameters and tokens.
-        tags = sweep_tags(sweep_dir.name, spec.budget, spec.run_id, size=spec.size, params=spec.params,
-                          tokens=spec.tokens)
+        tags = sweep_tags(sweep_dir.name, spec.budget, spec.run_id, sweep_dir=sweep_dir, size=spec.size,
+                          params=spec.params, tokens=spec.tokens)
         result = train_fn(spec.family, model_cfg, train_cfg, data_cfg, run_dir, preset=spec.preset,
                           variant=spec.variant, callbacks=list(callbacks), progress=False, datamodule=datamodule,
                           tags=tags)

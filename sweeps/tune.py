@@ -83,7 +83,8 @@ def tagged_train_run(study: str, budget: float):
     """`tuning.train_run` tagging each trial's tracker runs (train.loggers) with the study, budget and trial."""
 
     def run(family, model_cfg, train_cfg, data_cfg, run_dir, **kwargs):
-        tags = sweep_tags(study, budget, Path(run_dir).name)
+        # trials live in OUT/trials/<trial>: the study's MLflow store is OUT/mlflow.db
+        tags = sweep_tags(study, budget, Path(run_dir).name, sweep_dir=Path(run_dir).parent.parent)
         return tuning.train_run(family, model_cfg, train_cfg, data_cfg, run_dir, tags=tags, **kwargs)
 
     return run

@@ -422,7 +422,11 @@ def make_objective(spec: TuneSpec, out_dir: Path, progress: bool = True,
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("steps", steps)
         trial.set_user_attr("flops_planned", steps * tokens_per_step * fpt)
-        log.info("trial %d: %d steps of %d tokens, %s", trial.number, steps, tokens_per_step, overrides)
+        trained = {**overrides, "data": {**overrides["data"], "batch_size": data_cfg.batch_size}}
+        moved = (f" (batch moved from the suggested {overrides['data']['batch_size']} to spend the budget)"
+                 if data_cfg.batch_size != overrides["data"]["batch_size"] else "")
+        # What the trial trains with (best_overrides.yaml writes the same), not the sampler's suggestion.
+        log.info("trial %d: %d steps of %d tokens, %s%s", trial.number, steps, tokens_per_step, trained, moved)
         pruning = StepPruningCallback(trial, "val/loss", val_every=train_cfg.val_every, max_steps=steps)
         try:
             result = train_fn(spec.family, model_cfg, train_cfg, data_cfg, run_dir, preset=spec.preset,

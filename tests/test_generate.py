@@ -41,3 +41,25 @@ def test_cli_prints_fasta(capsys):
     assert main(["--family", "transformer", "--prompt", "ACGT", "--max-new-tokens", "90", "--seed", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(">sample_0") and len(lines[1]) == 80 and len("".join(lines[1:])) == 94
+
+
+def test_the_module_runs_without_runpys_warning_and_stays_callable():
+    """`python -m dnahnet.generate` runs the module the package did not import already (no RuntimeWarning,
+    even as an error), and `dnahnet.generate(model, ...)` is the sampling function whether or not the
+    module was imported first."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "dnahnet.generate", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "RuntimeWarning" not in proc.stderr, proc.stderr[-2000:]
+    check = ("import dnahnet, torch\n"
+             "m = dnahnet.build_model('transformer', 'tiny')\n"
+             "a = dnahnet.generate(m, 'ACGT', 5, temperature=0)\n"
+             "from dnahnet.generate import generate, main\n"
+             "b = dnahnet.generate(m, 'ACGT', 5, temperature=0)\n"
+             "from dnahnet import generate as g\n"
+             "assert torch.equal(a, b) and torch.equal(a, generate(m, 'ACGT', 5, temperature=0))\n"
+             "assert torch.equal(a, g(m, 'ACGT', 5, temperature=0)) and a.shape[-1] == 9\n")
+    proc = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

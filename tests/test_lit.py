@@ -215,3 +215,54 @@ def test_final_validation_records_window_losses_and_hierarchy_usage(tmp_path):
     assert got.tokens.tolist() == tokens.tolist() == [seq_len] * 6
     assert got.losses == pytest.approx(losses, abs=1e-6)
     assert got.mean == pytest.approx(float(val_rows[1]["val/loss"]), abs=1e-6)
+
+
+def test_adamw_carries_the_configured_betas_and_eps():
+    """Non-default betas and eps from TrainConfig reach every parameter group of the optimizer, and its
+    first two updates are those of AdamW with them (float64 reference: with one step, bias correction
+    cancels the betas; the second step depends on both)."""
+    torch.manual_seed(0)
+    model_cfg = cfglib.to_dict(dnahnet.get_config("transformer", "tiny"))
+    train_cfg = cfglib.replace(TrainConfig(), beta1=0.7, beta2=0.8, eps=0.05, weight_decay=0.0, lr=0.1,
+                               warmup_fraction=0.0, max_steps=10)
+    lit = LitLM("transformer", model_cfg, cfglib.to_dict(train_cfg), seq_len=16)
+    optimizer = lit.configure_optimizers()["optimizer"]
+    assert optimizer.defaults["betas"] == (0.7, 0.8) and optimizer.defaults["eps"] == 0.05
+    assert all(g["betas"] == (0.7, 0.8) and g["eps"] == 0.05 for g in optimizer.param_groups)
+    p = lit.model.lm_head.weight
+    start = p.detach().double().clone()
+    grads = [torch.randn_like(p) for _ in range(2)]
+    m = torch.zeros_like(start)
+    v = torch.zeros_like(start)
+    ref = start.clone()
+    for t, g in enumerate(grads, start=1):
+        lr = next(grp["lr"] for grp in optimizer.param_groups if any(q is p for q in grp["params"]))
+        for q in lit.model.parameters():
+            q.grad = None
+        p.grad = g.clone()
+        optimizer.step()
+        g64 = g.double()
+        m = 0.7 * m + 0.3 * g64
+        v = 0.8 * v + 0.2 * g64 ** 2
+        ref = ref - lr * (m / (1 - 0.7 ** t)) / ((v / (1 - 0.8 ** t)).sqrt() + 0.05)
+    torch.testing.assert_close(p.detach().double(), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_token_and_flop_counters_count_every_rank(monkeypatch):
+    """Under data parallelism each of W ranks trains on its own batch: a step consumes B x L x W tokens,
+    and FLOPs are those tokens times the training FLOPs per token. A stand-in trainer reports W = 4."""
+    from types import SimpleNamespace
+
+    torch.manual_seed(0)
+    model_cfg = cfglib.to_dict(dnahnet.get_config("transformer", "tiny"))
+    lit = LitLM("transformer", model_cfg, cfglib.to_dict(TrainConfig()), seq_len=16)
+    logged = {}
+    monkeypatch.setattr(lit, "log_dict", lambda d, **kw: logged.update(d))
+    monkeypatch.setattr(lit, "log", lambda k, v, **kw: logged.update({k: v}))
+    lit.trainer = SimpleNamespace(world_size=4, global_step=0, log_every_n_steps=1, max_steps=10)
+    ids = torch.randint(0, 4, (2, 17))
+    for _ in range(2):
+        lit.training_step({"input_ids": ids[:, :-1], "labels": ids[:, 1:]}, 0)
+    assert lit.tokens_seen == 2 * (2 * 16 * 4) and logged["tokens"] == 256.0
+    assert lit.flops_planned == 256 * lit.flops_per_token.training > 0
+    assert logged["flops"] == lit.flops_actual == 256 * lit.flops_per_token.training  # no chunking: equal

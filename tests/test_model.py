@@ -141,6 +141,40 @@ def test_router_learns_from_the_lm_loss_alone():
         assert st.residual.weight.grad.abs().max() > 0
 
 
+def test_lm_loss_reaches_the_boundary_probability_through_the_confidence_alone():
+    """With alpha = 0, the only path from the LM loss to p_t at a non-boundary position is the decoder's
+    input zbar * STE(c) with c = 1 - p (the EMA reads p only at boundaries, the ratio loss is weighted 0).
+    STE's forward value is 1, its gradient that of c, so dL/dp_t = -sum_d (dL/du)_{t,d} zbar_{t,d}, u the
+    decoder's input: checked against that closed form at every stage. A detached confidence
+    (no straight-through) makes these gradients exactly zero."""
+    model = make("tiny", seed=3, alpha=0.0).train()
+    seen = {}
+
+    def keep(name):
+        def hook(module, args, output):
+            t = output.prob if name.startswith("router") else output if name.startswith("dechunk") else args[0]
+            t.retain_grad()
+            seen[name] = t
+        return hook
+
+    for s, st in enumerate(model.stages()[:-1]):
+        st.router.register_forward_hook(keep(f"router{s}"))
+        st.dechunk.register_forward_hook(keep(f"dechunk{s}"))
+        st.decoder.register_forward_hook(keep(f"decoder_in{s}"))
+    x = tokens(3, 40, seed=11)
+    out = model(x[:, :-1])
+    assert out.aux_loss.item() == 0.0
+    F.cross_entropy(out.logits.flatten(0, 1), x[:, 1:].flatten()).backward()
+    for s in range(len(model.stages()) - 1):
+        prob = seen[f"router{s}"]
+        boundary = prob.detach() >= 0.5
+        expected = -(seen[f"decoder_in{s}"].grad * seen[f"dechunk{s}"].detach()).sum(-1)  # (B, L)
+        off = ~boundary
+        assert off.sum() > 10, f"stage {s}: too few non-boundary positions to test"
+        assert expected[off].abs().max() > 1e-6, f"stage {s}"
+        torch.testing.assert_close(prob.grad[off], expected[off], rtol=1e-5, atol=1e-9)
+
+
 def test_aux_loss_and_metrics():
     model = make("tiny", alpha=0.015)
     out = model(tokens(2, 30))

