@@ -67,6 +67,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             return int(number)
         if annotation is int and isinstance(value, float) and value != int(value):
             raise ValueError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, (dict, list, tuple, set)):  # str({'a': 1}) would be accepted as a name
+            raise ValueError(f"{where}: expected {annotation.__name__}, got {value!r}")
         try:
             return annotation(value)
         except (TypeError, ValueError):

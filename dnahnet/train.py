@@ -37,6 +37,7 @@ from dnahnet import config as cfglib
 from dnahnet import configure, fileio
 from dnahnet.lit import LitLM, TrainConfig
 from dnahnet.registry import list_families
+from dnahnet.tokenizer import VOCAB_SIZE
 from dnahnet.rundir import (
     RunRefused,
     TrainingStopped,
@@ -177,7 +178,12 @@ def build_trainer(train_cfg: TrainConfig, run_dir: Path, callbacks=(), progress:
 
 # ---------------------------------------------------------------------- config checks
 _POSITIVE_MODEL_FIELDS = ("d_model", "n_layers", "n_heads", "vocab_size", "d_state", "headdim", "expand",
-                          "chunk_size", "ema_chunk_size")
+                          "chunk_size", "ema_chunk_size", "mlp_multiple")
+# Float fields that are scales, rates or standard deviations (a negative one fails deep inside the model's
+# construction, or trains something else); li_p_init is a log-pole and may be negative.
+_NONNEGATIVE_MODEL_FLOATS = ("init_std", "embedding_std", "alpha", "rotary_fraction", "rotary_base", "ratios",
+                             "lr_multipliers", "mr_decay_min", "mr_decay_max", "li_gamma_min", "li_gamma_max",
+                             "mr_small_init", "li_residue_scale", "norm_eps")
 _PRECISIONS = ("auto", "32", "32-true", "16", "16-mixed", "16-true", "bf16", "bf16-mixed", "bf16-true", "64",
                "64-true", "transformer-engine", "transformer-engine-float16")
 
@@ -232,8 +238,18 @@ def check_configs(model_cfg, train_cfg: TrainConfig, data_cfg) -> None:
             bad.append(f"model.{name}={value}: must be finite")
         elif name != "window" and any(isinstance(v, int) and v < 0 for v in numbers):
             bad.append(f"model.{name}={value}: must not be negative")
+        elif name in _NONNEGATIVE_MODEL_FLOATS and any(v < 0 for v in numbers):
+            bad.append(f"model.{name}={value}: must not be negative")
         elif name in _POSITIVE_MODEL_FIELDS and any(v == 0 for v in numbers):
             bad.append(f"model.{name}={value}: must be positive")
+    vocab = getattr(model_cfg, "vocab_size", VOCAB_SIZE)
+    if isinstance(vocab, int) and 0 < vocab < VOCAB_SIZE:  # token ids >= vocab_size would index past the embedding
+        bad.append(f"model.vocab_size={vocab}: the tokenizer has {VOCAB_SIZE} ids (A C G T N <pad> <bos> <eos>); use "
+                   f">= {VOCAB_SIZE}")
+    if t.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        bad.append(f"train.accelerator={t.accelerator}: no CUDA GPU is visible on this machine (use cpu or auto)")
+    elif t.accelerator == "mps" and not torch.backends.mps.is_available():
+        bad.append("train.accelerator=mps: MPS is not available on this machine (use cpu or auto)")
     try:  # unknown trackers, or a tracker package not installed (names the extra)
         from dnahnet.tracking import check_trackers
 
@@ -314,6 +330,22 @@ def _logged_validation(run_dir: Path, final_step: int) -> dict | None:
     return {k: float(v) for k, v in rows[-1].items() if k.startswith("val/") and v not in (None, "")}
 
 
+def _check_resume_model(point, family: str, model_cfg) -> None:
+    """Refuse a resume checkpoint of another model (a dnaHNet checkpoint copied into a Transformer++ run's
+    checkpoints/): Lightning would fail deep inside with "Unexpected key(s) in state_dict". Keys that do not
+    change the weights (kernel backends) may differ."""
+    hparams = (ckptlib.verify(point.path) or {}).get("hyper_parameters") or {}
+    plain = lambda d: json.loads(json.dumps(d, default=str))  # noqa: E731 - tuples and lists compare equal
+    theirs, ours = plain(hparams.get("model_config") or {}), plain(cfglib.to_dict(model_cfg))
+    neutral = {"attn_backend", "mamba_backend"}
+    diffs = [k for k in sorted(set(theirs) | set(ours)) if k not in neutral and theirs.get(k) != ours.get(k)]
+    if hparams.get("family") != family or diffs:
+        what = (f"a {hparams.get('family')} model" if hparams.get("family") != family else
+                f"a model with other settings ({', '.join(f'{k}: {theirs.get(k)!r}' for k in diffs[:3])})")
+        raise RunRefused(f"{point.path}: a checkpoint of {what}, not of this run's {family} model; move it out of "
+                         f"{point.path.parent} (or pass --new-run to start afresh)")
+
+
 def _stopped_message(run_dir: Path, trainer, max_steps: int) -> str:
     point = ckptlib.find_resume_point(run_dir, set_aside_corrupt=False)
     where = f"its last checkpoint is at step {point.step}" if point else "it has no checkpoint yet"
@@ -361,6 +393,8 @@ def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset,
     check_configs(model_cfg, train_cfg, data_cfg)
     # Before anything touches the logs: a truncated checkpoint is moved aside, the newest readable one wins.
     point = resume_point(run_dir)
+    if point:
+        _check_resume_model(point, family, model_cfg)
     L.seed_everything(train_cfg.seed, workers=True, verbose=False)
     _, GenomeDataModule = _data_api()
     dm = datamodule or GenomeDataModule(data_cfg)

@@ -151,7 +151,9 @@ def _merge_plan(out: Path, specs: list[RunSpec]) -> list[RunSpec]:
 
 def check_args(args) -> None:
     """Refuse nonsensical numbers before planning (ValueError naming the option)."""
-    for name, low in (("seq_len", 1), ("sizes", 1), ("devices", 1), ("num_nodes", 1), ("threads", 1), ("gpus", 1),
+    # seq_len >= 8: what a ladder allows (sweeps.ladders.Ladder); shorter windows hold less than one chunk of a
+    # dnaHNet hierarchy and a few nucleotides of context, nothing a scaling law is about.
+    for name, low in (("seq_len", 8), ("sizes", 1), ("devices", 1), ("num_nodes", 1), ("threads", 1), ("gpus", 1),
                       ("jobs", 1),
                       ("slurm_cpus_per_task", 1), ("slurm_mem_gb", 1), ("slurm_array_parallelism", 1),
                       ("slurm_gpus_per_node", 0)):

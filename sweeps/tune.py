@@ -143,14 +143,17 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # --out a file, on a read-only filesystem
         print(f"error: {exc.filename or out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    from dnahnet.rundir import TrainingStopped, stop_on_sigterm
-
-    stop_on_sigterm()
-    try:
-        tuning.optimize(study, objective, args.trials)
-    except TrainingStopped as exc:
-        print(f"stopped: {exc}", file=sys.stderr)
-        return TrainingStopped.exit_code
+    # SIGTERM / SIGINT set a flag, read between trials and at each training step (never an exception raised
+    # from inside a signal handler); the study stops there and a rerun continues it.
+    with tuning.STOP.installed():
+        try:
+            tuning.optimize(study, objective, args.trials)
+        except tuning.TuneStopped as exc:
+            done = len(tuning.finished_trials(study))
+            print(f"stopped: study {study.study_name!r} in {out}: {exc}; {done} of {args.trials} trials finished; "
+                  "rerun the same command to continue the study (an interrupted trial resumes its run)",
+                  file=sys.stderr)
+            return tuning.STOP.exit_code if tuning.STOP else 130
     tuning.write_outputs(study, spec, out)
     return 0
 
