@@ -363,7 +363,7 @@ def _model_from_hparams(path: Path, state: dict):
         raise CheckpointError(f"{path}: not a dnaHNet checkpoint (hyper_parameters lack family/model_config)")
     try:
         return build_model_from_config(hparams["family"], config_from_dict(hparams["family"], hparams["model_config"]))
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RuntimeError, ZeroDivisionError) as exc:  # e.g. a negative width
         raise CheckpointError(f"{path}: its model configuration is invalid ({_first_line(exc)})") from None
 
 

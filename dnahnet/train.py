@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import errno
 import json
 import logging
 import math
@@ -260,6 +261,20 @@ def check_configs(model_cfg, train_cfg: TrainConfig, data_cfg) -> None:
         raise RunRefused(f"{bad[0]}" + (f" (and {len(bad) - 1} more: {'; '.join(bad[1:3])})" if len(bad) > 1 else ""))
 
 
+def check_model_builds(family: str, model_cfg) -> None:
+    """Build the model on the meta device (no memory, no initialisation cost): a config that only its
+    constructor rejects (n_heads not dividing d_model, a negative width, a layout that does not parse) is
+    refused here, before the run directory exists, rather than as a traceback from inside the run."""
+    from dnahnet.registry import build_model_from_config
+
+    try:
+        with torch.device("meta"):
+            build_model_from_config(family, model_cfg)
+    except (ValueError, KeyError, TypeError, RuntimeError, ZeroDivisionError, AssertionError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunRefused(f"model: the {family} model cannot be built from this config ({text})") from None
+
+
 def _check_model(lit) -> None:
     counts = lit.model.param_counts()
     if counts.non_embedding <= 0:
@@ -372,6 +387,9 @@ def train_run(
     Raises RunRefused (bad config, no validation windows, an unsafe checkpoint), RunLocked (another process
     holds `run_dir`), TrainingStopped (SIGTERM; a rerun resumes)."""
     run_dir = Path(run_dir)
+    if not (run_dir / "result.json").exists():  # (a finished run is reported as it is, whatever the code says now)
+        check_configs(model_cfg, train_cfg, data_cfg)
+        check_model_builds(family, model_cfg)
     lock = directory_lock(run_dir) if is_rank_zero() else contextlib.nullcontext()
     with lock:
         return _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir, preset, variant, callbacks, progress,
@@ -425,6 +443,10 @@ def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset,
                 trainer.validate(lit, datamodule=dm, verbose=False)[0]
     except SIGTERMException:
         raise TrainingStopped(_stopped_message(run_dir, trainer, train_cfg.max_steps)) from None
+    except SystemExit as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):  # Lightning turns Ctrl-C inside fit into sys.exit(1)
+            raise KeyboardInterrupt(f"{run_dir}: interrupted at step {trainer.global_step}") from None
+        raise
     finally:
         tracking.finish(trainer.loggers)
     counts = lit.model.param_counts()
@@ -478,6 +500,17 @@ def _error(message: str) -> int:
     return 2
 
 
+def _os_error_message(exc: OSError, out: Path) -> str:
+    """A filesystem error in one line naming what the user can act on: a file outside the run (an input) by its
+    name, anything in the run directory by the run directory (Lightning and fsspec write checkpoints through
+    temporary files that are gone by the time the error is read)."""
+    name = Path(exc.filename) if exc.filename else None
+    reason = exc.strerror or str(exc)
+    if name is not None and name.exists() and out.resolve() not in (name.resolve(), *name.resolve().parents):
+        return f"{name}: {reason}"
+    return f"{out}: {reason} (the run directory{'; rerun the same command to resume once there is room' if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ''})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dnahnet.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -519,6 +552,11 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingStopped as exc:
         print(f"stopped: {exc}", file=sys.stderr)
         return TrainingStopped.exit_code
+    except KeyboardInterrupt:
+        point = ckptlib.find_resume_point(out, set_aside_corrupt=False) if out.is_dir() else None
+        where = f"its last checkpoint is at step {point.step}" if point else "it has no checkpoint yet"
+        print(f"stopped: {out}: interrupted (SIGINT); {where}; rerun the same command to resume", file=sys.stderr)
+        return 130
     except ckptlib.CheckpointError as exc:
         return _error(str(exc))
     except FloatingPointError as exc:  # the training loss became NaN/inf
@@ -526,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError, FileNotFoundError) as exc:
         return _error(str(exc).strip("'\"") if isinstance(exc, KeyError) else str(exc))
     except OSError as exc:  # --out on a read-only or full filesystem, a permission problem
-        return _error(f"{exc.filename or out}: {exc.strerror or exc}")
+        return _error(_os_error_message(exc, out))
     print(
         f"{family} ({preset}{'/' + variant if variant else ''}): val loss {result.val_loss:.4f} nats/nt = "
         f"{result.val_bpn:.4f} bits/nt after {result.tokens:,} tokens, {result.flops:.3g} FLOPs, "

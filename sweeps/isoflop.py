@@ -298,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
         done = len(results_by_id(out / "results.csv")) if (out / "results.csv").is_file() else 0
         print(f"stopped: sweep {out} ({done} of {len(specs)} runs recorded): {exc}", file=sys.stderr)
         return TrainingStopped.exit_code
+    except KeyboardInterrupt:  # Ctrl-C: the run in progress resumes from its last checkpoint on a rerun
+        done = len(results_by_id(out / "results.csv")) if (out / "results.csv").is_file() else 0
+        print(f"stopped: sweep {out} interrupted (SIGINT) with {done} of {len(specs)} runs recorded; rerun the same "
+              "command to continue (finished runs are skipped, the interrupted one resumes)", file=sys.stderr)
+        return 130
     except (RunRefused, DiskFull, ValueError, KeyError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

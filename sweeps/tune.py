@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     out = Path(args.out)
+    created = not out.exists()
     try:
         if args.trials < 1:
             raise ValueError(f"--trials must be >= 1, got {args.trials}")
@@ -137,11 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         storage = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
         study = _open_study(args, spec, storage, name)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # --out a file, on a read-only filesystem
-        print(f"error: {exc.filename or out}: {exc.strerror or exc}", file=sys.stderr)
+    except (ValueError, KeyError, FileNotFoundError, OSError) as exc:
+        if created and out.is_dir():  # made just before a bad --storage was found: leave nothing behind
+            shutil.rmtree(out, ignore_errors=True)
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):  # a read-only filesystem
+            print(f"error: {exc.filename or out}: {exc.strerror or exc}", file=sys.stderr)
+        else:
+            print(f"error: {exc}", file=sys.stderr)
         return 2
     # SIGTERM / SIGINT set a flag, read between trials and at each training step (never an exception raised
     # from inside a signal handler); the study stops there and a rerun continues it.
