@@ -127,7 +127,12 @@ def main(argv: list[str] | None = None) -> int:
                                    batch_size=args.batch_sizes, alpha=args.alpha, lr_outer=args.lr_outer,
                                    lr_decay=args.lr_decay)
         spec = tuning.TuneSpec(args.model, args.preset, args.variant, args.budget, args.evals, space, base)
-        train_cfg = spec.base_configs()[1]
+        from dnahnet.train import check_configs, check_model_builds
+
+        base_model, train_cfg, base_data = spec.base_configs()
+        # As a run would check them (RunRefused is a ValueError): every trial would be refused otherwise.
+        check_configs(base_model, train_cfg, base_data)
+        check_model_builds(spec.family, base_model)
         if train_cfg.devices * train_cfg.num_nodes != 1:
             raise ValueError("train.devices / train.num_nodes: a trial trains on one device; to use more devices, "
                              "start one worker per device on the same --storage (e.g. CUDA_VISIBLE_DEVICES=k)")

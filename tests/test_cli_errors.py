@@ -343,6 +343,11 @@ CASES = {
     "demo --ladder nope": Case("demo", lambda e: ["--ladder", "nope", "--out", str(R(e) / "out-demo")],
                                r"--ladder: unknown ladder 'nope'"),
     "demo --out is a file": Case("demo", lambda e: ["--out", str(R(e) / "a_file")], r"--out .*a_file: is a file"),
+    "train stripedhyena filter_group_size=0": Case(
+        "train", lambda e: _train(e, "--model", "stripedhyena", "model.filter_group_size=0"), r"filter_group_size=0"),
+    "tune model.d_model=0": Case("tune", lambda e: _tune(e, "--", "model.d_model=0"), r"model\.d_model=0"),
+    "tune train.accelerator=gpu without one": Case("tune", lambda e: _tune(e, "--", "train.accelerator=gpu"),
+                                                   r"train\.accelerator=gpu: no CUDA GPU"),
     "analysis unreadable results.csv": Case(
         "analysis", lambda e: ["--results", str(R(e) / "unreadable" / "results.csv"), "--out", str(R(e) / "out-an")],
         r"unreadable/results\.csv: cannot read it \(Permission denied\)", setup=_unreadable),
