@@ -12,8 +12,8 @@ run directory (`.lock`; a second one is refused, naming the holder). Stopped by 
 limit, preemption), the command exits 143 saying where it stopped; rerunning it resumes. Under SLURM with
 `#SBATCH --signal=USR1@90`, Lightning saves `hpc_ckpt_*.ckpt` and requeues the job, which resumes from it.
 
-Exit codes: 0 done, 2 refused (bad arguments or config, a held lock, a bad checkpoint, a diverged run: one
-`error:` line), 143 stopped by SIGTERM.
+Exit codes: 0 done, 2 refused (bad arguments or config, a held lock, a bad checkpoint or one that carries code,
+a diverged run, a full disk: one `error:` line), 130 stopped by Ctrl-C (SIGINT), 143 stopped by SIGTERM.
 """
 
 from __future__ import annotations
@@ -348,12 +348,13 @@ def _logged_validation(run_dir: Path, final_step: int) -> dict | None:
 def _check_resume_model(point, family: str, model_cfg) -> None:
     """Refuse a resume checkpoint of another model (a dnaHNet checkpoint copied into a Transformer++ run's
     checkpoints/): Lightning would fail deep inside with "Unexpected key(s) in state_dict". Keys that do not
-    change the weights (kernel backends) may differ."""
+    change the weights (kernel backends) may differ, and so may fields one side does not know."""
     hparams = (ckptlib.verify(point.path) or {}).get("hyper_parameters") or {}
     plain = lambda d: json.loads(json.dumps(d, default=str))  # noqa: E731 - tuples and lists compare equal
     theirs, ours = plain(hparams.get("model_config") or {}), plain(cfglib.to_dict(model_cfg))
     neutral = {"attn_backend", "mamba_backend"}
-    diffs = [k for k in sorted(set(theirs) | set(ours)) if k not in neutral and theirs.get(k) != ours.get(k)]
+    # Keys both know: a field added to the config since the checkpoint was written is not a difference.
+    diffs = [k for k in sorted(set(theirs) & set(ours)) if k not in neutral and theirs[k] != ours[k]]
     if hparams.get("family") != family or diffs:
         what = (f"a {hparams.get('family')} model" if hparams.get("family") != family else
                 f"a model with other settings ({', '.join(f'{k}: {theirs.get(k)!r}' for k in diffs[:3])})")

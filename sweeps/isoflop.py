@@ -13,7 +13,7 @@ val_loss in nats/nt on the fixed validation windows, actual training FLOPs, stat
 Rerunning the same command skips finished runs (ok or failed; --retry-failed reruns failed ones) and
 resumes an interrupted run from its newest readable checkpoint. A rerun that would give a planned or
 trained run other settings (--set, --overrides) is refused, naming the keys; so is a second sweep on the
-same --out while one runs. Stopped by SIGTERM, the sweep exits 143 and a rerun resumes; a full disk stops
+same --out while one runs. Stopped by SIGTERM, the sweep exits 143 (by Ctrl-C, 130) and a rerun resumes; a full disk stops
 it with one line after recording what it can. Then: `python -m analysis --results OUT/results.csv
 --out OUT/analysis`.
 

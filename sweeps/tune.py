@@ -21,6 +21,11 @@ its run directory's last checkpoint. Several workers may run the same command ag
 storage (e.g. a PostgreSQL/MySQL URL on a cluster, or the SQLite file on one machine) and share the study;
 each trial trains on one device, so start one worker per GPU (CUDA_VISIBLE_DEVICES=k).
 
+Stopped by SIGTERM (a time limit, preemption) or Ctrl-C, the tuner finishes nothing more: between trials it
+stops before the next one, inside a trial at the next training step (the trial is queued again and resumes
+its run directory); it exits 143 (SIGTERM) or 130 (SIGINT) saying where it stopped, and rerunning the
+command continues the study.
+
 Writes into OUT: trials/trial_<n>/ (each trial's run directory), trials.csv, best_overrides.yaml (the
 best configuration, accepted by `sweeps/isoflop.py --overrides`), history.png, intermediate.png and
 importances.png (from two completed trials on).
