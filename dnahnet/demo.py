@@ -121,8 +121,6 @@ def check_args(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: is a file, not a directory")
-    if not Path(args.reference).is_dir():
-        raise ValueError(f"--reference {args.reference}: no such directory (the committed sweep logs)")
 
 
 def main(argv: list[str] | None = None) -> int:
