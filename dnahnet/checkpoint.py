@@ -100,6 +100,7 @@ def _refused_globals(message: str) -> list[str]:
 # Opcodes that import or call something: what `pickle` would execute. GLOBAL/INST name the global in their
 # argument; STACK_GLOBAL takes it from the two strings pushed before it.
 _IMPORTING_OPS = {"GLOBAL", "INST", "STACK_GLOBAL"}
+_DOTTED = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+")
 _CALLING_OPS = {"OBJ", "NEWOBJ_EX", "EXT1", "EXT2", "EXT4"}  # torch's weights-only unpickler supports none
 _STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING", "SHORT_BINSTRING"}
 
@@ -153,13 +154,25 @@ def code_references(path: str | os.PathLike) -> list[str]:
         stream = io.BytesIO(blob)
         while stream.tell() < len(blob):
             start = stream.tell()
+            # A pickle of protocol 2-5 announces itself (PROTO, its first byte); what it names counts even if it is
+            # cut short. Anything else (protocol 0/1, or a text or random file, where "import sys" parses as INST)
+            # counts only as a complete, well-formed pickle: read to its STOP with names that are names.
+            framed = blob[start:start + 1] == b"\x80" and blob[start + 1:start + 2] in (b"\x02", b"\x03", b"\x04",
+                                                                                   b"\x05")
+            here: list[str] = []
+            complete = False
             pushed: list = []  # what recent opcodes pushed (strings, or None for anything else)
             memo: dict = {}
+            found_before = found
+            found = here
             try:
                 for op, arg, _ in pickletools.genops(stream):
                     name = op.name
+                    complete = name == "STOP"
                     if name in ("GLOBAL", "INST"):
                         full = _python3_name(*str(arg).split(" ", 1))
+                        if not _DOTTED.fullmatch(full):  # not a name: garbage that happens to hold the opcode
+                            break
                         if refused(full):
                             found.append(full)
                         pushed.append(None)
@@ -182,9 +195,12 @@ def code_references(path: str | os.PathLike) -> list[str]:
                     elif name not in ("FRAME", "PROTO", "MARK", "STOP"):
                         pushed.append(None)
                     del pushed[:-4]
-            except Exception:  # noqa: BLE001 - not (or no longer) a pickle: what was read so far counts
-                break
-            if stream.tell() <= start:
+            except Exception:  # noqa: BLE001 - not (or no longer) a pickle: what was read so far counts (framed)
+                complete = False
+            found = found_before
+            if framed or complete:
+                found += here
+            if not complete or stream.tell() <= start:
                 break
     return list(dict.fromkeys(found))
 

@@ -552,8 +552,7 @@ def optimize(study: optuna.Study, objective, n_trials: int) -> int:
     # next one starts. The callback stops once the study is full, counting other workers' trials too.
     while True:
         if STOP:
-            raise TuneStopped(f"stopped by {STOP.signal} between trials, after {len(finished_trials(study))} of "
-                              f"{n_trials} finished trials")
+            raise TuneStopped(f"stopped by {STOP.signal} between trials (no trial was running)")
         study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS, callbacks=[stop_when_done], gc_after_trial=True)
         if len(finished_trials(study)) >= n_trials:
             return started[0]

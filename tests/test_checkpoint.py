@@ -164,6 +164,23 @@ def test_our_checkpoints_reference_only_allowed_globals(tmp_path):
     assert ck.code_references(tmp_path / "noise.ckpt") == []
     with pytest.raises(ck.CorruptCheckpoint):
         ck.safe_load(tmp_path / "noise.ckpt")
+    # Text parses as opcodes ("import sys" is INST): a source file is not a checkpoint, not one that carries code.
+    (tmp_path / "source.ckpt").write_text(Path(ck.__file__).read_text())
+    assert ck.code_references(tmp_path / "source.ckpt") == []
+    with pytest.raises(ck.CorruptCheckpoint):
+        ck.safe_load(tmp_path / "source.ckpt")
+
+
+def test_a_protocol_0_pickle_that_calls_a_function_is_unsafe(tmp_path):
+    """torch refuses protocol 0 at its first unsupported opcode ("Unsupported operand 100"), before it names the
+    global; the opcode scan reads the complete pickle and finds it."""
+    import pickle
+
+    marker = tmp_path / "ran"
+    (tmp_path / "p0.ckpt").write_bytes(pickle.dumps({"x": _Calls(os.system, f"touch {marker}")}, protocol=0))
+    with pytest.raises(ck.UnsafeCheckpoint, match=r"posix\.system"):
+        ck.safe_load(tmp_path / "p0.ckpt")
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("message, names", [
