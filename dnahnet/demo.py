@@ -121,6 +121,10 @@ def check_args(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: is a file, not a directory")
+    try:
+        reference_results(Path(args.reference))
+    except DemoError as exc:  # a wrong --reference is bad input (exit 2), not a failed demo step
+        raise ValueError(f"--reference: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

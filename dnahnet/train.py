@@ -38,7 +38,6 @@ from dnahnet import config as cfglib
 from dnahnet import configure, fileio
 from dnahnet.lit import LitLM, TrainConfig
 from dnahnet.registry import list_families
-from dnahnet.tokenizer import VOCAB_SIZE
 from dnahnet.rundir import (
     RunRefused,
     TrainingStopped,
@@ -49,6 +48,7 @@ from dnahnet.rundir import (
     resume_point,
     stop_on_sigterm,
 )
+from dnahnet.tokenizer import VOCAB_SIZE
 
 log = logging.getLogger("dnahnet.train")
 

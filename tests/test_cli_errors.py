@@ -342,6 +342,8 @@ CASES = {
                                              r"--out /sys/dnahnet-test-out: cannot write"),
     "demo --ladder nope": Case("demo", lambda e: ["--ladder", "nope", "--out", str(R(e) / "out-demo")],
                                r"--ladder: unknown ladder 'nope'"),
+    "demo --reference missing": Case("demo", lambda e: ["--reference", str(R(e) / "nope"), "--out", str(R(e) / "out-demo")],
+                                     r"--reference: no committed sweep logs under .*/nope"),
     "demo --out is a file": Case("demo", lambda e: ["--out", str(R(e) / "a_file")], r"--out .*a_file: is a file"),
     "train stripedhyena filter_group_size=0": Case(
         "train", lambda e: _train(e, "--model", "stripedhyena", "model.filter_group_size=0"), r"filter_group_size=0"),
