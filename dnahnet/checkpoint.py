@@ -114,13 +114,26 @@ def _python3_name(module: str, name: str = "") -> str:
     return f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}"
 
 
-def _allowed_globals() -> set[str] | None:
-    try:
-        from torch import _weights_only_unpickler as wo
+# What torch's weights-only unpickler allows by default, as far as a checkpoint of tensors and plain values uses it
+# (its own list is private): tensor and storage rebuilding, dtypes and devices, ordered dicts, bytes.
+_PLAIN_GLOBALS = {"collections.OrderedDict", "collections.Counter", "builtins.set", "builtins.frozenset",
+                  "builtins.bytearray", "builtins.slice", "builtins.complex", "_codecs.encode", "torch.Size",
+                  "torch.device", "torch.nn.parameter.Parameter", "torch.serialization._get_layout",
+                  "torch._tensor._rebuild_from_type_v2"}
 
-        return set(wo._get_allowed_globals()) | set(wo._get_user_allowed_globals())
-    except (ImportError, AttributeError):  # another torch: fall back to "torch.* and OrderedDict"
-        return None
+
+def _allowed_global(name: str) -> bool:
+    module, _, attr = name.rpartition(".")
+    if name in _PLAIN_GLOBALS or (module == "torch._utils" and attr.startswith("_rebuild_")):
+        return True
+    if module == "torch" and (attr.endswith("Storage") or isinstance(
+            getattr(torch, attr, None), (torch.dtype, torch.layout, torch.memory_format))):
+        return True
+    user = set()  # what the user allowlisted through torch's public API
+    for item in torch.serialization.get_safe_globals():
+        obj, spelled = item if isinstance(item, tuple) else (item, None)
+        user.add(spelled or f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}")
+    return name in user
 
 
 def code_references(path: str | os.PathLike) -> list[str]:
@@ -142,12 +155,8 @@ def code_references(path: str | os.PathLike) -> list[str]:
             blobs = [path.read_bytes()]
     except (OSError, zipfile.BadZipFile, RuntimeError, ValueError, EOFError):
         return []
-    allowed = _allowed_globals()
-
     def refused(name: str) -> bool:
-        if allowed is not None:
-            return name not in allowed
-        return not (name.startswith("torch.") or name == "collections.OrderedDict")
+        return not _allowed_global(name)
 
     found: list[str] = []
     for blob in blobs:
