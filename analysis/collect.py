@@ -71,7 +71,7 @@ def run_key(family: str, variant: object) -> str:
 
 def _read_one(path: Path) -> pd.DataFrame:
     if not path.is_file():
-        raise ResultsError(f"{path}: no such file")
+        raise ResultsError(f"{path}: {'a directory, not a results file' if path.is_dir() else 'no such file'}")
     try:
         # Everything as text first, so a stray word in a numeric column is reported, not guessed at.
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -79,6 +79,8 @@ def _read_one(path: Path) -> pd.DataFrame:
         raise ResultsError(f"{path}: empty file (no header, no runs)") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise ResultsError(f"{path}: not a readable CSV ({str(err).strip().splitlines()[0]})") from None
+    except OSError as err:  # no read permission, an I/O error
+        raise ResultsError(f"{path}: cannot read it ({err.strerror or err})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     frame = frame.fillna("")  # short rows: missing trailing fields are empty, like empty fields
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
@@ -146,12 +148,19 @@ def read_window_file(path: Path) -> np.ndarray:
 def read_sweep_windows(path: Path) -> dict[str, np.ndarray]:
     """A sweep's gathered `val_windows.csv`: one row per run, `run_id,w0,w1,...`."""
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise ResultsError(f"{path}: not a sweep window-loss file ({err})") from None
     if "run_id" not in frame.columns or frame.shape[1] < 2:
         raise ResultsError(f"{path}: expected columns run_id,w0,w1,...")
-    values = frame.drop(columns="run_id").to_numpy(dtype=float)
+    text = frame.drop(columns="run_id")
+    numbers = text.apply(lambda col: pd.to_numeric(col.str.strip().replace("", "nan"), errors="coerce"))
+    bad = numbers.isna().to_numpy() & ~text.apply(lambda col: col.str.strip().str.lower().isin(("", "nan"))).to_numpy()
+    if bad.any():  # a stray word among the losses: named, not turned into NaN or a traceback
+        row, col = (int(i[0]) for i in np.nonzero(bad))
+        raise ResultsError(f"{path}: line {row + 2}, column {text.columns[col]}: non-numeric value "
+                           f"{text.iat[row, col]!r}")
+    values = numbers.to_numpy(dtype=float)
     return {str(r): values[i] for i, r in enumerate(frame["run_id"])}
 
 

@@ -29,6 +29,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,7 +45,7 @@ QUICK_MODELS = ["transformer:tiny", "dnahnet:tiny", "stripedhyena:tiny"]
 def parse_spec(spec: str):
     parts = spec.split(":")
     if len(parts) < 2:
-        raise SystemExit(f"error: model spec {spec!r} must be family:preset[:key=value,...]")
+        raise ValueError(f"--models {spec!r}: must be family:preset[:key=value,...]")
     family, preset = parts[0], parts[1]
     overrides = {}
     if len(parts) > 2 and parts[2]:
@@ -170,7 +171,49 @@ def measure_prefill(spec, seq_len, args) -> dict:
             "note": f"killed (signal {-proc.returncode})" if proc.returncode < 0 else last[:120]}
 
 
+def check_args(args) -> None:
+    """Refuse what would fail minutes later (or print a table of nothing) before anything runs or is written:
+    ValueError naming the option."""
+    from dnahnet.checkpoint import resolve_device
+    from dnahnet.registry import get_config
+
+    for name, low in (("reps", 1), ("warmup", 0), ("threads", 1), ("decode_prompt", 1), ("decode_tokens", 1),
+                      ("decode_warmup", 0), ("min_log2", 0), ("max_log2", 0)):
+        if getattr(args, name) < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}")
+    if args.min_log2 > args.max_log2:
+        raise ValueError(f"--min-log2 {args.min_log2} is above --max-log2 {args.max_log2}: no context length to time")
+    if not args.point_timeout > 0:
+        raise ValueError(f"--point-timeout must be > 0 seconds, got {args.point_timeout}")
+    resolve_device(args.device, "--device")
+    for spec in args.models or []:
+        family, preset, overrides = parse_spec(spec)
+        try:
+            get_config(family, preset, None, **overrides)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"--models {spec}: {str(exc).strip(chr(39))}") from None
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file, not a folder")
+    parent = next(p for p in (out, *out.parents) if p.exists())  # the folder that would receive it
+    try:  # a real attempt: os.access says yes for root on a read-only mount or sysfs
+        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".bench-inference-check-"))
+    except OSError as exc:
+        raise ValueError(f"--out {out}: cannot write in {parent} ({exc.strerror or exc})") from None
+
+
 def main(argv=None) -> int:
+    try:
+        return _main(argv)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # --out on a full or read-only filesystem
+        print(f"error: {exc.filename or 'bench_inference'}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="*", default=None, help="family:preset[:k=v,...] specs")
     p.add_argument("--device", default="cpu")
@@ -193,6 +236,7 @@ def main(argv=None) -> int:
     if args.point_model:
         _one_point(args)
         return 0
+    check_args(args)
     if args.quick:
         args.models = args.models or QUICK_MODELS
         args.min_log2, args.max_log2 = min(args.min_log2, 7), min(args.max_log2, 8)

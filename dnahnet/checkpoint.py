@@ -12,9 +12,11 @@ plain values, so `weights_only=True` loads all of them; anything else is refused
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import pickle
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -56,20 +58,160 @@ def safe_load(path: str | os.PathLike, map_location="cpu", mmap: bool = False):
     if not path.exists():
         raise CheckpointNotFound(f"{path}: checkpoint not found")
     try:
-        return torch.load(path, map_location=map_location, mmap=mmap, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # The weights-only unpickler names the global a pickle asks for ("Unsupported global: GLOBAL
-        # builtins.open"): that is a request to run code. Anything else (a bad opcode) is garbage.
-        globals_ = [line.strip() for line in str(exc).splitlines() if "Unsupported global" in line]
-        if globals_:
+        with warnings.catch_warnings():  # "Detected pickle protocol 4": a crafted file; refused below, not warned
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location=map_location, mmap=mmap, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError,
+            IndexError, TypeError, ImportError) as exc:
+        # Code first: a file that asks for a global outside the allowlist carries code, whatever else is wrong
+        # with it (a crafted file may also be truncated); it is refused and left where it is for inspection.
+        code = code_references(path) or _refused_globals(str(exc))
+        if code:
             raise UnsafeCheckpoint(
-                f"{path}: refused: it holds objects other than tensors and plain values, and loading it could "
-                f"run code ({globals_[0][:160]})") from None
-        raise CorruptCheckpoint(f"{path}: unreadable checkpoint, truncated or not a checkpoint (not a torch "
-                                "pickle)") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError, IndexError) as exc:
-        raise CorruptCheckpoint(f"{path}: unreadable checkpoint, truncated or not a checkpoint "
-                                f"({_first_line(exc)})") from None
+                f"{path}: refused: this file carries code (it asks for {', '.join(code[:3])}), which a checkpoint "
+                "of tensors and plain values never holds; it was not loaded, nothing in it ran, and it is left in "
+                "place for you to inspect or delete") from None
+        detail = "not a torch pickle" if isinstance(exc, pickle.UnpicklingError) else _first_line(exc)
+        raise CorruptCheckpoint(f"{path}: unreadable checkpoint, truncated or not a checkpoint ({detail})") from None
+
+
+# The weights-only unpickler's refusals of a global (torch 2.4 .. 2.13 wordings): a blocked module
+# ("Trying to load unsupported GLOBAL posix.system whose module posix is blocked"), a global outside the
+# allowlist ("Unsupported global: GLOBAL builtins.eval was not an allowed global by default"), a call or
+# construction of something not allowlisted, and the DTensor/NJT classes it only knows by name.
+_REFUSED_GLOBAL = [
+    re.compile(r"GLOBAL (\S+) whose module \S+ is blocked"),
+    re.compile(r"Unsupported global: GLOBAL (\S+)"),
+    re.compile(r"Trying to call reduce for unrecognized function (.+?)(?: which belongs|$)", re.M),
+    re.compile(r"Can only create new object for nn\.Parameter or classes allowlisted .* but got (.+)$", re.M),
+    re.compile(r"Can only build Tensor, Parameter, OrderedDict or types allowlisted .* but got (.+)$", re.M),
+    re.compile(r"(``torch\.\w+(?:\.\w+)?``(?: and ``torch\.\w+``)?) must be imported to load"),
+]
+
+
+def _refused_globals(message: str) -> list[str]:
+    """The globals a weights-only refusal message names (empty: the message is about something else)."""
+    found = []
+    for pattern in _REFUSED_GLOBAL:
+        found += [m.group(1).strip().strip(".") for m in pattern.finditer(message)]
+    return found
+
+
+# Opcodes that import or call something: what `pickle` would execute. GLOBAL/INST name the global in their
+# argument; STACK_GLOBAL takes it from the two strings pushed before it.
+_IMPORTING_OPS = {"GLOBAL", "INST", "STACK_GLOBAL"}
+_DOTTED = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+")
+_CALLING_OPS = {"OBJ", "NEWOBJ_EX", "EXT1", "EXT2", "EXT4"}  # torch's weights-only unpickler supports none
+_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING", "SHORT_BINSTRING"}
+
+
+def _python3_name(module: str, name: str = "") -> str:
+    """module.name as Python 3 resolves it: protocol-2 pickles spell builtins `__builtin__` (as pickle's
+    fix_imports maps them back, so does the allowlist check)."""
+    import _compat_pickle
+
+    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+    return f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}"
+
+
+# What torch's weights-only unpickler allows by default, as far as a checkpoint of tensors and plain values uses it
+# (its own list is private): tensor and storage rebuilding, dtypes and devices, ordered dicts, bytes.
+_PLAIN_GLOBALS = {"collections.OrderedDict", "collections.Counter", "builtins.set", "builtins.frozenset",
+                  "builtins.bytearray", "builtins.slice", "builtins.complex", "_codecs.encode", "torch.Size",
+                  "torch.device", "torch.nn.parameter.Parameter", "torch.serialization._get_layout",
+                  "torch._tensor._rebuild_from_type_v2"}
+
+
+def _allowed_global(name: str) -> bool:
+    module, _, attr = name.rpartition(".")
+    if name in _PLAIN_GLOBALS or (module == "torch._utils" and attr.startswith("_rebuild_")):
+        return True
+    if module == "torch" and (attr.endswith("Storage") or isinstance(
+            getattr(torch, attr, None), (torch.dtype, torch.layout, torch.memory_format))):
+        return True
+    user = set()  # what the user allowlisted through torch's public API
+    for item in torch.serialization.get_safe_globals():
+        obj, spelled = item if isinstance(item, tuple) else (item, None)
+        user.add(spelled or f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}")
+    return name in user
+
+
+def code_references(path: str | os.PathLike) -> list[str]:
+    """The globals outside torch's weights-only allowlist that the pickle(s) in a checkpoint file import or call,
+    read with `pickletools` (which parses opcodes and executes nothing). Empty for our own checkpoints, and for a
+    file that is not a pickle at all (then the caller calls it corrupt).
+
+    Independent of torch's error wording, which changes between versions, and of the pickle protocol: a file
+    saved with protocol 4 is refused by torch at its first FRAME opcode, before torch sees the global."""
+    import pickletools
+    import zipfile
+
+    path = Path(path)
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                blobs = [zf.read(n) for n in zf.namelist() if n.endswith(".pkl")]
+        else:  # torch's legacy format (and any raw pickle): consecutive pickles from the start
+            blobs = [path.read_bytes()]
+    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError, EOFError):
+        return []
+    def refused(name: str) -> bool:
+        return not _allowed_global(name)
+
+    found: list[str] = []
+    for blob in blobs:
+        stream = io.BytesIO(blob)
+        while stream.tell() < len(blob):
+            start = stream.tell()
+            # A pickle of protocol 2-5 announces itself (PROTO, its first byte); what it names counts even if it is
+            # cut short. Anything else (protocol 0/1, or a text or random file, where "import sys" parses as INST)
+            # counts only as a complete, well-formed pickle: read to its STOP with names that are names.
+            framed = blob[start:start + 1] == b"\x80" and blob[start + 1:start + 2] in (b"\x02", b"\x03", b"\x04",
+                                                                                   b"\x05")
+            here: list[str] = []
+            complete = False
+            pushed: list = []  # what recent opcodes pushed (strings, or None for anything else)
+            memo: dict = {}
+            found_before = found
+            found = here
+            try:
+                for op, arg, _ in pickletools.genops(stream):
+                    name = op.name
+                    complete = name == "STOP"
+                    if name in ("GLOBAL", "INST"):
+                        full = _python3_name(*str(arg).split(" ", 1))
+                        if not _DOTTED.fullmatch(full):  # not a name: garbage that happens to hold the opcode
+                            break
+                        if refused(full):
+                            found.append(full)
+                        pushed.append(None)
+                    elif name == "STACK_GLOBAL":
+                        mod, attr = (pushed[-2:] if len(pushed) >= 2 else [None, None])
+                        full = f"{mod}.{attr}" if isinstance(mod, str) and isinstance(attr, str) else "<hidden global>"
+                        if full == "<hidden global>" or refused(full):
+                            found.append(full)
+                        pushed.append(None)
+                    elif name in _CALLING_OPS:
+                        found.append(f"<{name} opcode>")
+                    elif name in _STRING_OPS:
+                        pushed.append(arg.decode("latin-1") if isinstance(arg, bytes) else arg)
+                    elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
+                        memo[arg] = pushed[-1] if pushed else None
+                    elif name == "MEMOIZE":
+                        memo[len(memo)] = pushed[-1] if pushed else None
+                    elif name in ("BINGET", "LONG_BINGET", "GET"):
+                        pushed.append(memo.get(arg))
+                    elif name not in ("FRAME", "PROTO", "MARK", "STOP"):
+                        pushed.append(None)
+                    del pushed[:-4]
+            except Exception:  # noqa: BLE001 - not (or no longer) a pickle: what was read so far counts (framed)
+                complete = False
+            found = found_before
+            if framed or complete:
+                found += here
+            if not complete or stream.tell() <= start:
+                break
+    return list(dict.fromkeys(found))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -246,7 +388,7 @@ def _model_from_hparams(path: Path, state: dict):
         raise CheckpointError(f"{path}: not a dnaHNet checkpoint (hyper_parameters lack family/model_config)")
     try:
         return build_model_from_config(hparams["family"], config_from_dict(hparams["family"], hparams["model_config"]))
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RuntimeError, ZeroDivisionError) as exc:  # e.g. a negative width
         raise CheckpointError(f"{path}: its model configuration is invalid ({_first_line(exc)})") from None
 
 

@@ -67,6 +67,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             return int(number)
         if annotation is int and isinstance(value, float) and value != int(value):
             raise ValueError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, (dict, list, tuple, set)):  # str({'a': 1}) would be accepted as a name
+            raise ValueError(f"{where}: expected {annotation.__name__}, got {value!r}")
         try:
             return annotation(value)
         except (TypeError, ValueError):
@@ -85,7 +87,11 @@ def replace(cfg, **overrides):
                 f"unknown field {key!r} for {type(cfg).__name__}; known fields: {', '.join(sorted(names))}"
             )
         clean[key] = _coerce(value, hints[key], f"{type(cfg).__name__}.{key}")
-    return dataclasses.replace(cfg, **clean)
+    try:
+        return dataclasses.replace(cfg, **clean)
+    except ArithmeticError as exc:  # a __post_init__ dividing by a zero it was given (filter_group_size=0)
+        given = ", ".join(f"{k}={v!r}" for k, v in clean.items())
+        raise ValueError(f"{type(cfg).__name__}: {given}: {exc} (a size that must be positive)") from None
 
 
 def parse_assignments(items: list[str] | None) -> dict[str, str]:

@@ -112,6 +112,24 @@ def run(args: argparse.Namespace) -> list[str]:
     return report
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """What would otherwise fail only after minutes of reference analysis (ValueError naming the option)."""
+    from sweeps.ladders import get_ladder
+
+    if args.live:
+        try:
+            get_ladder(args.ladder)
+        except ValueError as exc:  # lists the known ladders
+            raise ValueError(f"--ladder: {exc}") from None
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file, not a directory")
+    try:
+        reference_results(Path(args.reference))
+    except DemoError as exc:  # a wrong --reference is bad input (exit 2), not a failed demo step
+        raise ValueError(f"--reference: {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dnahnet.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -130,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet_lightning()
     try:
+        check_args(args)
         report = run(args)
     except (DemoError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

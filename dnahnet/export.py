@@ -19,6 +19,7 @@ there is refused.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shutil
@@ -54,6 +55,7 @@ def _run_config(checkpoint_path: Path) -> dict:
 def export(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Write `out/model.safetensors` and `out/config.json` for the model of `checkpoint`; returns `out`.
     Raises CheckpointError naming a bad checkpoint, ValueError naming an unusable --out."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_model
 
     out = Path(out)
@@ -84,7 +86,10 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        save_model(loaded.model, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "family": loaded.family})
+        try:
+            save_model(loaded.model, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "family": loaded.family})
+        except SafetensorError as exc:  # a full disk or an I/O error, in safetensors' own (Rust) words
+            raise OSError(errno.EIO, f"cannot write {WEIGHTS_FILE} ({ckptlib._first_line(exc)})", str(out)) from None
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         if out.exists():  # an earlier export: swap it for the new one, then drop it
             old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -137,7 +142,7 @@ def from_pretrained(folder: str | os.PathLike, map_location: str | torch.device 
     config = read_config(folder)
     try:
         model = build_model_from_config(config["family"], config_from_dict(config["family"], config["model_config"]))
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RuntimeError, ZeroDivisionError) as exc:  # e.g. a negative width
         raise ckptlib.CheckpointError(f"{folder / CONFIG_FILE}: its model configuration is invalid "
                                       f"({ckptlib._first_line(exc)})") from None
     weights = folder / WEIGHTS_FILE
@@ -167,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:  # CheckpointError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # a read-only or full filesystem
-        print(f"error: {exc.filename or args.out}: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:  # a read-only or full filesystem (the folder named: its temporary copy is gone)
+        print(f"error: --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     config = json.loads((out / CONFIG_FILE).read_text())
     print(f"exported {config['family']} ({config['params']:,} parameters, step {config['global_step']}) to {out}: "

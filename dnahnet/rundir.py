@@ -65,6 +65,7 @@ def directory_lock(directory: str | os.PathLike, what: str = "run directory"):
     from filelock import FileLock, Timeout
 
     directory = Path(directory)
+    created = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -86,6 +87,11 @@ def directory_lock(directory: str | os.PathLike, what: str = "run directory"):
         with contextlib.suppress(OSError):
             owner.unlink()
         lock.release()
+        if created:  # a run refused before it wrote anything leaves no directory behind (only its lock was there)
+            with contextlib.suppress(OSError):
+                if {p.name for p in directory.iterdir()} <= {".lock"}:
+                    (directory / ".lock").unlink(missing_ok=True)
+                    directory.rmdir()
 
 
 # ---------------------------------------------------------------------- resume point

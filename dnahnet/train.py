@@ -12,8 +12,8 @@ run directory (`.lock`; a second one is refused, naming the holder). Stopped by 
 limit, preemption), the command exits 143 saying where it stopped; rerunning it resumes. Under SLURM with
 `#SBATCH --signal=USR1@90`, Lightning saves `hpc_ckpt_*.ckpt` and requeues the job, which resumes from it.
 
-Exit codes: 0 done, 2 refused (bad arguments or config, a held lock, a bad checkpoint, a diverged run: one
-`error:` line), 143 stopped by SIGTERM.
+Exit codes: 0 done, 2 refused (bad arguments or config, a held lock, a bad checkpoint or one that carries code,
+a diverged run, a full disk: one `error:` line), 130 stopped by Ctrl-C (SIGINT), 143 stopped by SIGTERM.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import errno
 import json
 import logging
 import math
@@ -47,6 +48,7 @@ from dnahnet.rundir import (
     resume_point,
     stop_on_sigterm,
 )
+from dnahnet.tokenizer import VOCAB_SIZE
 
 log = logging.getLogger("dnahnet.train")
 
@@ -200,7 +202,12 @@ def build_trainer(train_cfg: TrainConfig, run_dir: Path, callbacks=(), progress:
 
 # ---------------------------------------------------------------------- config checks
 _POSITIVE_MODEL_FIELDS = ("d_model", "n_layers", "n_heads", "vocab_size", "d_state", "headdim", "expand",
-                          "chunk_size", "ema_chunk_size")
+                          "chunk_size", "ema_chunk_size", "mlp_multiple")
+# Float fields that are scales, rates or standard deviations (a negative one fails deep inside the model's
+# construction, or trains something else); li_p_init is a log-pole and may be negative.
+_NONNEGATIVE_MODEL_FLOATS = ("init_std", "embedding_std", "alpha", "rotary_fraction", "rotary_base", "ratios",
+                             "lr_multipliers", "mr_decay_min", "mr_decay_max", "li_gamma_min", "li_gamma_max",
+                             "mr_small_init", "li_residue_scale", "norm_eps")
 _PRECISIONS = ("auto", "32", "32-true", "16", "16-mixed", "16-true", "bf16", "bf16-mixed", "bf16-true", "64",
                "64-true", "transformer-engine", "transformer-engine-float16")
 
@@ -259,8 +266,18 @@ def check_configs(model_cfg, train_cfg: TrainConfig, data_cfg) -> None:
             bad.append(f"model.{name}={value}: must be finite")
         elif name != "window" and any(isinstance(v, int) and v < 0 for v in numbers):
             bad.append(f"model.{name}={value}: must not be negative")
+        elif name in _NONNEGATIVE_MODEL_FLOATS and any(v < 0 for v in numbers):
+            bad.append(f"model.{name}={value}: must not be negative")
         elif name in _POSITIVE_MODEL_FIELDS and any(v == 0 for v in numbers):
             bad.append(f"model.{name}={value}: must be positive")
+    vocab = getattr(model_cfg, "vocab_size", VOCAB_SIZE)
+    if isinstance(vocab, int) and 0 < vocab < VOCAB_SIZE:  # token ids >= vocab_size would index past the embedding
+        bad.append(f"model.vocab_size={vocab}: the tokenizer has {VOCAB_SIZE} ids (A C G T N <pad> <bos> <eos>); use "
+                   f">= {VOCAB_SIZE}")
+    if t.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        bad.append(f"train.accelerator={t.accelerator}: no CUDA GPU is visible on this machine (use cpu or auto)")
+    elif t.accelerator == "mps" and not torch.backends.mps.is_available():
+        bad.append("train.accelerator=mps: MPS is not available on this machine (use cpu or auto)")
     try:  # unknown trackers, or a tracker package not installed (names the extra)
         from dnahnet.tracking import check_trackers
 
@@ -269,6 +286,20 @@ def check_configs(model_cfg, train_cfg: TrainConfig, data_cfg) -> None:
         bad.append(str(exc))
     if bad:
         raise RunRefused(f"{bad[0]}" + (f" (and {len(bad) - 1} more: {'; '.join(bad[1:3])})" if len(bad) > 1 else ""))
+
+
+def check_model_builds(family: str, model_cfg) -> None:
+    """Build the model on the meta device (no memory, no initialisation cost): a config that only its
+    constructor rejects (n_heads not dividing d_model, a negative width, a layout that does not parse) is
+    refused here, before the run directory exists, rather than as a traceback from inside the run."""
+    from dnahnet.registry import build_model_from_config
+
+    try:
+        with torch.device("meta"):
+            build_model_from_config(family, model_cfg)
+    except (ValueError, KeyError, TypeError, RuntimeError, ZeroDivisionError, AssertionError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunRefused(f"model: the {family} model cannot be built from this config ({text})") from None
 
 
 def _check_model(lit) -> None:
@@ -352,6 +383,23 @@ def _validate(trainer, lit, dm, log_metrics: bool = True) -> dict:
         trainer.loggers = loggers
 
 
+def _check_resume_model(point, family: str, model_cfg) -> None:
+    """Refuse a resume checkpoint of another model (a dnaHNet checkpoint copied into a Transformer++ run's
+    checkpoints/): Lightning would fail deep inside with "Unexpected key(s) in state_dict". Keys that do not
+    change the weights (kernel backends) may differ, and so may fields one side does not know."""
+    hparams = (ckptlib.verify(point.path) or {}).get("hyper_parameters") or {}
+    plain = lambda d: json.loads(json.dumps(d, default=str))  # noqa: E731 - tuples and lists compare equal
+    theirs, ours = plain(hparams.get("model_config") or {}), plain(cfglib.to_dict(model_cfg))
+    neutral = {"attn_backend", "mamba_backend"}
+    # Keys both know: a field added to the config since the checkpoint was written is not a difference.
+    diffs = [k for k in sorted(set(theirs) & set(ours)) if k not in neutral and theirs[k] != ours[k]]
+    if hparams.get("family") != family or diffs:
+        what = (f"a {hparams.get('family')} model" if hparams.get("family") != family else
+                f"a model with other settings ({', '.join(f'{k}: {theirs.get(k)!r}' for k in diffs[:3])})")
+        raise RunRefused(f"{point.path}: a checkpoint of {what}, not of this run's {family} model; move it out of "
+                         f"{point.path.parent} (or pass --new-run to start afresh)")
+
+
 def _stopped_message(run_dir: Path, trainer, max_steps: int) -> str:
     point = ckptlib.find_resume_point(run_dir, set_aside_corrupt=False)
     where = f"its last checkpoint is at step {point.step}" if point else "it has no checkpoint yet"
@@ -397,6 +445,9 @@ def train_run(
     Raises RunRefused (bad config, no validation windows, an unsafe checkpoint), RunLocked (another process
     holds `run_dir`), TrainingStopped (SIGTERM; a rerun resumes)."""
     run_dir = Path(run_dir)
+    if not (run_dir / "result.json").exists():  # (a finished run is reported as it is, whatever the code says now)
+        check_configs(model_cfg, train_cfg, data_cfg)
+        check_model_builds(family, model_cfg)
     lock = directory_lock(run_dir) if is_rank_zero() else contextlib.nullcontext()
     with lock:
         return _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir, preset, variant, callbacks, progress,
@@ -418,6 +469,8 @@ def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset,
     check_configs(model_cfg, train_cfg, data_cfg)
     # Before anything touches the logs: a truncated checkpoint is moved aside, the newest readable one wins.
     point = resume_point(run_dir)
+    if point:
+        _check_resume_model(point, family, model_cfg)
     L.seed_everything(train_cfg.seed, workers=True, verbose=False)
     _, GenomeDataModule = _data_api()
     dm = datamodule or GenomeDataModule(data_cfg)
@@ -450,6 +503,10 @@ def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset,
             val = {**_validate(trainer, lit, dm, log_metrics=logged is None), **(logged or {})}
     except SIGTERMException:
         raise TrainingStopped(_stopped_message(run_dir, trainer, train_cfg.max_steps)) from None
+    except SystemExit as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):  # Lightning turns Ctrl-C inside fit into sys.exit(1)
+            raise KeyboardInterrupt(f"{run_dir}: interrupted at step {trainer.global_step}") from None
+        raise
     finally:
         tracking.finish(trainer.loggers)
     counts = lit.model.param_counts()
@@ -501,6 +558,17 @@ def _error(message: str) -> int:
     return 2
 
 
+def _os_error_message(exc: OSError, out: Path) -> str:
+    """A filesystem error in one line naming what the user can act on: a file outside the run (an input) by its
+    name, anything in the run directory by the run directory (Lightning and fsspec write checkpoints through
+    temporary files that are gone by the time the error is read)."""
+    name = Path(exc.filename) if exc.filename else None
+    reason = exc.strerror or str(exc)
+    if name is not None and name.exists() and out.resolve() not in (name.resolve(), *name.resolve().parents):
+        return f"{name}: {reason}"
+    return f"{out}: {reason} (the run directory{'; rerun the same command to resume once there is room' if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ''})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dnahnet.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -542,6 +610,11 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingStopped as exc:
         print(f"stopped: {exc}", file=sys.stderr)
         return TrainingStopped.exit_code
+    except KeyboardInterrupt:
+        point = ckptlib.find_resume_point(out, set_aside_corrupt=False) if out.is_dir() else None
+        where = f"its last checkpoint is at step {point.step}" if point else "it has no checkpoint yet"
+        print(f"stopped: {out}: interrupted (SIGINT); {where}; rerun the same command to resume", file=sys.stderr)
+        return 130
     except ckptlib.CheckpointError as exc:
         return _error(str(exc))
     except FloatingPointError as exc:  # the training loss became NaN/inf
@@ -549,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError, FileNotFoundError) as exc:
         return _error(str(exc).strip("'\"") if isinstance(exc, KeyError) else str(exc))
     except OSError as exc:  # --out on a read-only or full filesystem, a permission problem
-        return _error(f"{exc.filename or out}: {exc.strerror or exc}")
+        return _error(_os_error_message(exc, out))
     print(
         f"{family} ({preset}{'/' + variant if variant else ''}): val loss {result.val_loss:.4f} nats/nt = "
         f"{result.val_bpn:.4f} bits/nt after {result.tokens:,} tokens, {result.flops:.3g} FLOPs, "

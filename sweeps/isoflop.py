@@ -14,7 +14,7 @@ val_loss in nats/nt on the fixed validation windows, actual training FLOPs, stat
 Rerunning the same command skips finished runs (ok or failed; --retry-failed reruns failed ones) and
 resumes an interrupted run from its newest readable checkpoint. A rerun that would give a planned or
 trained run other settings (--set, --overrides) is refused, naming the keys; so is a second sweep on the
-same --out while one runs. Stopped by SIGTERM, the sweep exits 143 and a rerun resumes; a full disk stops
+same --out while one runs. Stopped by SIGTERM, the sweep exits 143 (by Ctrl-C, 130) and a rerun resumes; a full disk stops
 it with one line after recording what it can. Then: `python -m analysis --results OUT/results.csv
 --out OUT/analysis`.
 
@@ -175,7 +175,9 @@ def check_dry_run_keeps_plan(out: Path, plan: list[RunSpec]) -> None:
 
 def check_args(args) -> None:
     """Refuse nonsensical numbers before planning (ValueError naming the option)."""
-    for name, low in (("seq_len", 1), ("sizes", 1), ("devices", 1), ("num_nodes", 1), ("threads", 1), ("gpus", 1),
+    # seq_len >= 8: what a ladder allows (sweeps.ladders.Ladder); shorter windows hold less than one chunk of a
+    # dnaHNet hierarchy and a few nucleotides of context, nothing a scaling law is about.
+    for name, low in (("seq_len", 8), ("sizes", 1), ("devices", 1), ("num_nodes", 1), ("threads", 1), ("gpus", 1),
                       ("jobs", 1),
                       ("slurm_cpus_per_task", 1), ("slurm_mem_gb", 1), ("slurm_array_parallelism", 1),
                       ("slurm_gpus_per_node", 0)):
@@ -328,6 +330,11 @@ def main(argv: list[str] | None = None) -> int:
         done = len(results_by_id(out / "results.csv")) if (out / "results.csv").is_file() else 0
         print(f"stopped: sweep {out} ({done} of {len(specs)} runs recorded): {exc}", file=sys.stderr)
         return TrainingStopped.exit_code
+    except KeyboardInterrupt:  # Ctrl-C: the run in progress resumes from its last checkpoint on a rerun
+        done = len(results_by_id(out / "results.csv")) if (out / "results.csv").is_file() else 0
+        print(f"stopped: sweep {out} interrupted (SIGINT) with {done} of {len(specs)} runs recorded; rerun the same "
+              "command to continue (finished runs are skipped, the interrupted one resumes)", file=sys.stderr)
+        return 130
     except (RunRefused, DiskFull, ValueError, KeyError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

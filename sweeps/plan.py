@@ -135,6 +135,21 @@ def make_run_id(family: str, variant: str | None, budget: float, size: str) -> s
     return f"{family}{v}-C{budget_tag(budget)}-{size}"
 
 
+def _check_settings(family: str, preset: str, variant: str | None, user: dict, seq_len: int, parallel: dict) -> None:
+    """The user's settings checked as `dnahnet.train` checks a run's, once, before any size is planned:
+    model.d_model=0 would divide by zero in the planner, and --precision fp99 or data.n_val_windows=0 would
+    plan a sweep whose every run is refused (ValueError naming the setting)."""
+    from dnahnet.rundir import RunRefused
+    from dnahnet.train import check_configs
+
+    sections = Overrides(model=dict(user["model"]), train={**user["train"], **parallel},
+                         data={**user["data"], "seq_len": seq_len})
+    try:
+        check_configs(*configure.resolve(family, preset, variant, sections).as_tuple())
+    except RunRefused as exc:
+        raise ValueError(f"every planned run would be refused: {exc}") from None
+
+
 def plan_family(
     family: str,
     variant: str | None,
@@ -175,6 +190,7 @@ def plan_family(
         raise ValueError(f"{overrides.source.get('train.lr_scale')}: train.lr_scale must be > 0, got {lr_scale}")
     parallel = {"devices": int(devices), "num_nodes": int(num_nodes), "strategy": strategy,
                 "accelerator": accelerator, "precision": precision}
+    _check_settings(family, rule.preset, variant, user, L, parallel)
 
     specs: list[RunSpec] = []
     for budget in ladder.budgets_for(family):

@@ -21,6 +21,11 @@ its run directory's last checkpoint. Several workers may run the same command ag
 storage (e.g. a PostgreSQL/MySQL URL on a cluster, or the SQLite file on one machine) and share the study;
 each trial trains on one device, so start one worker per GPU (CUDA_VISIBLE_DEVICES=k).
 
+Stopped by SIGTERM (a time limit, preemption) or Ctrl-C, the tuner finishes nothing more: between trials it
+stops before the next one, inside a trial at the next training step (the trial is queued again and resumes
+its run directory); it exits 143 (SIGTERM) or 130 (SIGINT) saying where it stopped, and rerunning the
+command continues the study.
+
 Writes into OUT: trials/trial_<n>/ (each trial's run directory), trials.csv, best_overrides.yaml (the
 best configuration, accepted by `sweeps/isoflop.py --overrides`), history.png, intermediate.png and
 importances.png (from two completed trials on).
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -94,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     out = Path(args.out)
+    created = not out.exists()
     try:
         if args.trials < 1:
             raise ValueError(f"--trials must be >= 1, got {args.trials}")
@@ -126,7 +133,12 @@ def main(argv: list[str] | None = None) -> int:
                                    batch_size=args.batch_sizes, alpha=args.alpha, lr_outer=args.lr_outer,
                                    lr_decay=args.lr_decay)
         spec = tuning.TuneSpec(args.model, args.preset, args.variant, args.budget, args.evals, space, base)
-        train_cfg = spec.base_configs()[1]
+        from dnahnet.train import check_configs, check_model_builds
+
+        base_model, train_cfg, base_data = spec.base_configs()
+        # As a run would check them (RunRefused is a ValueError): every trial would be refused otherwise.
+        check_configs(base_model, train_cfg, base_data)
+        check_model_builds(spec.family, base_model)
         if train_cfg.devices * train_cfg.num_nodes != 1:
             raise ValueError("train.devices / train.num_nodes: a trial trains on one device; to use more devices, "
                              "start one worker per device on the same --storage (e.g. CUDA_VISIBLE_DEVICES=k)")
@@ -138,20 +150,25 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         storage = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
         study = _open_study(args, spec, storage, name)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, KeyError, FileNotFoundError, OSError) as exc:
+        if created and out.is_dir():  # made just before a bad --storage was found: leave nothing behind
+            shutil.rmtree(out, ignore_errors=True)
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):  # a read-only filesystem
+            print(f"error: {exc.filename or out}: {exc.strerror or exc}", file=sys.stderr)
+        else:
+            print(f"error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # --out a file, on a read-only filesystem
-        print(f"error: {exc.filename or out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    from dnahnet.rundir import TrainingStopped, stop_on_sigterm
-
-    stop_on_sigterm()
-    try:
-        tuning.optimize(study, objective, args.trials)
-    except TrainingStopped as exc:
-        print(f"stopped: {exc}", file=sys.stderr)
-        return TrainingStopped.exit_code
+    # SIGTERM / SIGINT set a flag, read between trials and at each training step (never an exception raised
+    # from inside a signal handler); the study stops there and a rerun continues it.
+    with tuning.STOP.installed():
+        try:
+            tuning.optimize(study, objective, args.trials)
+        except tuning.TuneStopped as exc:
+            done = len(tuning.finished_trials(study))
+            print(f"stopped: study {study.study_name!r} in {out}: {exc}; {done} of {args.trials} trials finished; "
+                  "rerun the same command to continue the study (an interrupted trial resumes its run)",
+                  file=sys.stderr)
+            return tuning.STOP.exit_code if tuning.STOP else 130
     tuning.write_outputs(study, spec, out)
     return 0
 

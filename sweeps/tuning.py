@@ -20,11 +20,13 @@ last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import random
 import shutil
+import signal
 import socket
 import time
 import warnings
@@ -43,6 +45,7 @@ from optuna.trial import FrozenTrial, TrialState
 from dnahnet import config as cfglib
 from dnahnet import configure
 from dnahnet.fileio import atomic_savefig, atomic_write_text
+from dnahnet.rundir import TrainingStopped
 from dnahnet.train import train_run
 from sweeps.ladders import measure
 
@@ -153,6 +156,82 @@ def plan_steps(budget: float, flops_per_token: float, batch: int, seq_len: int, 
             f"{spent.batch} windows, {spent.error:.1%} off); change --budget or --evals"
         )
     return spent.steps, spent.batch
+
+
+# --------------------------------------------------------------------------------------- stopping
+class StopRequest:
+    """A stop asked for by a signal (SIGTERM: a time limit or preemption; SIGINT: Ctrl-C). The handler only
+    records it; the tuner reads it between trials and the training loop at each step (`StopCallback`).
+
+    Why not an exception from the handler: a handler runs between any two bytecodes, e.g. inside a
+    SQLAlchemy garbage-collection callback, where an exception is printed as "Exception ignored" and lost
+    (the next trial then ran, and the command exited 0)."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None  # "SIGTERM" / "SIGINT" once asked
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+    def handler(self, signum, frame) -> None:
+        self.signal = self.signal or signal.Signals(signum).name
+
+    @contextlib.contextmanager
+    def installed(self, signums=(signal.SIGTERM, signal.SIGINT)):
+        """Route `signums` to this flag while the block runs (the previous handlers come back after)."""
+        self.signal = None
+        previous = {}
+        for signum in signums:
+            with contextlib.suppress(ValueError):  # not the main thread: signals stay as they are
+                previous[signum] = signal.signal(signum, self.handler)
+        try:
+            yield self
+        finally:
+            for signum, old in previous.items():
+                signal.signal(signum, old)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (signal.SIGINT if self.signal == "SIGINT" else signal.SIGTERM)  # 130 / 143, as a shell says
+
+
+STOP = StopRequest()
+
+
+class TuneStopped(KeyboardInterrupt):
+    """The study stopped on a StopRequest; rerunning the command continues it. A KeyboardInterrupt, so that
+    Optuna marks an interrupted trial failed (it is queued again) and passes the stop on."""
+
+
+class StopCallback(Callback):
+    """Ends a trial's training at the next step boundary once a stop is asked for (a signal that came before
+    Lightning installed its own SIGTERM handler, or a SIGINT, which Lightning does not watch)."""
+
+    def __init__(self, request: StopRequest):
+        super().__init__()
+        self.request = request
+
+    def _check(self, trainer) -> None:
+        if self.request:
+            raise TrainingStopped(f"stopped by {self.request.signal} at step {trainer.global_step}")
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._check(trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._check(trainer)
+
+
+class _QuietStops(logging.Filter):
+    """Optuna logs a failed trial with its traceback; a requested stop is not an error worth one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], TuneStopped):
+            record.exc_info = None
+        return True
+
+
+logging.getLogger("optuna.study._optimize").addFilter(_QuietStops())
 
 
 # --------------------------------------------------------------------------------------- pruning
@@ -406,6 +485,9 @@ def make_objective(spec: TuneSpec, out_dir: Path, progress: bool = True,
     def objective(trial: optuna.Trial) -> float:
         original = retried_trial_number(trial)
         number = trial.number if original is None else original  # a retry resumes the original's run
+        if STOP:  # asked between the check in `optimize` and this trial's start: it starts again next time
+            queue_retry(trial, number)
+            raise TuneStopped(f"stopped by {STOP.signal} before trial {trial.number} trained")
         run_dir = out_dir / "trials" / f"trial_{number}"
         overrides = overrides_from_params(suggest(trial, spec.space, spec.family, stages), spec.family, stages)
         # The batch may move to spend the budget (the planner's rule); the run length follows from it.
@@ -430,7 +512,7 @@ def make_objective(spec: TuneSpec, out_dir: Path, progress: bool = True,
         pruning = StepPruningCallback(trial, "val/loss", val_every=train_cfg.val_every, max_steps=steps)
         try:
             result = train_fn(spec.family, model_cfg, train_cfg, data_cfg, run_dir, preset=spec.preset,
-                              variant=spec.variant, callbacks=[pruning], progress=progress)
+                              variant=spec.variant, callbacks=[pruning, StopCallback(STOP)], progress=progress)
             if not math.isfinite(result.val_loss):
                 raise FloatingPointError(f"non-finite validation loss {result.val_loss}")
         except optuna.TrialPruned:
@@ -442,9 +524,11 @@ def make_objective(spec: TuneSpec, out_dir: Path, progress: bool = True,
             raise
         except KeyboardInterrupt:
             # Optuna marks the trial failed; queue it again so that the next run resumes its checkpoint.
-            # (A SIGTERM, e.g. preemption, leaves it RUNNING instead: the heartbeat check retries it.)
             queue_retry(trial, number)
             raise
+        except TrainingStopped as exc:  # SIGTERM (Lightning's, at a step boundary) or a StopRequest
+            queue_retry(trial, number)
+            raise TuneStopped(f"trial {trial.number} ({run_dir}): {exc}") from None
         for key in ("val_bpn", "tokens", "flops", "params", "params_non_embedding", "wall_s"):
             trial.set_user_attr(key, getattr(result, key))
         return float(result.val_loss)
@@ -468,10 +552,14 @@ def optimize(study: optuna.Study, objective, n_trials: int) -> int:
         if len(finished_trials(study)) >= n_trials:
             study.stop()
 
-    # n_trials=None: a finished trial (counted) or an uncaught error (raised) ends each iteration, and the
-    # callback stops once the study is full, counting other workers' trials too.
-    study.optimize(objective, n_trials=None, catch=TRIAL_ERRORS, callbacks=[stop_when_done], gc_after_trial=True)
-    return started[0]
+    # One trial per call, the StopRequest read before each: a signal between trials stops the study before the
+    # next one starts. The callback stops once the study is full, counting other workers' trials too.
+    while True:
+        if STOP:
+            raise TuneStopped(f"stopped by {STOP.signal} between trials (no trial was running)")
+        study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS, callbacks=[stop_when_done], gc_after_trial=True)
+        if len(finished_trials(study)) >= n_trials:
+            return started[0]
 
 
 # --------------------------------------------------------------------------------------- outputs

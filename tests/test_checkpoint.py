@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,108 @@ def test_fsdp2_run_loads_for_generation_and_scoring(tmp_path):
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1))
     reported = json.loads((out / "dnahnet-fsdp2" / "result.json").read_text())["val_loss"]
     assert abs(float(loss) - reported) < 1e-4, (float(loss), reported)
+
+
+# ------------------------------------------------------------------------------------ checkpoints that carry code
+class _Calls:
+    """Unpickling this calls `fn(*args)`: what a crafted checkpoint could run."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return (self.fn, self.args)
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+@pytest.mark.parametrize("name", ["posix.system", "builtins.eval", "builtins.exec", "subprocess.call",
+                                  "builtins.open"])
+def test_a_checkpoint_that_carries_code_is_unsafe_whatever_the_protocol(tmp_path, name, protocol):
+    """torch refuses these with different words ("GLOBAL posix.system whose module posix is blocked",
+    "Unsupported global: GLOBAL builtins.eval", and for protocol 4 "Unsupported operand 149", before it sees any
+    global); each is UnsafeCheckpoint naming the global, and the payload never runs."""
+    import subprocess
+
+    marker = tmp_path / "ran"
+    payload = {"posix.system": _Calls(os.system, f"touch {marker}"),
+               "builtins.eval": _Calls(eval, f"open({str(marker)!r}, 'w')"),
+               "builtins.exec": _Calls(exec, f"open({str(marker)!r}, 'w')"),
+               "subprocess.call": _Calls(subprocess.call, ["touch", str(marker)]),
+               "builtins.open": _Calls(open, str(marker), "w")}[name]
+    path = tmp_path / "evil.ckpt"
+    torch.save({"global_step": 1, "x": payload}, path, pickle_protocol=protocol)
+    name = {"builtins.open": "io.open"}.get(name, name)  # where pickle finds open()
+    assert ck.code_references(path) == [name]
+    with pytest.raises(ck.UnsafeCheckpoint, match=rf"evil\.ckpt: refused: this file carries code \(it asks for "
+                                                  rf"{re.escape(name)}\)"):
+        ck.safe_load(path)
+    assert not marker.exists() and path.exists()
+
+
+def test_our_checkpoints_reference_only_allowed_globals(tmp_path):
+    """The scan that flags code finds nothing in a real checkpoint (tensors, an OrderedDict state dict, nested
+    plain values) nor in files that are not pickles at all (those are corrupt, not unsafe)."""
+    from dnahnet.registry import build_model_from_config
+
+    cfg = get_config("transformer", "tiny")
+    torch.save(_lightning_like(build_model_from_config("transformer", cfg), "transformer", cfg, 3),
+               tmp_path / "ok.ckpt")
+    assert ck.code_references(tmp_path / "ok.ckpt") == []
+    (tmp_path / "noise.ckpt").write_bytes(bytes(range(256)) * 8)
+    assert ck.code_references(tmp_path / "noise.ckpt") == []
+    with pytest.raises(ck.CorruptCheckpoint):
+        ck.safe_load(tmp_path / "noise.ckpt")
+    # Text parses as opcodes ("import sys" is INST): a source file is not a checkpoint, not one that carries code.
+    (tmp_path / "source.ckpt").write_text(Path(ck.__file__).read_text())
+    assert ck.code_references(tmp_path / "source.ckpt") == []
+    with pytest.raises(ck.CorruptCheckpoint):
+        ck.safe_load(tmp_path / "source.ckpt")
+
+
+def test_a_protocol_0_pickle_that_calls_a_function_is_unsafe(tmp_path):
+    """torch refuses protocol 0 at its first unsupported opcode ("Unsupported operand 100"), before it names the
+    global; the opcode scan reads the complete pickle and finds it."""
+    import pickle
+
+    marker = tmp_path / "ran"
+    (tmp_path / "p0.ckpt").write_bytes(pickle.dumps({"x": _Calls(os.system, f"touch {marker}")}, protocol=0))
+    with pytest.raises(ck.UnsafeCheckpoint, match=r"posix\.system"):
+        ck.safe_load(tmp_path / "p0.ckpt")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("message, names", [
+    ("Trying to load unsupported GLOBAL posix.system whose module posix is blocked.", ["posix.system"]),
+    ("Weights only load failed.\n\tWeightsUnpickler error: Unsupported global: GLOBAL builtins.eval was not an "
+     "allowed global by default. Please use ...", ["builtins.eval"]),
+    ("Trying to call reduce for unrecognized function <built-in function system>", ["<built-in function system>"]),
+    ("Can only create new object for nn.Parameter or classes allowlisted via `add_safe_globals` but got "
+     "<class 'x.Evil'>", ["<class 'x.Evil'>"]),
+    ("Can only build Tensor, Parameter, OrderedDict or types allowlisted via `add_safe_globals`, but got "
+     "<class 'x.Evil'>", ["<class 'x.Evil'>"]),
+    ("``torch.distributed.tensor`` must be imported to load DTensors", ["``torch.distributed.tensor``"]),
+    ("Unsupported operand 149", []),  # a bare opcode says nothing of code: the opcode scan decides
+    ("Can only append to lists, but got <class 'dict'>", []),
+])
+def test_every_refusal_wording_of_the_weights_only_unpickler_names_its_global(message, names):
+    """The wordings of torch/_weights_only_unpickler.py (2.13) that refuse a global or a call of one."""
+    assert ck._refused_globals(message) == names
+
+
+def test_the_wordings_cover_what_this_torch_raises():
+    """Every refusal of a global, a call or a construction that the installed torch's weights-only unpickler
+    can raise, its placeholders filled in, is recognised (a new wording after a torch upgrade fails here, not
+    silently in the field, where the file would be set aside as merely corrupt)."""
+    import re
+
+    import torch._weights_only_unpickler as wo
+
+    source = Path(wo.__file__).read_text()
+    literals = re.findall(r"UnpicklingError\(\s*((?:f?\"[^\"]*\"\s*)+)\)", source)
+    literals += re.findall(r"error_msg = \(\s*((?:f?\"[^\"]*\"\s*)+)\)", source)  # the reduce refusal
+    messages = ["".join(re.findall(r"f?\"([^\"]*)\"", lit)) for lit in literals]
+    about_code = [re.sub(r"\{[^}]*\}", "x.Evil", m) for m in messages
+                  if re.search(r"GLOBAL|new object|Can only build|must be imported|reduce", m)]
+    assert len(about_code) >= 6, messages  # blocked, unsupported, reduce, new object, build, 2 x must be imported
+    for message in about_code:
+        assert ck._refused_globals(message), message

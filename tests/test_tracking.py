@@ -223,6 +223,7 @@ def test_a_missing_tracker_package_is_one_line_naming_the_extra(tmp_path, monkey
 
 
 def test_check_trackers_puts_csv_first_once():
+    needs_trackers("mlflow", "tensorboard")  # check_trackers refuses a tracker whose package is missing
     assert tracking.check_trackers("mlflow,csv,tensorboard,mlflow") == ("csv", "mlflow", "tensorboard")
     assert tracking.check_trackers(("csv",)) == ("csv",) and tracking.check_trackers([]) == ("csv",)
 

@@ -46,7 +46,8 @@ class DataConfig:
     num_workers: int = 0  # DataLoader workers (sampling is vectorised; 0 is usually enough)
 
     def __post_init__(self) -> None:
-        for name, low in (("seq_len", 1), ("batch_size", 1), ("n_val_windows", 0), ("n_test_windows", 0)):
+        for name, low in (("seq_len", 1), ("batch_size", 1), ("eval_batch_size", 1), ("n_val_windows", 0),
+                          ("n_test_windows", 0)):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
                 raise ValueError(f"DataConfig.{name}={value!r} must be an int >= {low}")
@@ -56,6 +57,9 @@ class DataConfig:
             raise ValueError(f"DataConfig.num_workers={self.num_workers} must be >= 0")
         if isinstance(self.holdout, str):
             self.holdout = [self.holdout]
+        if not isinstance(self.holdout, (list, tuple)) or not all(isinstance(h, str) for h in self.holdout):
+            raise ValueError(f"DataConfig.holdout={self.holdout!r} must be a list of genome/record name patterns "
+                             "(e.g. data.holdout=[e.coli-K12])")
         if isinstance(self.inputs, str):
             self.inputs = [self.inputs]
 

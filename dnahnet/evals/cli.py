@@ -47,12 +47,24 @@ def _bounded_int(text: str, low: int) -> int:
     return value
 
 
-def check_output_dir(path: str | Path, arg: str = "--out") -> Path:
+def check_output_dir(path: str | Path, arg: str = "--out", create: bool = True) -> Path:
     """Create the output directory now (ValueError naming it when it is a file, or not writable), so that a
-    long evaluation does not fail at its very end."""
+    long evaluation does not fail at its very end. `create=False`: only check that it could be created (a
+    command refused later, e.g. for its checkpoint, then leaves nothing behind)."""
+    import tempfile
+
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{arg} {path}: is a file, not a directory")
+    if not create and not path.exists():
+        parent = next(p for p in path.parents if p.exists())
+        if not parent.is_dir():
+            raise ValueError(f"{arg} {path}: {parent} is a file, not a directory")
+        try:  # a real attempt: os.access says yes for root on a read-only mount
+            os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".dnahnet-out-check-"))
+        except OSError as exc:
+            raise ValueError(f"{arg} {path}: cannot create it ({exc.strerror or exc})") from None
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -120,7 +132,7 @@ def model_from_args(args: argparse.Namespace):
 
     resolve_device(args.device)
     if getattr(args, "out", None) is not None:
-        check_output_dir(args.out)
+        check_output_dir(args.out, create=False)  # created by the first write (a refused command leaves nothing)
     if args.checkpoint:
         from dnahnet.checkpoint import load_model, weights_file
 

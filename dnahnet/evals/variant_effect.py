@@ -44,6 +44,7 @@ from dnahnet.evals.cli import (
     add_model_args,
     atomic_write_csv,
     atomic_write_json,
+    nonnegative_int,
     positive_int,
     run_main,
     score_with_cache,
@@ -456,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--wt-protein", action="append", type=Path, help="the assay's wild-type protein FASTA (checks numbering)")
     a.add_argument("--wt-protein-start", action="append", type=int, help="residue number of --wt-protein's first residue")
     a.add_argument("--context", action="append", type=Path, help="GenBank/FASTA holding the CDS (genomic flanks)")
-    a.add_argument("--flank", type=int, default=None, help=f"flank nt each side with --context (default {DEFAULT_FLANK})")
+    a.add_argument("--flank", type=nonnegative_int, default=None, help=f"flank nt each side with --context (default {DEFAULT_FLANK})")
     a.add_argument("--codon-usage", type=Path, default=None,
                    help="GenBank (its CDS features) or FASTA of CDSs for codon-usage ties (default: CDS + context)")
     a.add_argument("--name", action="append", help="assay name (default: the CSV's stem)")

@@ -128,3 +128,38 @@ def test_a_worker_stopped_by_sigterm_stops_the_sweep_without_a_failed_row(tmp_pa
             _finish(spec, out, returncode)
     assert not (out / "results.csv").exists()  # not failed: a rerun resumes it
     assert _finish(spec, out, 1)["status"] == "failed"  # any other death is a failure
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_sweep_with_130_and_a_line_and_the_rerun_finishes(tmp_path, monkeypatch, capsys):
+    """SIGINT at step 2 of the first run, delivered as a terminal's Ctrl-C is (Python's KeyboardInterrupt inside
+    Lightning's fit, which Lightning turns into sys.exit(1)): the sweep exits 130 saying where it stopped, records
+    no failed row, and the rerun trains every run (issue 25: it exited 1 with no message)."""
+    from lightning.pytorch.callbacks import Callback
+
+    from dnahnet import train as trainlib
+
+    class CtrlCAtStep2(Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    real = trainlib.train_run
+
+    def interrupted(*args, callbacks=(), **kwargs):
+        return real(*args, callbacks=[*callbacks, CtrlCAtStep2()], **kwargs)
+
+    out = tmp_path / "sweep"
+    args = sweep_args(tmp_path, out)
+    monkeypatch.setattr(trainlib, "train_run", interrupted)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C raises KeyboardInterrupt
+    code = isoflop.main(args)
+    err = capsys.readouterr().err
+    assert code == 130, err[-3000:]
+    assert "stopped: sweep" in err and "interrupted (SIGINT)" in err and "0 of 3 runs recorded" in err
+    assert "rerun the same command" in err and "Traceback" not in err
+    assert not (out / "results.csv").exists()  # the interrupted run is not recorded as failed
+    monkeypatch.setattr(trainlib, "train_run", real)
+    assert isoflop.main(args) == 0
+    rows = read_results(out / "results.csv")
+    assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)

@@ -387,3 +387,63 @@ def test_the_logged_batch_is_the_trained_one_when_the_budget_moves_it(corpus, tm
     assert yaml.safe_load((tmp_path / "tune" / "best_overrides.yaml").read_text())["data"] == {"batch_size": 7}
     config = yaml.safe_load((tmp_path / "tune" / "trials" / "trial_0" / "config.yaml").read_text())
     assert config["data"]["batch_size"] == 7
+
+
+# ----------------------------------------------------------------------------------- signals
+def test_sigterm_between_trials_stops_the_study_before_the_next_trial(corpus, tmp_path, monkeypatch, capsys):
+    """The SIGTERM lands as trial 0's run returns (the moment issue 25's probe hit: the old handler raised
+    inside a SQLAlchemy GC callback, the exception was lost and trial 1 ran). The handler only sets a flag;
+    the tuner reads it before trial 1 starts: exit 143, one trial, a message saying where and how to go on."""
+    import signal
+
+    from dnahnet.train import RunResult
+
+    calls = []
+
+    def one_run_then_sigterm(family, model_cfg, train_cfg, data_cfg, run_dir, **kwargs):
+        calls.append(Path(run_dir).name)
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered now, in this (the main) thread
+        return RunResult("ok", 1.3, 1.9, 1000, 1e9, 1e9, 100, 50, train_cfg.max_steps, 1.0)
+
+    monkeypatch.setattr(tuning, "train_run", one_run_then_sigterm)
+    before = signal.getsignal(signal.SIGTERM)
+    code = tune.main(cli_args(corpus, tmp_path / "study", 3))
+    err = capsys.readouterr().err
+    assert code == 143, err[-2000:]
+    assert calls == ["trial_0"]  # trial 1 never started
+    assert "stopped by SIGTERM between trials" in err and "rerun the same command to continue" in err
+    assert "Traceback" not in err
+    assert signal.getsignal(signal.SIGTERM) is before  # the tuner's handler is gone with the command
+    study = load(tmp_path / "study")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE]
+
+
+def test_sigterm_inside_a_trial_stops_at_a_step_and_the_rerun_trains_it_again(corpus, tmp_path, capsys):
+    """SIGTERM at step 2 of trial 0: training stops at the step boundary, the trial is queued again, and the
+    rerun trains it in the same run directory (no second trial directory)."""
+    import signal
+
+    from lightning.pytorch.callbacks import Callback
+
+    class SigtermAtStep2(Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    spec = two_step_spec(corpus)
+    study = tuning.open_study(spec, f"sqlite:///{tmp_path / 'study.db'}", "sigterm", pruner="none")
+    dirs = []
+
+    def train_fn(*args, callbacks=(), **kwargs):
+        dirs.append(Path(args[4]).name)
+        extra = [SigtermAtStep2()] if len(dirs) == 1 else []
+        return tuning.train_run(*args, callbacks=[*callbacks, *extra], **kwargs)
+
+    with tuning.STOP.installed(), pytest.raises(tuning.TuneStopped, match="SIGTERM at step 2"):
+        tuning.optimize(study, tuning.make_objective(spec, tmp_path, progress=False, train_fn=train_fn), 1)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert not (tmp_path / "trials" / "trial_0" / "result.json").exists()
+    with tuning.STOP.installed():
+        tuning.optimize(study, tuning.make_objective(spec, tmp_path, progress=False, train_fn=train_fn), 1)
+    assert dirs == ["trial_0", "trial_0"] and study.trials[1].state == TrialState.COMPLETE
+    assert (tmp_path / "trials" / "trial_0" / "result.json").exists()
