@@ -10,7 +10,7 @@ DEMO_OUT ?= demo
 REFERENCE ?= analysis/reference/cpu
 FIGURES ?= figures/cpu
 
-.PHONY: install demo figures test test-fast lint clean
+.PHONY: install demo figures test test-fast test-readme lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ figures: install
 
 test: install
 	$(PY) -m pytest -q
+
+# Every README command, in order, in a fresh copy of the repository (tens of minutes on 2 cores).
+test-readme: install
+	DNAHNET_README_TEST=1 $(PY) -m pytest -q tests/test_readme.py -k every_readme_block
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"

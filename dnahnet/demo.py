@@ -63,7 +63,7 @@ def headline(fits_path: Path) -> list[str]:
     fits = json.loads(fits_path.read_text())
     lines = []
     for key, fit in fits.items():
-        if key == "comparisons":
+        if key in ("comparisons", "markov_floor"):
             continue
         a2 = fit["approach2"]
         usable = sum(not o["flagged"] for o in a2["optima"])

@@ -370,6 +370,13 @@ CASES = {
 
 # The pattern each earlier row's error line must match (issue 18's rows, written before the table had the column).
 MESSAGES = {
+    "hierarchy_usage random checkpoint": r"random\.ckpt: unreadable checkpoint",
+    "hierarchy_usage truncated checkpoint": r"truncated\.ckpt: unreadable checkpoint",
+    "hierarchy_usage missing model": r"nope: checkpoint not found",
+    "hierarchy_usage transformer run": r"not a dnaHNet",
+    "markov --data-dir missing": r"data directory .*/nope .*does not exist",
+    "markov --plan missing": r"--plan .*nope\.csv: cannot read",
+    "markov --max-order 99": r"--max-order 99 must lie in 0\.\.16",
     "train --data-dir missing": r"data directory .*/nope .*does not exist",
     "train --data-dir empty": r"no FASTA/GenBank file under .*/empty",
     "train seq_len longer than any record": r"no record is at least 100001 nt long",
@@ -450,7 +457,6 @@ def _row(case: str) -> Case:
 
 def test_every_row_has_a_message_pattern():
     assert all(_row(case).message for case in CASES)
-
 
 
 def _command(name: str):

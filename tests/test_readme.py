@@ -1,6 +1,7 @@
 """The README: the GPU example installs a CUDA build of torch, not the CPU default; every bash block runs, in
 order, on a fresh copy of the repository."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -91,12 +92,13 @@ def fresh_copy(tmp: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("DNAHNET_README_TEST") != "1",
+                    reason="runs every README command in order (two cpu-smoke sweeps, the trainings, an export): "
+                           "tens of minutes on 2 cores, beyond the suite's budget; `make test-readme` runs it")
 def test_every_readme_block_runs_in_order_on_a_fresh_copy(tmp_path):
     """Each command of the README, in order, in a fresh copy of the repository with its default data next
     to it: exit 0, no traceback, no `error:` line, no runpy warning. Only the commands listed in NOT_RUN are
     left out, and the only changes are the README's own shrinks (SHRINK)."""
-    import os
-
     commands = readme_commands()
     skipped = {c for c in commands if any(re.search(p, c) for p in NOT_RUN)}
     assert {p for p in NOT_RUN if not any(re.search(p, c) for c in commands)} == set(), "a NOT_RUN entry is stale"
