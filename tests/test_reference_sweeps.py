@@ -134,3 +134,36 @@ def test_without_the_reference_corpus_the_reproduction_skips(tmp_path, monkeypat
     monkeypatch.setenv(paths.ENV_DATA_DIR, str(tmp_path))  # another corpus without genomes/
     with pytest.raises(pytest.skip.Exception, match=r"reference corpus .*absent"):
         reference_corpus_or_skip()
+
+
+def test_committed_exports_are_the_evaluated_models():
+    """Every evals.csv row of the reference names a committed export (model.safetensors + config.json) whose
+    model has the row's parameter count, family and variant: the zero-shot figures score weights in reach."""
+    import dnahnet
+    from dnahnet.export import read_config
+
+    evaluated = 0
+    for family in FAMILIES:
+        path = REFERENCE / family / "evals.csv"
+        if not path.is_file():
+            continue
+        results = pd.read_csv(REFERENCE / family / "results.csv").set_index("run_id")
+        for _, row in pd.read_csv(path).iterrows():
+            folder = REFERENCE / family / row["export"]
+            config = read_config(folder)
+            assert config["family"] == row["family"] == family
+            model = dnahnet.from_pretrained(folder)
+            assert model.param_counts().total == int(row["params"]) == int(results.loc[row["run_id"], "params"])
+            # Retrained from the committed plan with later code: float32 rounding of a changed Mamba-2 backward
+            # drifts dnaHNet's long runs by up to 1.1e-3 (the 4e12 run); the baselines reproduce to 2e-6.
+            tolerance = 2e-3 if family == "dnahnet" else 1e-5
+            assert abs(float(row["val_loss"]) - float(results.loc[row["run_id"], "val_loss"])) < tolerance
+            evaluated += 1
+    assert evaluated >= 9, evaluated
+
+
+def test_zero_shot_figures_regenerate_from_the_committed_evals(regenerated):
+    figures = {p.name for p in (regenerated / "figures").glob("*.png")}
+    assert {"zeroshot.png", "boundaries.png"} <= figures
+    summary = (regenerated / "summary.md").read_text()
+    assert "Spearman" in summary and "AUROC" in summary
