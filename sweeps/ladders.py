@@ -241,9 +241,17 @@ class SizeRule:
 
 
 def _plain_shape(width: int, depth: int, recipe: Recipe) -> dict:
-    """Transformer++ and StripedHyena 2: width, depth, heads of the recipe's head dim, SwiGLU rounding."""
+    """Transformer++ and StripedHyena 2: width, depth, heads of the recipe's head dim, SwiGLU rounding.
+    A recipe's `filter_groups` (StripedHyena 2) fixes the number of SE/MR filter groups at every width, so
+    every rung has the same set of MR decay rates (they are log-spaced over the groups)."""
+    extra = dict(recipe.extra)
+    groups = extra.pop("filter_groups", None)
+    if groups is not None:
+        if width % groups:
+            raise ValueError(f"width {width} is not a multiple of the recipe's {groups} filter groups")
+        extra["filter_group_size"] = width // groups
     return {"d_model": width, "n_layers": depth, "n_heads": max(1, width // recipe.head_dim),
-            "mlp_multiple": recipe.mlp_multiple, **recipe.extra}
+            "mlp_multiple": recipe.mlp_multiple, **extra}
 
 
 def _fixed_depth(depth: int) -> Callable[[int, str | None], int]:
@@ -258,32 +266,53 @@ DNAHNET_CPU_LAYOUT = ["m1", ["m1", ["T{n}"], "m1"], "m1"]  # shallow stages (our
 DNAHNET_PAPER_LAYOUT = ["m4", ["T1m4", ["T{n}"], "m4T1"], "m4"]  # dnaHNet appendix layout
 
 
-def _dnahnet_widths(width: int, multiple: int) -> tuple[int, int, int]:
-    """Stage widths (w/2, 3w/4, w), rounded up to `multiple`."""
-    return (max(multiple, round_up(width / 2, multiple)), max(multiple, round_up(3 * width / 4, multiple)), width)
+def _dnahnet_widths(width: int) -> tuple[int, int, int]:
+    """Stage widths (w/2, 3w/4, w), exactly: every width of a dnaHNet grid is a multiple of 4, so no rung
+    rounds a stage (rounding gave d8 (8,8,8) and d16 (8,16,16), a different shape where the CPU optimum lies)."""
+    if width % 4:
+        raise ValueError(f"dnaHNet width {width} is not a multiple of 4: stage widths (w/2, 3w/4, w) must be whole")
+    return (width // 2, 3 * width // 4, width)
 
 
 def _dnahnet_shape(width: int, depth: int, recipe: Recipe) -> dict:
     template = recipe.extra["layout"]
     layout = [template[0], [template[1][0], [template[1][1][0].format(n=depth)], template[1][2]], template[2]]
-    d = _dnahnet_widths(width, recipe.extra["width_multiple"])
+    d = _dnahnet_widths(width)
     d_int = (0,) + tuple(round_up(8 * x / 3, recipe.mlp_multiple) for x in d[1:])
-    mamba = {k: v for k, v in recipe.extra.items() if k not in ("layout", "width_multiple")}
+    mamba = {k: v for k, v in recipe.extra.items() if k != "layout"}
     return {"layout": layout, "d_model": d, "d_intermediate": d_int,
-            "n_heads": tuple(max(1, x // recipe.head_dim) for x in d), **mamba}
+            # attention head dim: the recipe's where it divides the stage width (every stage with attention
+            # in the CPU and paper layouts), else the largest divisor of it (heads of a Mamba-only stage are unused)
+            "n_heads": tuple(x // math.gcd(x, recipe.head_dim) for x in d), **mamba}
+
+
+DNAHNET_PAPER_DEPTH_WIDTH = 1024  # the paper recipe's main depth is solved once, at this width (its presets' middle)
 
 
 def _dnahnet_paper_depth(width: int, variant: str | None) -> int:
-    """Main-network depth giving it ~70% of the non-embedding parameters of the full two-stage layout
-    (DESIGN.md section 2). Every variant uses that depth: the one-stage variant "3" is the same model
-    without the inner stage's encoder and decoder (as `DNAHNetConfig.n_stages` defines it)."""
+    """The paper recipe's main-network depth, one for every width: the depth giving the main network ~70%
+    of the non-embedding parameters of the full two-stage layout (DESIGN.md section 2) at width
+    `DNAHNET_PAPER_DEPTH_WIDTH`. Solving it per width made the depth jitter between 11 and 15 from one rung
+    to the next (shape scatter in every parabola). Every variant uses that depth: the one-stage variant "3"
+    is the same model without the inner stage's encoder and decoder (as `DNAHNetConfig.n_stages` defines it)."""
+    return _main_depth_for_share(DNAHNET_PAPER_DEPTH_WIDTH, 0.7)
+
+
+@functools.lru_cache(maxsize=None)
+def _main_depth_for_share(width: int, share: float) -> int:
+    """Main depth giving the main network `share` of the non-embedding parameters at `width`."""
     recipe = SIZE_RULES["dnahnet"].recipe("paper")
     p1 = stats_of("dnahnet", None, _dnahnet_shape(width, 1, recipe), 64).params_non_embedding
     p2 = stats_of("dnahnet", None, _dnahnet_shape(width, 2, recipe), 64).params_non_embedding
     per_layer, rest = p2 - p1, p1 - (p2 - p1)
-    return max(1, int(round(0.7 / 0.3 * rest / per_layer)))
+    return max(1, int(round(share / (1 - share) * rest / per_layer)))
 
 
+# StripedHyena 2's SE/MR filter groups per layer, the same number at every width of a recipe, so every rung has
+# the same MR decay rates r_g (log-spaced over the groups). Evo 2 uses groups of 16 channels at widths of 1920+
+# (120+ groups); a fixed group *size* at CPU widths gave d8 one rate (r = 0.01, no decay) and d48 six.
+SH2_CPU_FILTER_GROUPS = 8  # widths 8..256: 1..32 channels per group
+SH2_PAPER_FILTER_GROUPS = 64  # widths 256..4096: 4..64 channels per group
 _PLAIN_CPU = dict(widths=_width_grid(8, 256, 8), head_dim=8, mlp_multiple=8)  # fine grid down to tiny models
 _PLAIN_PAPER = dict(widths=_width_grid(256, 4096, 64), head_dim=64, mlp_multiple=128)
 
@@ -293,29 +322,38 @@ SIZE_RULES: dict[str, SizeRule] = {
         recipes={"cpu": Recipe(**_PLAIN_CPU, depth=_fixed_depth(4)),
                  "paper": Recipe(**_PLAIN_PAPER, depth=_aspect_depth(64, 2))},
         center_tokens_per_param=350.0,  # as StripedHyena 2 (no published DNA Transformer optimum)
-        note="cpu: 4 layers, head dim 16; paper: depth = width/64 (>= 2), head dim 64; SwiGLU 8/3 d",
+        note="cpu: 4 layers, head dim 8; paper: depth = width/64 (>= 2), head dim 64; SwiGLU 8/3 d",
     ),
     "stripedhyena": SizeRule(
         family="stripedhyena", shape_fn=_plain_shape, min_depth=4,
-        recipes={"cpu": Recipe(**_PLAIN_CPU, depth=_fixed_depth(4), extra=dict(filter_group_size=8)),
-                 "paper": Recipe(**_PLAIN_PAPER, depth=_aspect_depth(64, 4))},
+        recipes={"cpu": Recipe(**_PLAIN_CPU, depth=_fixed_depth(4), extra=dict(filter_groups=SH2_CPU_FILTER_GROUPS)),
+                 "paper": Recipe(**_PLAIN_PAPER, depth=_aspect_depth(64, 4),
+                                 extra=dict(filter_groups=SH2_PAPER_FILTER_GROUPS))},
         center_tokens_per_param=350.0,  # dnaHNet paper: SH2 compute-optimal ~68B tokens at 8e19 FLOPs
-        note="cpu: 4 layers (SE-MR-LI-MHA: one attention layer), head dim 16; paper: depth = width/64 (>= 4)",
+        note="cpu: 4 layers (SE-MR-LI-MHA: one attention layer), head dim 8, 8 filter groups at every width; "
+             "paper: depth = width/64 (>= 4), 64 filter groups",
     ),
     "dnahnet": SizeRule(
         family="dnahnet", shape_fn=_dnahnet_shape, min_depth=1, default_variant="3,2",
         recipes={
+            # Mamba-2 head dim 4 at CPU widths: the stage widths (w/2, 3w/4) = (4k, 6k) give inner widths
+            # (8k, 12k), which head dim 8 would not divide at every rung.
             "cpu": Recipe(widths=_width_grid(8, 256, 8), head_dim=8, mlp_multiple=8, depth=_fixed_depth(4),
-                          extra=dict(layout=DNAHNET_CPU_LAYOUT, width_multiple=8, d_state=16, headdim=8,
+                          extra=dict(layout=DNAHNET_CPU_LAYOUT, d_state=16, headdim=4,
                                      chunk_size=16, ema_chunk_size=16)),
+            # Widths in steps of 64 keep (w/2, 3w/4) multiples of 16, so Mamba-2 heads of 32 divide every
+            # inner width (2x the stage width) exactly (the paper's head dim 64 would force steps of 128, too
+            # coarse for a 7-model ladder at 4e18); where 3w/4 is not a multiple of 64, stage 1's attention
+            # layer takes heads of its largest divisor. The paper's presets 256/384/512 .. 1024/1536/2048 are
+            # on this grid.
             "paper": Recipe(widths=_width_grid(256, 3072, 64), head_dim=64, mlp_multiple=128,
                             depth=_dnahnet_paper_depth,
-                            extra=dict(layout=DNAHNET_PAPER_LAYOUT, width_multiple=64, d_state=128, headdim=64,
+                            extra=dict(layout=DNAHNET_PAPER_LAYOUT, d_state=128, headdim=32,
                                        chunk_size=256, ema_chunk_size=64)),
         },
         center_tokens_per_param=600.0,  # dnaHNet paper: compute-optimal ~140B tokens at 8e19 FLOPs
-        note="stage widths (w/2, 3w/4, w); cpu: shallow stages, main T4, Mamba-2 state 16; paper: appendix "
-             "layout, Mamba-2 state 128, main depth for ~70% of the parameters",
+        note="stage widths exactly (w/2, 3w/4, w); cpu: shallow stages, main T4, Mamba-2 state 16 / head dim 4; "
+             "paper: appendix layout, Mamba-2 state 128, one main depth (~70% of the parameters at width 1024)",
     ),
 }
 
