@@ -33,7 +33,7 @@ from pathlib import Path
 
 from sweeps import ladders as ladlib
 from sweeps.launch import LAUNCHERS, SlurmOptions, parse_slurm_time, run_local, run_local_gpus, run_slurm
-from sweeps.plan import RunSpec, format_table, load_overrides, plan_family, write_plan
+from sweeps.plan import RunSpec, format_table, load_overrides, plan_family, with_seed_replicas, write_plan
 from sweeps.runner import backfill_exports, cpu_threads, exports_enabled, quiet_lightning, results_by_id
 
 log = logging.getLogger("sweeps")
@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="assignments", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override, e.g. --set train.lr_scale=0.5 --set model.alpha=0.01 (repeatable)")
     p.add_argument("--overrides", default=None, metavar="FILE.yaml", help="override file (train:, model:, data:)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="training seeds per run (default 1): seeds > 1 adds replicas RUN_ID-s1, -s2, ... with other "
+                        "initialisation and window order, scored on the same validation windows")
+    p.add_argument("--seed-budgets", default=None, metavar="B1,B2",
+                   help="with --seeds: replicate only the runs of these budgets (default: every budget)")
     p.add_argument("--dry-run", action="store_true", help="write plan.csv and print the plan; train nothing")
     p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
     p.add_argument("--only", action="append", default=None, metavar="RUN_ID", help="run only these run ids")
@@ -134,6 +139,10 @@ def plan_from_args(args) -> list[RunSpec]:
                              devices=args.devices, num_nodes=args.num_nodes, strategy=args.strategy,
                              accelerator=args.accelerator, precision=args.precision,
                              device_memory_gb=args.device_memory_gb)
+    if args.seed_budgets is not None and args.seeds < 2:
+        raise ValueError("--seed-budgets needs --seeds 2 or more")
+    seed_budgets = ladlib.parse_budgets(args.seed_budgets) if args.seed_budgets is not None else None
+    specs = with_seed_replicas(specs, args.seeds, seed_budgets)
     if args.only:
         unknown = sorted(set(args.only) - {s.run_id for s in specs})
         if unknown:
@@ -177,7 +186,7 @@ def check_args(args) -> None:
     """Refuse nonsensical numbers before planning (ValueError naming the option)."""
     # seq_len >= 8: what a ladder allows (sweeps.ladders.Ladder); shorter windows hold less than one chunk of a
     # dnaHNet hierarchy and a few nucleotides of context, nothing a scaling law is about.
-    for name, low in (("seq_len", 8), ("sizes", 1), ("devices", 1), ("num_nodes", 1), ("threads", 1), ("gpus", 1),
+    for name, low in (("seq_len", 8), ("sizes", 1), ("seeds", 1), ("devices", 1), ("num_nodes", 1), ("threads", 1), ("gpus", 1),
                       ("jobs", 1),
                       ("slurm_cpus_per_task", 1), ("slurm_mem_gb", 1), ("slurm_array_parallelism", 1),
                       ("slurm_gpus_per_node", 0)):

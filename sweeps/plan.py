@@ -93,6 +93,7 @@ class RunSpec:
     train: dict = field(default_factory=dict)  # TrainConfig values
     data: dict = field(default_factory=dict)  # DataConfig values
     ladder: str = ""
+    seed: int = 0  # seed index: 0 for the ladder's runs, k for the k-th replica (run id "...-s<k>")
 
     @property
     def world_size(self) -> int:
@@ -119,6 +120,30 @@ class RunSpec:
     @classmethod
     def from_json(cls, data: dict) -> RunSpec:
         return cls(**data)
+
+
+def with_seed_replicas(specs: list[RunSpec], seeds: int, budgets: list[float] | None = None) -> list[RunSpec]:
+    """The plan plus `seeds - 1` replicas of every run (of the given budgets only, when given): replica k
+    is the same run with the initialisation seed (train.seed) and the training-window stream (data.seed)
+    moved by k; the validation windows (data.split_seed) stay the same, so replicas measure training noise
+    on the very windows every run is scored on. Run ids get "-s<k>"."""
+    if seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    if budgets is not None:
+        have = {s.budget for s in specs}
+        missing = [b for b in budgets if not any(math.isclose(b, h, rel_tol=1e-9) for h in have)]
+        if missing:
+            raise ValueError(f"--seed-budgets: {', '.join(budget_tag(b) for b in missing)} not among the plan's "
+                             f"budgets ({', '.join(budget_tag(b) for b in sorted(have))})")
+    out = list(specs)
+    for spec in specs:
+        if budgets is not None and not any(math.isclose(spec.budget, b, rel_tol=1e-9) for b in budgets):
+            continue
+        for k in range(1, seeds):
+            train = {**spec.train, "seed": int(spec.train.get("seed", 0)) + k}
+            data = {**spec.data, "seed": int(spec.data.get("seed", 0)) + k}
+            out.append(dataclasses.replace(spec, run_id=f"{spec.run_id}-s{k}", train=train, data=data, seed=k))
+    return out
 
 
 def budget_tag(budget: float) -> str:

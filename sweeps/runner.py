@@ -42,7 +42,7 @@ USAGE_COLUMNS = ("usage_stage0", "usage_stage1", "usage_stage2")
 RESULT_COLUMNS = (
     "run_id", "family", "variant", "budget", "size", "params", "params_non_embedding", "tokens", "flops",
     "flops_planned", "val_loss", "val_bpn", "status", "steps", "planned_steps", "resumed_from_step", "batch",
-    "lr", "seq_len", "tokens_per_param", "wall_s", "run_dir", "error", *USAGE_COLUMNS,
+    "lr", "seq_len", "tokens_per_param", "wall_s", "run_dir", "error", *USAGE_COLUMNS, "seed",
 )
 # Config entries that define a run: a run directory made with other values is not this run.
 IDENTITY_TRAIN = ("lr", "max_steps", "schedule", "warmup_fraction", "min_lr_ratio", "decay_fraction", "weight_decay",
@@ -156,6 +156,7 @@ def _result_row(spec: RunSpec, run_dir: Path, status: str, **values) -> dict:
         "tokens": "", "flops": "", "flops_planned": spec.flops, "val_loss": "", "val_bpn": "", "status": status,
         "steps": "", "planned_steps": spec.steps, "resumed_from_step": 0, "batch": spec.batch, "lr": spec.lr,
         "seq_len": spec.seq_len, "tokens_per_param": "", "wall_s": "", "run_dir": str(run_dir), "error": "",
+        "seed": spec.seed,
     }
     row.update(values)
     return row
