@@ -80,6 +80,7 @@ class Ladder:
     max_width: int = 2048  # widest model considered (keeps CPU ladders tiny)
     arch: str = "paper"  # architecture recipe shared by every run of the ladder: "cpu" | "paper" (see above)
     family_budgets: dict = field(default_factory=dict)  # family -> its own budgets (else `budgets`)
+    family_lr_scale: dict = field(default_factory=dict)  # family -> factor on the lr rule (its learning-rate sweep)
     center_tokens_per_param: float | None = None  # ladder centre (tokens / params); None = the family's
     description: str = ""
 
@@ -107,11 +108,17 @@ class Ladder:
         windows = 2 ** int(round(math.log2(max(1.0, tokens / L))))
         return int(min(max(windows, self.min_batch_windows), self.max_batch_windows))
 
-    def lr(self, params_non_embedding: float) -> float:
-        """Peak learning rate by model size, clamped to [lr_min, lr_max]."""
-        value = self.lr_ref * (max(params_non_embedding, 1.0) / self.lr_ref_params) ** (-self.lr_exponent)
+    def lr(self, params_non_embedding: float, family: str | None = None) -> float:
+        """Peak learning rate by model size, times the family's factor (`family_lr_scale`), clamped to
+        [lr_min, lr_max]."""
+        scale = self.family_lr_scale.get(family, 1.0) if family else 1.0
+        value = scale * self.lr_ref * (max(params_non_embedding, 1.0) / self.lr_ref_params) ** (-self.lr_exponent)
         return float(min(max(value, self.lr_min), self.lr_max))
 
+
+# The cpu ladder's learning-rate factors per family: best rate of its learning-rate sweep (1e12 FLOPs, the
+# ladder's middle size; analysis/reference/cpu/lr_sweep.csv) / the size rule's rate at that size.
+CPU_LR_SCALE = {"dnahnet": 1.0, "stripedhyena": 1.0, "transformer": 1.0}
 
 LADDERS: dict[str, Ladder] = {
     "cpu-smoke": Ladder(
@@ -121,25 +128,27 @@ LADDERS: dict[str, Ladder] = {
         description="2 budgets x 3 tiny models at context 256: the demo's live sweep, about a minute per "
         "family on one CPU core (shows the pipeline, too small to measure scaling)",
     ),
-    # Each family gets a 16-32x range of budgets it can afford in a few hours on one CPU core (or `--jobs 2`
-    # on two). Per FLOP, dnaHNet and StripedHyena 2 see 3-7x more nucleotides than a Transformer (its
-    # attention over 512 positions dominates its FLOPs at these widths), and their CPU time per nucleotide
-    # is no lower, so they start at 2.5e11; below ~1e12 FLOPs a Transformer at context 512 has barely
-    # learned beyond ln 4 nats, so it runs 1e12-1.6e13. dnaHNet's optimum sits at the ladder's smallest
-    # size up to 2e12, so it goes on to 8e12 for a third bracketed budget; StripedHyena 2 goes to 4e12 to
-    # share a bracketed budget with the Transformer. The ranges overlap at 1e12-8e12, where the three
-    # frontiers are compared directly.
+    # Each family gets a 16x range of budgets it can afford on two CPU cores. Per FLOP, dnaHNet and StripedHyena
+    # 2 see 3-7x more nucleotides than a Transformer (its attention over 512 positions dominates its FLOPs at
+    # these widths), so they start at 2.5e11; below ~1e12 FLOPs a Transformer at context 512 has barely learned
+    # beyond ln 4 nats, so it starts at 1e12. All three share 1e12 and 2e12, where the frontiers are compared
+    # directly and where the seed replicas run (`--seeds 2 --seed-budgets 1e12`). Learning rates: the size
+    # rule below times each family's factor from its learning-rate sweep (`family_lr_scale`, from
+    # analysis/reference/cpu/lr_sweep.csv: `python -m sweeps.lr_sweep ... --budget 1e12`, the middle size),
+    # with the clamp lifted so that the rule, not the clamp, sets every rate.
     "cpu": Ladder(
         name="cpu", budgets=(2.5e11, 5e11, 1e12, 2e12), seq_len=512, sizes=5, span=16.0, min_steps=100,
         family_budgets={
-            "dnahnet": (2.5e11, 5e11, 1e12, 2e12, 4e12, 8e12),
+            "dnahnet": (2.5e11, 5e11, 1e12, 2e12, 4e12),
             "stripedhyena": (2.5e11, 5e11, 1e12, 2e12, 4e12),
-            "transformer": (1e12, 2e12, 4e12, 8e12, 1.6e13),
+            "transformer": (1e12, 2e12, 4e12, 8e12),
         },
+        family_lr_scale=CPU_LR_SCALE,
         batch_ref_tokens=8192, batch_ref_params=1e6, batch_exponent=0.0, min_batch_windows=16,
         max_batch_windows=16, n_val_windows=512, ckpt_fraction=0.1, max_width=256, arch="cpu",
-        description="5-6 budgets (16-32x, per family) x 5 models spanning 16x at context 512, 512 validation "
-        "windows: a few hours per family on one CPU core",
+        lr_ref=3e-3, lr_ref_params=1e6, lr_exponent=0.25, lr_min=2e-4, lr_max=5e-2,
+        description="4-5 budgets (16x, per family) x 5 models spanning 16x at context 512, 512 validation "
+        "windows, learning rates from each family's learning-rate sweep: a few hours per family on one CPU core",
     ),
     "paper": Ladder(
         name="paper", budgets=(4e18, 8e18, 2e19, 4e19, 8e19), seq_len=8192, sizes=7, span=10.0, min_steps=500,

@@ -85,6 +85,12 @@ def _finish(spec: RunSpec, sweep_dir: Path, returncode: int | None, why: str = "
 
 
 # ------------------------------------------------------------------------------------ local
+def _log_path(spec: RunSpec, sweep_dir) -> Path:
+    """runs/<run_id>.log (not `with_suffix`: run ids hold dots, e.g. "-lr0.003" or "-v3.2")."""
+    run_dir = run_dir_of(spec, sweep_dir)
+    return run_dir.with_name(run_dir.name + ".log")
+
+
 def run_local(specs: list[RunSpec], sweep_dir: Path, done: int, total: int, progress: bool = True,
               threads: int | None = None, jobs: int = 1) -> list[dict]:
     """One run after another; multi-device runs each in a fresh worker process. `threads`: CPU threads
@@ -132,7 +138,7 @@ def _worker_cmd(spec: RunSpec, sweep_dir: Path) -> list[str]:
 
 
 def _run_subprocess(spec: RunSpec, sweep_dir: Path, env: dict | None = None) -> dict:
-    log_path = run_dir_of(spec, sweep_dir).with_suffix(".log")
+    log_path = _log_path(spec, sweep_dir)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as fh:
         proc = subprocess.Popen(_worker_cmd(spec, sweep_dir), env=_worker_env(env), cwd=REPO_ROOT, stdout=fh,
@@ -196,7 +202,7 @@ def _run_queue(specs: list[RunSpec], sweep_dir: Path, done: int, total: int, slo
         while queue or running:
             while queue and free:
                 spec, (name, slot_env) = queue.popleft(), free.pop(0)
-                log_path = run_dir_of(spec, sweep_dir).with_suffix(".log")
+                log_path = _log_path(spec, sweep_dir)
                 log_path.parent.mkdir(parents=True, exist_ok=True)
                 fh = open(log_path, "ab")
                 proc = subprocess.Popen(_worker_cmd(spec, sweep_dir), env=_worker_env(slot_env), cwd=REPO_ROOT,

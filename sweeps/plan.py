@@ -230,7 +230,7 @@ def plan_family(
                 continue
             if spent.error > TOLERANCE:
                 raise ValueError(f"{run_id}: planned FLOPs miss the budget by {100 * spent.error:.1f}% (> 2%)")
-            lr = float(user["train"]["lr"]) if "lr" in user["train"] else ladder.lr(st.params_non_embedding) * lr_scale
+            lr = float(user["train"]["lr"]) if "lr" in user["train"] else ladder.lr(st.params_non_embedding, family) * lr_scale
             spec = _run_spec(run_id, family, variant, budget, size.name, L, st, spent, lr, world, rule.preset,
                              model, ladder, parallel, user, data_dir)
             if device_memory_gb is not None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import copy
 
 import pytest
+import torch
 from test_ladders import FAMILIES, _variants  # every family and variant, failing (never skipping) on a broken one
 
 from sweeps import ladders as lad
 from sweeps.plan import plan_family
 
-WIDTH_FIELDS = {"d_model", "n_heads", "d_intermediate"}  # derived from the width by the recipe
+# derived from the width by the recipe (SH2's group size: a fixed number of groups, width / groups channels each)
+WIDTH_FIELDS = {"d_model", "n_heads", "d_intermediate", "filter_group_size"}
 DEPTH_FIELDS = {"n_layers"}
 
 
@@ -42,6 +44,48 @@ def test_every_run_of_a_ladder_shares_one_architecture_recipe(family, ladder_nam
             runs = sorted((s for s in specs if s.budget == budget), key=lambda s: s.params)
             widths = [s.model["d_model"] if isinstance(s.model["d_model"], int) else s.model["d_model"][-1] for s in runs]
             assert widths == sorted(widths) and len(set(widths)) == len(widths), widths  # size grows with width
+
+
+def _main_depth(layout) -> int:
+    inner = layout
+    while isinstance(inner, list) and len(inner) == 3:
+        inner = inner[1]
+    return int(inner[0][1:])
+
+
+@pytest.mark.parametrize("ladder_name", list(lad.LADDERS))
+def test_dnahnet_has_one_set_of_stage_proportions_and_one_main_depth_at_every_rung(ladder_name):
+    """Stage widths exactly (w/2, 3w/4, w) at every rung (no rounding: rounding gave d8 (8, 8, 8) and d16
+    (8, 16, 16), a different shape where the CPU optimum lies), and one main depth per ladder (the paper
+    recipe's depth used to jitter between 11 and 15 from one width to the next)."""
+    ladder = lad.get_ladder(ladder_name)
+    for variant in _variants("dnahnet"):
+        specs = plan_family("dnahnet", variant, ladder)
+        for s in specs:
+            d = s.model["d_model"]
+            assert 2 * d[0] == d[-1] and 4 * d[1] == 3 * d[-1], (s.run_id, d)
+        assert len({_main_depth(s.model["layout"]) for s in specs}) == 1, [s.model["layout"] for s in specs]
+
+
+@pytest.mark.parametrize("ladder_name", list(lad.LADDERS))
+def test_stripedhyena_has_one_set_of_mr_decay_rates_at_every_rung(ladder_name):
+    """The MR decay rates are log-spaced over the filter groups, so one set of rates at every rung means
+    one number of groups; checked on the config and on the built MR filters' decay curves."""
+    from baselines.hyena import ExplicitFilter
+    from dnahnet.registry import get_config
+
+    ladder = lad.get_ladder(ladder_name)
+    specs = plan_family("stripedhyena", None, ladder)
+    groups = {s.model["d_model"] // s.model["filter_group_size"] for s in specs}
+    assert len(groups) == 1, groups
+    curves = []
+    for s in specs:
+        cfg = get_config("stripedhyena", s.preset, None, **s.model)
+        spec = cfg.hyena_spec
+        mr = ExplicitFilter(cfg.d_model, spec.mr_length, spec.group_size, decay_range=spec.mr_decay_range,
+                             decay_length=spec.l_train)
+        curves.append(mr.decay)
+    assert curves and all(torch.equal(c, curves[0]) for c in curves)
 
 
 def test_mixed_recipes_are_detected():

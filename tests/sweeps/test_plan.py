@@ -181,3 +181,69 @@ def test_a_dry_run_with_other_budgets_keeps_the_sweeps_plan(tmp_path, capsys):
     assert {name: (out / name).read_bytes() for name in before} == before
     assert main([*base, "--budgets", "2e11,5e11"]) == 0  # the same plan: shown again
     assert main([*base[:-2], str(tmp_path / "other"), "--dry-run", "--budgets", "1e12"]) == 0
+
+
+def test_seed_replicas_change_only_the_seeds_and_keep_the_validation_windows():
+    from sweeps.plan import with_seed_replicas
+
+    specs = plan_family("transformer", None, SMOKE)
+    budgets = sorted({s.budget for s in specs})
+    out = with_seed_replicas(specs, 3, [budgets[0]])
+    replicas = [s for s in out if s.seed > 0]
+    originals = {s.run_id: s for s in specs}
+    assert out[: len(specs)] == specs  # the ladder's runs first, unchanged
+    assert len(replicas) == 2 * sum(s.budget == budgets[0] for s in specs)
+    for r in replicas:
+        base = originals[r.run_id.rsplit("-s", 1)[0]]
+        assert r.run_id == f"{base.run_id}-s{r.seed}" and r.budget == budgets[0]
+        assert r.train["seed"] == base.train.get("seed", 0) + r.seed and r.data["seed"] == base.data.get("seed", 0) + r.seed
+        assert r.data.get("split_seed") == base.data.get("split_seed")  # the same validation windows
+        same = {k: v for k, v in r.to_json().items() if k not in ("run_id", "seed", "train", "data")}
+        assert same == {k: v for k, v in base.to_json().items() if k not in ("run_id", "seed", "train", "data")}
+        assert {k: v for k, v in r.train.items() if k != "seed"} == {k: v for k, v in base.train.items() if k != "seed"}
+    assert with_seed_replicas(specs, 1) == specs
+    assert len(with_seed_replicas(specs, 2)) == 2 * len(specs)  # every budget without --seed-budgets
+    with pytest.raises(ValueError, match="--seed-budgets: 3e12 not among"):
+        with_seed_replicas(specs, 2, [3e12])
+
+
+def test_cli_seeds_plan_replicas_and_refuse_bad_values(tmp_path, capsys):
+    from sweeps.isoflop import main
+
+    out = tmp_path / "sweep"
+    assert main(["--model", "transformer", "--ladder", "cpu-smoke", "--seeds", "2", "--seed-budgets", "2.5e10",
+                 "--out", str(out), "--dry-run"]) == 0
+    table = pd.read_csv(out / "plan.csv")
+    replicas = table[table["seed"] == 1]
+    assert len(replicas) == (table["budget"] == 2.5e10).sum() / 2 and set(replicas["budget"]) == {2.5e10}
+    assert all(r.endswith("-s1") for r in replicas["run_id"])
+    capsys.readouterr()
+    assert main(["--model", "transformer", "--ladder", "cpu-smoke", "--seeds", "0", "--out", str(tmp_path / "b"),
+                 "--dry-run"]) == 2
+    assert "error: --seeds must be >= 1" in capsys.readouterr().err
+    assert main(["--model", "transformer", "--ladder", "cpu-smoke", "--seed-budgets", "2.5e10", "--out",
+                 str(tmp_path / "c"), "--dry-run"]) == 2
+    assert "error: --seed-budgets needs --seeds 2" in capsys.readouterr().err
+
+
+def test_lr_sweep_plans_one_size_with_each_rate_and_multiplier_set():
+    from sweeps import lr_sweep
+
+    parse = lambda text: lr_sweep.plan(lr_sweep.build_parser().parse_args(text.split()))
+    specs = parse("--model dnahnet --ladder cpu-smoke --budget 5e10 --lrs 1e-3,4e-3 --lr-multipliers 2,1.5,1 "
+                  "--lr-multipliers 1,1,1 --out unused")
+    ladder_specs = plan_family("dnahnet", "3,2", lad.custom_ladder([5e10], base="cpu-smoke"))
+    middle = ladder_specs[len(ladder_specs) // 2]
+    assert [(s.lr, s.model["lr_multipliers"]) for s in specs] == [
+        (1e-3, [2.0, 1.5, 1.0]), (4e-3, [2.0, 1.5, 1.0]), (1e-3, [1.0, 1.0, 1.0]), (4e-3, [1.0, 1.0, 1.0])]
+    for s in specs:
+        assert s.train["lr"] == s.lr and s.run_id.startswith(middle.run_id + "-lr")
+        assert (s.size, s.steps, s.batch, s.data) == (middle.size, middle.steps, middle.batch, middle.data)
+        assert {k: v for k, v in s.model.items() if k != "lr_multipliers"} == middle.model
+    assert len({s.run_id for s in specs}) == 4
+    with pytest.raises(ValueError, match="transformer has no per-stage"):
+        parse("--model transformer --ladder cpu-smoke --budget 5e10 --lrs 1e-3 --lr-multipliers 1,1 --out u")
+    with pytest.raises(ValueError, match="--size 'd999x9'"):
+        parse("--model transformer --ladder cpu-smoke --budget 5e10 --lrs 1e-3 --size d999x9 --out u")
+    with pytest.raises(ValueError, match="--lrs: 'x'"):
+        parse("--model transformer --ladder cpu-smoke --budget 5e10 --lrs x --out u")
