@@ -6,8 +6,9 @@ functions of model size, validation windows, checkpoint spacing. Named ladders:
 
     cpu-smoke  2 budgets x 3 tiny models, context 256: about a minute per family on one CPU core
                (the demo's live sweep; shows the pipeline, too small to measure scaling)
-    cpu        4 budgets (8x) x 5 models spanning 16x, context 512, 512 validation windows: about an
-               hour per family on one CPU core; the committed reference sweeps (analysis/reference/cpu)
+    cpu        4-5 budgets (8-16x) x 5 models spanning 16x, context 512, 512 validation windows, learning
+               rates from each family's learning-rate sweep; the committed reference sweeps
+               (analysis/reference/cpu)
     paper      4e18 .. 8e19 FLOPs x 7 models, context 8192 (the dnaHNet paper's range; GPU clusters)
 
 A **size rule** (`SizeRule`, one per family) turns a (width, depth) pair into model-config overrides of
@@ -15,17 +16,19 @@ the family's preset, under the ladder's **architecture recipe** (`Ladder.arch`).
 shares one recipe (layout template, Mamba-2 and Hyena settings, head dimension, SwiGLU rounding): only
 width and depth fields change between its models, so an isoFLOP parabola measures size alone.
 
-- recipe `cpu` (CPU ladders): a fixed depth, width varying on a fine grid, so the shape changes smoothly.
-  transformer / stripedhyena: 4 layers (SE-MR-LI-MHA holds one attention layer), head dim 8, SwiGLU
-  rounded to 8, widths 8..256; stripedhyena's SE/MR filter groups are 8 channels (Evo 2: 16, at widths
-  of 1920+; at CPU widths 16 would leave 1-4 groups, i.e. 1-4 MR decay rates). dnahnet: shallow stages `["m1", ["m1", ["T4"], "m1"], "m1"]`, stage
-  widths (w/2, 3w/4, w) rounded to 8 (w from 8), Mamba-2 state 16 / head dim 8 / SSD chunk 16, attention head dim 8
-  (ours: small enough that the compute-optimal size at CPU budgets lies inside the ladder).
+- recipe `cpu` (CPU ladders): a fixed depth, width varying on a fine grid, one set of proportions at every
+  rung. transformer / stripedhyena: 4 layers (SE-MR-LI-MHA holds one attention layer), head dim 8, SwiGLU
+  rounded to 8, widths 8..256; stripedhyena has 8 SE/MR filter groups at every width, so every rung has
+  the same 8 MR decay rates (Evo 2: groups of 16 channels at widths of 1920+). dnahnet: shallow stages
+  `["m1", ["m1", ["T4"], "m1"], "m1"]`, stage widths exactly (w/2, 3w/4, w) (w from 8), Mamba-2 state 16 /
+  head dim 4 / SSD chunk 16, attention head dim 8 (ours: small enough that the compute-optimal size at
+  CPU budgets lies inside the ladder).
 - recipe `paper` (GPU ladders): transformer / stripedhyena depth = width / 64 (>= 2 / >= 4), head dim
-  64, SwiGLU rounded to 128; dnahnet the appendix layout `["m4", ["T1m4", ["T{n}"], "m4T1"], "m4"]` at
-  every width, Mamba-2 state 128 / head dim 64, stage widths (w/2, 3w/4, w) (the paper's presets
-  256/384/512 .. 1024/1536/2048), main depth so that the main network holds ~70% of the non-embedding
-  parameters (DESIGN.md section 2), which fixes the depth across widths as in the paper's presets.
+  64, SwiGLU rounded to 128, stripedhyena 64 SE/MR filter groups at every width; dnahnet the appendix
+  layout `["m4", ["T1m4", ["T{n}"], "m4T1"], "m4"]` at every width, Mamba-2 state 128 / head dim 32,
+  stage widths exactly (w/2, 3w/4, w) (the paper's presets 256/384/512 .. 1024/1536/2048), one main depth
+  for every width: the one giving the main network ~70% of the non-embedding parameters at width 1024
+  (DESIGN.md section 2).
   Every dnaHNet variant takes the depth of the full two-stage layout (variant "3" is that model
   without the inner stage's encoder and decoder).
 
