@@ -190,13 +190,16 @@ class LitLM(L.LightningModule):
         world = trainer.world_size if trainer is not None else 1
         self._pending.append((n_tokens.detach(), {k: v.detach() for k, v in out.metrics.items()}, world))
         self.flops_per_batch = batch["input_ids"].numel() * self._last_measured_training
-        if self._sync_due():
-            self._check_finite()
-            self._sync_counters()
-            log = {"tokens": float(self.tokens_seen), "flops": float(self.flops_actual),
-                   "flops_planned": float(self.flops_planned)}
-            self.log_dict(log, on_step=True, on_epoch=False, prog_bar=False)
-            self.log("loss", nll.detach(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
+        if not self._sync_due():
+            # Lightning writes a step's metrics only every `log_every` steps: logging them at the other steps
+            # costs its result collection ~30 device moves per step for nothing (~4% of a CPU dnaHNet run).
+            return loss
+        self._check_finite()
+        self._sync_counters()
+        log = {"tokens": float(self.tokens_seen), "flops": float(self.flops_actual),
+               "flops_planned": float(self.flops_planned)}
+        self.log_dict(log, on_step=True, on_epoch=False, prog_bar=False)
+        self.log("loss", nll.detach(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
         log = {"train/loss": nll.detach(), "train/bpn": nll.detach() / LN2, "train/ppl": torch.exp(nll.detach())}
         if out.aux_loss is not None:
             log["train/aux_loss"] = out.aux_loss.detach()
