@@ -59,12 +59,15 @@ def _export_of(sweep_dir: Path, row: pd.Series) -> Path:
 
 
 def chosen_runs(results: pd.DataFrame, which: str) -> pd.DataFrame:
-    """The ok rows whose exports go along: `best` (lowest val_loss per family/variant and budget), `all`, `none`."""
+    """The ok rows whose exports go along: `best` (lowest val_loss per family/variant and budget among the
+    ladder's runs, seed replicas aside), `all`, `none`."""
     ok = results[results.get("status", "ok") == "ok"].copy() if "status" in results else results.copy()
     if which == "none" or ok.empty:
         return ok.iloc[0:0]
     if which == "all":
         return ok
+    if "seed" in ok:  # the ladder's runs (seed 0); replicas measure noise, they are not another size's optimum
+        ok = ok[pd.to_numeric(ok["seed"].replace("", "0"), errors="coerce").fillna(0) == 0]
     ok["_loss"] = pd.to_numeric(ok["val_loss"], errors="coerce")
     ok["_budget"] = pd.to_numeric(ok["budget"], errors="coerce")
     ok["_variant"] = ok["variant"] if "variant" in ok else ""

@@ -162,9 +162,12 @@ def export_dir(sweep_dir: Path, row) -> Path:
 
 
 def select_runs(frame: pd.DataFrame, select: str) -> pd.DataFrame:
-    """`all`: every row; `best`: the lowest-val_loss row of each (family, variant, budget)."""
+    """`all`: every row; `best`: the lowest-val_loss row of each (family, variant, budget) among the
+    ladder's runs (seed 0)."""
     if select == "all" or frame.empty:
         return frame
+    if "seed" in frame:  # seed replicas (seed > 0) measure training noise; the best run is the ladder's
+        frame = frame[pd.to_numeric(frame["seed"], errors="coerce").fillna(0) == 0]
     keyed = frame.assign(_v=frame.get("variant", "").fillna("") if "variant" in frame else "")
     best = keyed.loc[keyed.groupby(["family", "_v", "budget"], sort=False)["val_loss"].idxmin()]
     return best.drop(columns="_v").sort_values(["family", "budget"]).reset_index(drop=True)
