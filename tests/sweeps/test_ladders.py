@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -157,3 +158,24 @@ def test_bad_ladders_and_budgets_are_refused():
 def test_plan_unknown_variant_is_refused():
     with pytest.raises(ValueError, match="variant"):
         plan_family("transformer", "3,2", lad.get_ladder("cpu-smoke"), Overrides())
+
+
+def test_the_cpu_ladders_learning_rates_pass_through_the_committed_learning_rate_sweeps_optima():
+    """Each family's cpu-ladder rate rule is the size rule scaled to its learning-rate sweep's best rate
+    (analysis/reference/cpu/lr_sweep.csv, the best row of each family), at the swept model's size; dnaHNet's
+    stage multipliers are the sweep's winning set."""
+    import pandas as pd
+
+    sweep = pd.read_csv(Path(__file__).resolve().parents[2] / "analysis/reference/cpu/lr_sweep.csv",
+                        keep_default_na=False)
+    ladder = lad.get_ladder("cpu")
+    assert set(sweep["family"]) == set(FAMILIES) == set(lad.CPU_LR_SWEEP)
+    for family, rows in sweep.groupby("family"):
+        assert rows["lr"].nunique() >= 3 and rows["budget"].nunique() == 1 and rows["size"].nunique() == 1
+        best = rows.loc[rows["val_loss"].idxmin()]
+        assert lad.CPU_LR_SWEEP[family] == (best["lr"], best["params_non_embedding"]), family
+        assert math.isclose(ladder.lr(best["params_non_embedding"], family), best["lr"], rel_tol=1e-12)
+        if family == "dnahnet":
+            assert rows["lr_multipliers"].nunique() >= 2
+            model_cfg, _, _ = plan_family("dnahnet", "3,2", ladder)[0].configs()
+            assert ",".join(f"{m:g}" for m in model_cfg.lr_multipliers) == best["lr_multipliers"]
