@@ -146,8 +146,9 @@ LADDERS: dict[str, Ladder] = {
     # Each family gets a 16x range of budgets it can afford on two CPU cores. Per FLOP, dnaHNet and StripedHyena
     # 2 see 3-7x more nucleotides than a Transformer (its attention over 512 positions dominates its FLOPs at
     # these widths), so they start at 2.5e11; below ~1e12 FLOPs a Transformer at context 512 has barely learned
-    # beyond ln 4 nats, so it starts at 1e12. All three share 1e12 and 2e12, where the frontiers are compared
-    # directly and where the seed replicas run (`--seeds 2 --seed-budgets 1e12`). Learning rates: the size
+    # beyond ln 4 nats; it starts at 5e11, the smallest budget all three share (and the cheapest one for the
+    # seed replicas, `--seeds 2 --seed-budgets 5e11,1e12`). All three share 5e11-4e12, where the frontiers are
+    # compared directly. Learning rates: the size
     # rule below times each family's factor from its learning-rate sweep (`family_lr_scale`, from
     # analysis/reference/cpu/lr_sweep.csv: `python -m sweeps.lr_sweep ... --budget 1e12`, the middle size),
     # with the clamp lifted so that the rule, not the clamp, sets every rate.
@@ -156,7 +157,7 @@ LADDERS: dict[str, Ladder] = {
         family_budgets={
             "dnahnet": (2.5e11, 5e11, 1e12, 2e12, 4e12),
             "stripedhyena": (2.5e11, 5e11, 1e12, 2e12, 4e12),
-            "transformer": (1e12, 2e12, 4e12, 8e12),
+            "transformer": (5e11, 1e12, 2e12, 4e12, 8e12),
         },
         family_lr_scale=CPU_LR_SCALE,
         batch_ref_tokens=8192, batch_ref_params=1e6, batch_exponent=0.0, min_batch_windows=16,
