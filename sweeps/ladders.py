@@ -125,7 +125,7 @@ CPU_LR_REF, CPU_LR_REF_PARAMS, CPU_LR_EXPONENT = 3e-3, 1e6, 0.25  # the cpu ladd
 # non-embedding parameters); `python -m sweeps.lr_sweep --ladder cpu --budget 1e12` on the ladder's middle size,
 # 4 rates a factor 2 apart (analysis/reference/cpu/lr_sweep.csv; tests/sweeps/test_ladders.py checks the two
 # agree). Every size then trains at the size rule scaled to pass through that point.
-CPU_LR_SWEEP = {"stripedhyena": (1.2e-2, 30888), "dnahnet": (1.2e-2, 38884)}
+CPU_LR_SWEEP = {"stripedhyena": (1.2e-2, 30888), "dnahnet": (1.2e-2, 38884), "transformer": (4.8e-2, 27864)}
 
 
 def _rule_factor(best_lr: float, params_non_embedding: float) -> float:
@@ -162,7 +162,7 @@ LADDERS: dict[str, Ladder] = {
         family_lr_scale=CPU_LR_SCALE,
         batch_ref_tokens=8192, batch_ref_params=1e6, batch_exponent=0.0, min_batch_windows=16,
         max_batch_windows=16, n_val_windows=512, ckpt_fraction=0.1, max_width=256, arch="cpu",
-        lr_ref=CPU_LR_REF, lr_ref_params=CPU_LR_REF_PARAMS, lr_exponent=CPU_LR_EXPONENT, lr_min=2e-4, lr_max=5e-2,
+        lr_ref=CPU_LR_REF, lr_ref_params=CPU_LR_REF_PARAMS, lr_exponent=CPU_LR_EXPONENT, lr_min=2e-4, lr_max=1e-1,
         description="4-5 budgets (16x, per family) x 5 models spanning 16x at context 512, 512 validation "
         "windows, learning rates from each family's learning-rate sweep: a few hours per family on one CPU core",
     ),
