@@ -27,14 +27,19 @@ import pandas as pd
 from analysis.collect import WINDOWS_FILE, ResultsError, gather_windows
 
 
-def _merged(paths: list[Path]) -> pd.DataFrame:
+def _concat_text(paths: list[Path]) -> pd.DataFrame:
+    """The CSV files, as text (nothing reinterpreted), one under the other; ResultsError naming a bad file."""
     frames = []
     for path in paths:
         try:
             frames.append(pd.read_csv(path, dtype=str, keep_default_na=False))
         except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             raise ResultsError(f"{path}: not a readable CSV ({exc})") from None
-    table = pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _merged(paths: list[Path]) -> pd.DataFrame:
+    table = _concat_text(paths)
     if "run_id" in table.columns:
         dup = table["run_id"][table["run_id"].duplicated()]
         if len(dup):
@@ -116,13 +121,7 @@ def snapshot(sweep_dirs: list[Path], out_dir: Path, exports: str = "best") -> li
     written += [copied[k] for k in sorted(copied)]
     evals = [d / "evals.csv" for d in sweep_dirs if (d / "evals.csv").is_file()]
     if evals:
-        frames = []
-        for path in evals:
-            try:
-                frames.append(pd.read_csv(path, dtype=str, keep_default_na=False))
-            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-                raise ResultsError(f"{path}: not a readable CSV ({exc})") from None
-        table = pd.concat(frames, ignore_index=True)
+        table = _concat_text(evals)
         if "export" in table:  # where the weights are now: beside the snapshot, or not kept
             table["export"] = [f"exports/{rid}" if rid in copied else "" for rid in table["run_id"]]
         _write(table, out_dir / "evals.csv")

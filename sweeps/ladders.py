@@ -177,10 +177,15 @@ LADDERS: dict[str, Ladder] = {
 }
 
 
+def _lookup(table: dict, name: str, what: str):
+    """table[name], or ValueError listing the names there are."""
+    if name not in table:
+        raise ValueError(f"{what} {name!r}; {', '.join(table)} are known")
+    return table[name]
+
+
 def get_ladder(name: str) -> Ladder:
-    if name not in LADDERS:
-        raise ValueError(f"unknown ladder {name!r}; named ladders: {', '.join(LADDERS)}")
-    return LADDERS[name]
+    return _lookup(LADDERS, name, "unknown ladder")
 
 
 def custom_ladder(budgets: list[float], base: str | None = None, **changes) -> Ladder:
@@ -384,9 +389,7 @@ SIZE_RULES: dict[str, SizeRule] = {
 
 
 def get_rule(family: str) -> SizeRule:
-    if family not in SIZE_RULES:
-        raise ValueError(f"no size rule for family {family!r}; families with rules: {', '.join(SIZE_RULES)}")
-    return SIZE_RULES[family]
+    return _lookup(SIZE_RULES, family, "no size rule for family")
 
 
 # ------------------------------------------------------------------------------------ model sizes
