@@ -38,8 +38,12 @@ def _concat_text(paths: list[Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _merged(paths: list[Path]) -> pd.DataFrame:
+def _merged(paths: list[Path], identical_ok: bool = False) -> pd.DataFrame:
+    """The rows of every file; a run_id in two files is an error, unless `identical_ok` and the rows are the
+    same (plan.csv: directories of one sweep split with --only each hold the whole plan)."""
     table = _concat_text(paths)
+    if identical_ok:
+        table = table.drop_duplicates(ignore_index=True)
     if "run_id" in table.columns:
         dup = table["run_id"][table["run_id"].duplicated()]
         if len(dup):
@@ -109,7 +113,7 @@ def snapshot(sweep_dirs: list[Path], out_dir: Path, exports: str = "best") -> li
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name in ("plan.csv", "results.csv"):
-        _write(_merged([d / name for d in sweep_dirs]), out_dir / name)
+        _write(_merged([d / name for d in sweep_dirs], identical_ok=name == "plan.csv"), out_dir / name)
         written.append(out_dir / name)
     gathered = [g for g in (gather_windows(d) for d in sweep_dirs) if g is not None]
     if gathered:

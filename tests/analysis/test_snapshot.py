@@ -56,6 +56,21 @@ def test_a_run_in_two_directories_or_a_missing_file_is_one_error_line(tmp_path, 
         main([])
 
 
+def test_directories_of_one_sweep_may_each_hold_the_whole_plan(tmp_path, capsys):
+    """Runs split with --only over two directories: each holds the sweep's whole plan; the snapshot lists each
+    planned run once, and a run planned differently in the two is an error."""
+    a = fake_sweep(tmp_path / "a", {"r1": [1.0], "r2": [2.0]})
+    b = fake_sweep(tmp_path / "b", {"r3": [3.0]})
+    whole = pd.DataFrame([{"run_id": r, "budget": 1e12} for r in ("r1", "r2", "r3")])
+    for d in (a, b):
+        whole.to_csv(d / "plan.csv", index=False)
+    snapshot([a, b], tmp_path / "out")
+    assert list(pd.read_csv(tmp_path / "out" / "plan.csv")["run_id"]) == ["r1", "r2", "r3"]
+    whole.assign(budget=[1e12, 1e12, 2e12]).to_csv(b / "plan.csv", index=False)
+    assert main([str(a), str(b), str(tmp_path / "out2")]) == 2
+    assert "'r3' appears in more than one" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("which", ["best", "all", "none"])
 def test_evals_and_the_chosen_exports_travel_with_the_logs(tmp_path, which):
     # r1 (mean loss 2.0) and r2 (1.5) share a budget: r2 is its best; r3 is the best of b's budget.
