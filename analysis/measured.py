@@ -98,7 +98,7 @@ class TrainingNoise:
         hw = [r.half_width for r in self.rows if math.isfinite(r.half_width)]
         vw = [r.vertex_half_width for r in self.rows if math.isfinite(r.vertex_half_width)]
         pooled, n = self.pooled_std()
-        text = (f"Over {len(self.rows)} replicated run(s) ({n} runs), two seeds of the same run differ by "
+        text = (f"Over {len(self.rows)} replicated run(s) ({n} runs), the seeds of one run differ by "
                 f"{diff:.4f} nats/nt (median max - min; pooled seed std {pooled:.4f})")
         parts = []
         if hw:
