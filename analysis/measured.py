@@ -210,6 +210,24 @@ class Measured:
     multipliers: list[MeasuredMultiplier]
     notes: list[str] = field(default_factory=list)
 
+    def digest(self) -> list[str]:
+        """One line per ordered pair: the bracketed (exact) multipliers by budget, and how many are bounds."""
+        lines = []
+        pairs = dict.fromkeys((m.family, m.reference) for m in self.multipliers)
+        for fam, ref in pairs:
+            ms = [m for m in self.multipliers if (m.family, m.reference) == (fam, ref)]
+            exact = [f"{m.multiplier.text()} at {m.budget:.3g}" for m in ms if m.multiplier.kind == EXACT]
+            at_most = sum(m.multiplier.kind == AT_MOST for m in ms)
+            more = sum(m.multiplier.kind == MORE_THAN for m in ms)
+            text = f"{fam} to match {ref}'s best runs: " + (", ".join(exact) if exact else "no bracketed budget")
+            bounds = []
+            if at_most:
+                bounds.append(f"{at_most} budget(s) where {fam}'s smallest budget already does (<=)")
+            if more:
+                bounds.append(f"{more} where none of {fam}'s budgets does (>)")
+            lines.append(text + ("; " + " and ".join(bounds) if bounds else "") + ".")
+        return lines
+
 
 def measured_multipliers(runs: pd.DataFrame, noise: TrainingNoise,
                          windows: dict[str, np.ndarray] | None = None) -> Measured:

@@ -204,6 +204,7 @@ def measured_section(measured: Measured | None) -> list[str]:
                 for m in measured.multipliers]
         lines += _table(["B (needs the compute)", "A (sets the loss)", "C (FLOPs)", "A's best run",
                          "A's loss (nats/nt)", "B's compute / C", "interval", "target +-", "noise"], rows) + [""]
+        lines += [f"- {line}" for line in measured.digest()] + [""]
     lines += [f"- {n}" for n in measured.notes]
     return lines + ([""] if measured.notes else [])
 

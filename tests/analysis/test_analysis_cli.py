@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -131,11 +132,13 @@ def test_allow_no_fit_turns_the_error_into_a_note(tmp_path, capsys):
     assert main(["--results", str(bad), "--out", str(tmp_path / "o2"), *LIVE_ANALYSIS_ARGS]) == 2
 
 
-def _with_windows(table: pd.DataFrame, folder: Path, rng: np.random.Generator) -> Path:
-    """results.csv and a gathered val_windows.csv (16 windows per run around its loss) in `folder`."""
+def _with_windows(table: pd.DataFrame, folder: Path) -> Path:
+    """results.csv and a gathered val_windows.csv (16 windows per run around its loss, drawn from a generator
+    seeded by the run id, so a run has the same windows in every file) in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / "results.csv", index=False)
-    windows = table["val_loss"].to_numpy()[:, None] + 0.01 * rng.standard_normal((len(table), 16))
+    windows = np.stack([loss + 0.01 * np.random.default_rng(zlib.crc32(run.encode())).standard_normal(16)
+                        for loss, run in zip(table["val_loss"], table["run_id"], strict=True)])
     pd.DataFrame(windows, columns=[f"w{i}" for i in range(16)]).assign(run_id=table["run_id"].to_numpy())[
         ["run_id"] + [f"w{i}" for i in range(16)]].to_csv(folder / "val_windows.csv", index=False)
     return folder / "results.csv"
@@ -160,7 +163,7 @@ def test_replicas_leave_every_fit_unchanged_and_fill_the_noise_table(tmp_path):
         t["run_id"] = [f"{fam}-{i}" for i in range(len(t))]
         t["size"] = [f"s{i % 5}" for i in range(len(t))]
         tables[fam] = t
-    base = [_with_windows(t, tmp_path / "base" / f, rng) for f, t in tables.items()]
+    base = [_with_windows(t, tmp_path / "base" / f) for f, t in tables.items()]
     replicated = []
     for fam, t in tables.items():
         rep = t[t["budget"] == BUDGETS[1]].copy()
@@ -169,7 +172,7 @@ def test_replicas_leave_every_fit_unchanged_and_fill_the_noise_table(tmp_path):
         rep["run_id"] = rep["run_id"] + "-s1"
         rep["run_dir"] = rep["run_dir"] + "-s1"
         replicated.append(_with_windows(pd.concat([t.assign(seed=0), rep], ignore_index=True),
-                                        tmp_path / "rep" / fam, rng))
+                                        tmp_path / "rep" / fam))
     args = ["--bootstrap", "20", "--seed", "2", "--a3-grid", "coarse", "--quiet"]
     assert main(["--results", *map(str, base), "--out", str(tmp_path / "o1"), *args]) == 0
     assert main(["--results", *map(str, replicated), "--out", str(tmp_path / "o2"), *args]) == 0

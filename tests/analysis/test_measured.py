@@ -52,6 +52,9 @@ def test_measured_multipliers_interpolate_and_bound():
     assert b_for_a[1e14].multiplier.text() == "> 1x" and b_for_a[1e13].multiplier.text() == "<= 0.1x"
     # The other direction is reported too, one entry per budget of the reference.
     assert set(_by_budget(result, "a", "b")) == set(B_BEST)
+    digest = dict(zip([("b", "a"), ("a", "b")], result.digest(), strict=True))
+    assert digest[("b", "a")] == ("b to match a's best runs: 3.16x at 1e+12, 1.05x at 3e+13; 1 budget(s) where b's "
+                                  "smallest budget already does (<=) and 1 where none of b's budgets does (>).")
     # Without replicas or windows there is no noise: the interval collapses onto the value.
     assert m.noise == 0 and m.lo == m.multiplier == m.hi
 
