@@ -3,7 +3,9 @@
 collect   load and validate sweep `results.csv` files
 approach2 isoFLOP parabolas per budget, power laws N_opt, D_opt, L_opt ~ C^k, bootstrap CIs
 approach3 parametric L(N, D) = E + A/N^alpha + B/D^beta (Huber, L-BFGS from a grid), bootstrap CIs
-compare   frontier loss at matched compute, compute multipliers, loss / perplexity exponents
+compare   frontier loss at matched compute, loss / perplexity exponents, multipliers extrapolated from the fits
+measured  training noise (seed-to-seed scatter of replicas) and measured compute multipliers (best runs, no fit)
+lr_sweep  the learning-rate sweep (lr_sweep.csv): figure and table
 figures   isoFLOP profiles, frontier, optimal allocation, Approach 3 residuals (PNG + PDF)
 summary   summary.md and fits.json
 """

@@ -2,7 +2,10 @@
 
 Writes DIR/figures/*.png|pdf, DIR/summary.md and DIR/fits.json. With zero-shot results (`--evals FILE ...`,
 or an evals.csv of `python -m dnahnet.evals.sweep` beside a results.csv) also the `zeroshot` and
-`boundaries` figures and their tables (`analysis.evals`). Bad input (a missing file or column,
+`boundaries` figures and their tables (`analysis.evals`); with a learning-rate sweep (`--lr-sweep FILE ...`,
+or an lr_sweep.csv beside a results.csv or one folder up) the `lr_sweep` figure and table. The headline
+comparison is the measured compute multipliers (`analysis.measured`: best runs, no fit); replicas of other
+seeds (results.csv's `seed` >= 1) are never fitted, they give the training-noise table. Bad input (a missing file or column,
 an empty file, non-numeric values, every run failed) prints one line to stderr and exits with 2.
 When no family has two usable budgets (e.g. a single budget), what can be drawn and tabulated is
 still written, then the same one-line error and exit code 2; with `--allow-no-fit` (a toy sweep, such as the
@@ -23,7 +26,10 @@ from analysis.collect import ResultsError, load_results
 from analysis.compare import compare
 from analysis.evals import compute_optimal, find_evals, load_evals, summary_lines, write_eval_figures
 from analysis.figures import write_figures
+from analysis.lr_sweep import find_lr_sweeps, load_lr_sweeps, lr_json, lr_sweep_figure
+from analysis.lr_sweep import summary_lines as lr_summary_lines
 from analysis.markov import MarkovError, find_floor
+from analysis.measured import measured_multipliers, training_noise
 from analysis.summary import write_outputs
 
 log = logging.getLogger("analysis")
@@ -47,6 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--markov", type=Path, metavar="CSV",
                         help="markov.csv of the sweeps' data (python -m analysis.markov); default: a markov.csv "
                              "beside a results.csv or in its parent folder")
+    parser.add_argument("--lr-sweep", nargs="+", default=None, metavar="CSV",
+                        help="lr_sweep.csv files of the learning-rate sweep (default: lr_sweep.csv beside a "
+                             "results.csv or in its parent folder, where there is one)")
     parser.add_argument("--quiet", action="store_true", help="warnings only, no progress bars")
     parser.add_argument("--allow-no-fit", action="store_true",
                         help="no family with a scaling-law fit is a note and exit 0, not an error (toy sweeps)")
@@ -74,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         eval_paths = find_evals(args.results, args.evals)
         evals = compute_optimal(load_evals(eval_paths)) if eval_paths else None
+        lr_paths = find_lr_sweeps(args.results, args.lr_sweep)
+        lr_table = load_lr_sweeps(lr_paths)
     except ResultsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -93,17 +104,25 @@ def main(argv: list[str] | None = None) -> int:
                                        windows=collected.window_matrix(sub))
         approach3[key] = fit_approach3(key, sub, n_boot=args.bootstrap, seed=seed + 1,
                                        grid=InitGrid.named(args.a3_grid), progress=not args.quiet)
-    comparison = compare(approach2)
+    comparison = compare(approach2)  # fitted frontiers (the multipliers there are extrapolated)
+    noise = training_noise(runs, collected.replicas, collected.windows, approach2)
+    measured = measured_multipliers(runs, noise, collected.windows)  # the headline: best runs, no fit
+    if len(collected.replicas):
+        log.info("%d replica run(s) of other seeds: training noise only, not fitted", len(collected.replicas))
 
     try:
         figures = write_figures(runs, approach2, approach3, args.out / "figures",
-                                floor.best if floor is not None else None)
-        extra = None
+                                floor.best if floor is not None else None, collected.replicas)
+        extra = []
+        if len(lr_table):
+            figures += lr_sweep_figure(lr_table, args.out / "figures" / "lr_sweep")
+            extra += lr_summary_lines(lr_table, lr_paths)
         if evals is not None and len(evals):
             figures += write_eval_figures(evals, args.out / "figures")
-            extra = summary_lines(evals, eval_paths)
+            extra += summary_lines(evals, eval_paths)
         summary, fits = write_outputs(args.out, collected, approach2, approach3, comparison,
-                                      args.bootstrap, args.seed, extra, floor)
+                                      args.bootstrap, args.seed, extra, floor, measured, noise,
+                                      lr_json(lr_table, lr_paths))
     except OSError as err:
         print(f"error: cannot write to {args.out}: {err}", file=sys.stderr)
         return 2

@@ -59,6 +59,9 @@ class BudgetOptimum:
     spread: float = float("nan")  # largest - smallest loss over the budget's runs (nats/nt)
     loss_se: float = float("nan")  # median standard error of one run's loss (window bootstrap)
     paired_se: float = float("nan")  # median SE of the loss difference of neighbouring sizes (paired)
+    best_params: float = float("nan")  # the best measured run of the budget (lowest loss): its N, D, loss
+    best_tokens: float = float("nan")
+    best_loss: float = float("nan")
 
     @property
     def flagged(self) -> bool:
@@ -187,12 +190,14 @@ def fit_budget(budget: float, runs: pd.DataFrame) -> BudgetOptimum:
     sizes = (float(10 ** x.min()), float(10 ** x.max()))
     n_sizes = np.unique(x).size
     ratio = float(np.mean(runs["flops"].to_numpy() / budget))
+    best_fields = {"best_params": float(10 ** x[best]), "best_tokens": float(10 ** logd[best]),
+                   "best_loss": float(loss[best])}
 
     def best_run(reason: str) -> BudgetOptimum:
         return BudgetOptimum(
             budget=budget, n_runs=len(runs), sizes=sizes, coeffs=None, tokens_line=None,
             params=float(10 ** x[best]), tokens=float(10 ** logd[best]), loss=float(loss[best]),
-            flags=flags + [reason], flops_ratio=ratio,
+            flags=flags + [reason], flops_ratio=ratio, **best_fields,
         )
 
     if n_sizes < MIN_SIZES:
@@ -211,7 +216,7 @@ def fit_budget(budget: float, runs: pd.DataFrame) -> BudgetOptimum:
         budget=budget, n_runs=len(runs), sizes=sizes, coeffs=(float(c2), float(c1), float(c0)),
         tokens_line=(float(slope), float(intercept)), params=float(10**xv),
         tokens=float(10 ** (slope * xv + intercept)), loss=float(c0 - c1**2 / (4 * c2)), flags=flags,
-        flops_ratio=ratio,
+        flops_ratio=ratio, **best_fields,
     )
 
 

@@ -51,6 +51,10 @@ class Collected:
     duplicates_dropped: int = 0  # rows superseded by a later row for the same run_dir
     keys: list[str] = field(default_factory=list)  # sorted keys with at least one usable run
     windows: dict[str, np.ndarray] = field(default_factory=dict)  # run name -> per-window val losses
+    # `ok` runs of seed index >= 1 (replicas of a main-ladder run with another seed; run ids end in -s1,
+    # -s2, ...), same columns as `runs`. Every fit reads `runs` (seed 0) only; replicas measure training noise.
+    replicas: pd.DataFrame = field(default_factory=pd.DataFrame)
+    replicas_failed: int = 0  # failed replica runs dropped
 
     def window_matrix(self, runs: pd.DataFrame) -> np.ndarray | None:
         """(len(runs), W) per-window validation losses of these runs, row-aligned, or None unless every
@@ -121,10 +125,26 @@ def _read_one(path: Path) -> pd.DataFrame:
                 f"{path}: line {row + 2}, column {column}: an ok run needs a positive number, "
                 f"got {frame[column].iloc[row]!r}"
             )
+    frame["seed"] = _seed_column(path, frame)
     frame["variant"] = frame["variant"].replace("", np.nan)
     frame["source"] = str(path)
     frame["line"] = np.arange(len(frame)) + 2
     return frame
+
+
+def _seed_column(path: Path, frame: pd.DataFrame) -> np.ndarray:
+    """The integer `seed` index of every row (0: the main ladder; 1, 2, ...: replicas); 0 where the file has
+    no seed column or the field is empty (files written before replicas existed)."""
+    if "seed" not in frame.columns:
+        return np.zeros(len(frame), dtype=int)
+    text = frame["seed"].astype(str).str.strip()
+    values = pd.to_numeric(text.where(text != "", "0"), errors="coerce")
+    bad = values.isna() | (values < 0) | (values != np.floor(values.fillna(0)))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ResultsError(f"{path}: line {row + 2}, column seed: expected a seed index 0, 1, 2, ..., "
+                           f"got {text.iloc[row]!r}")
+    return values.to_numpy().astype(int)
 
 
 WINDOWS_FILE = "val_windows.csv"  # per-window validation losses (dnahnet/window_losses.py writes one per run)
@@ -200,7 +220,8 @@ def load_results(paths: Iterable[str | Path], params_column: str = "params") -> 
 
     `params_column` picks the parameter count N the fits use (`params` or `params_non_embedding`).
     When several rows name the same non-empty `run_dir` (a run re-recorded after a resume), the last
-    one read wins and the others are dropped with a warning.
+    one read wins and the others are dropped with a warning. Rows of seed index >= 1 (the `seed` column;
+    absent: 0) go to `replicas`, never into `runs`.
     """
     if params_column not in ("params", "params_non_embedding"):
         raise ResultsError(f"--params-column must be params or params_non_embedding, got {params_column!r}")
@@ -223,16 +244,28 @@ def load_results(paths: Iterable[str | Path], params_column: str = "params") -> 
         frame = frame[~superseded].reset_index(drop=True)
 
     failed = frame["status"] == "failed"
-    n_failed = {k: int(v) for k, v in frame[failed].groupby("key").size().items()}
-    runs = frame[~failed].copy()
-    if runs.empty:
+    if failed.all():
         names = ", ".join(str(p) for p in paths)
         raise ResultsError(f"{names}: all {len(frame)} runs failed; nothing to fit")
-    runs["N"] = runs[params_column]
-    runs["D"] = runs["tokens"]
-    runs["C"] = runs["budget"]
-    runs["L"] = runs["val_loss"]
-    runs = runs.sort_values(["key", "C", "N"]).reset_index(drop=True)
+    main = frame["seed"] == 0
+    n_failed = {k: int(v) for k, v in frame[failed & main].groupby("key").size().items()}
+    replicas_failed = int((failed & ~main).sum())
+
+    def usable(rows: pd.DataFrame) -> pd.DataFrame:
+        rows = rows.assign(N=rows[params_column], D=rows["tokens"], C=rows["budget"], L=rows["val_loss"])
+        return rows.sort_values(["key", "C", "N", "seed"]).reset_index(drop=True)
+
+    runs = usable(frame[~failed & main])
+    replicas = usable(frame[~failed & ~main])
+    if runs.empty:
+        names = ", ".join(str(p) for p in paths)
+        raise ResultsError(f"{names}: no usable run of seed 0 (the main ladder); nothing to fit")
+    orphans = sorted(set(replicas["key"]) - set(runs["key"]))
+    if orphans:
+        log.warning("replica runs of %s have no seed-0 runs; they are ignored", ", ".join(orphans))
+        replicas = replicas[~replicas["key"].isin(orphans)].reset_index(drop=True)
+    if replicas_failed:
+        log.warning("%d failed replica run(s) dropped", replicas_failed)
     keys = sorted(runs["key"].unique())
     if "comparisons" in keys:
         raise ResultsError("a family may not be called 'comparisons' (a reserved key in fits.json)")
@@ -240,5 +273,6 @@ def load_results(paths: Iterable[str | Path], params_column: str = "params") -> 
         log.warning("%s: all %d runs failed; it is left out of the fits", key, n_failed[key])
     return Collected(
         runs=runs, n_failed=n_failed, sources=[str(p) for p in paths], params_column=params_column,
-        duplicates_dropped=duplicates, keys=keys, windows=windows,
+        duplicates_dropped=duplicates, keys=keys, windows=windows, replicas=replicas,
+        replicas_failed=replicas_failed,
     )

@@ -1,8 +1,13 @@
-"""Comparisons between families, all from the Approach 2 compute-optimal frontiers.
+"""Comparisons between families, all from the fitted Approach 2 compute-optimal frontiers.
+
+Not the headline: the measured compute multipliers (analysis.measured, read off the best runs without a
+fit) are. The multipliers here are read off power laws, extrapolated wherever the compute lies outside a
+family's usable budgets, and the two directions of a pair need not agree; summary.md and fits.json
+(`extrapolated_compute_multipliers`) label them so.
 
 - **Frontier loss at matched compute**: each family's fitted L_opt(C) = K C^-c at every budget any
   family used (so families swept at different budgets still line up).
-- **Compute multiplier** (as the dnaHNet paper: "StripedHyena 2 needs ~3.75x"): at the largest budget
+- **Extrapolated compute multiplier** (as the dnaHNet paper: "StripedHyena 2 needs ~3.75x"): at the largest budget
   both families used (usable in both), the compute C_X at which family X's frontier reaches family
   Y's loss, divided by that budget. Above 1: X needs more compute than Y for the same loss. Exact
   when frontiers are power laws; with an irreducible loss E > 0 they curve in log-log space, and as

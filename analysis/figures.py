@@ -1,8 +1,11 @@
 """Figures of the scaling-law analysis, each written as PNG and PDF (Agg backend, no display needed).
 
 - `isoflop_<key>`: loss against parameters per budget (log x), fitted parabolas, vertices starred;
-  flagged budgets drawn hollow with dashed parabolas.
-- `frontier`: compute-optimal loss L_opt against FLOPs per family, power law and bootstrap band.
+  flagged budgets drawn hollow with dashed parabolas and their best measured run as a hollow diamond (not
+  the vertex, which can sit decades outside the ladder); runs of other seeds as small hollow markers; the x
+  axis spans the runs.
+- `frontier`: compute-optimal loss L_opt against FLOPs per family, power law and bootstrap band; a flagged
+  budget at its best measured run (hollow diamond), as also on `optimal_allocation`.
 - `optimal_allocation`: N_opt and D_opt against FLOPs per family, power laws and bootstrap bands.
 - `approach3_residuals`: loss predicted by the fitted L(N, D) against the observed loss, per family.
 """
@@ -77,9 +80,37 @@ def _floor_line(ax, floor) -> None:
                    label=f"Markov floor (order {floor.k}, {floor.smoothing})")
 
 
-def isoflop_figure(key: str, runs: pd.DataFrame, result: Approach2Result, stem: Path, floor=None) -> list[Path]:
+BEST_RUN_LABEL = "flagged budget: its best measured run\n(the vertex is not trusted)"
+BEST_RUN_MARKER = "D"
+
+
+def plotted_optimum(o) -> tuple[float, float, float, bool]:
+    """(N, D, loss, is_best_run) drawn for a budget's optimum: the parabola's vertex, or for a flagged budget
+    (vertex outside the ladder, not bracketed, no parabola) its best measured run, since such a vertex can sit
+    decades away from every run."""
+    if o.flagged:
+        n = o.best_params if np.isfinite(o.best_params) else o.params
+        d = o.best_tokens if np.isfinite(o.best_tokens) else o.tokens
+        loss = o.best_loss if np.isfinite(o.best_loss) else o.loss
+        return float(n), float(d), float(loss), True
+    return float(o.params), float(o.tokens), float(o.loss), False
+
+
+def data_xlim(values) -> tuple[float, float]:
+    """Log-axis limits spanning the measured values with a small margin (never a far-away vertex)."""
+    x = np.log10(np.asarray([v for v in values if np.isfinite(v) and v > 0], dtype=float))
+    lo, hi = float(x.min()), float(x.max())
+    pad = 0.05 * (hi - lo) + 0.05
+    return 10 ** (lo - pad), 10 ** (hi + pad)
+
+
+def isoflop_figure(key: str, runs: pd.DataFrame, result: Approach2Result, stem: Path, floor=None,
+                   replicas: pd.DataFrame | None = None) -> list[Path]:
+    """Runs (seed 0) per budget, parabolas and optima; `replicas` (other seeds of some runs) as small hollow
+    markers at their (N, loss), so that the seed-to-seed scatter is visible."""
     colours = _budget_colours([o.budget for o in result.optima])
     fig, ax = plt.subplots(figsize=(7.2, 4.4))
+    xs = list(runs["N"])
     for o in result.optima:
         sub = runs[runs["C"] == o.budget]
         colour = colours[o.budget]
@@ -93,16 +124,30 @@ def isoflop_figure(key: str, runs: pd.DataFrame, result: Approach2Result, stem: 
             x = np.linspace(lo - pad, hi + pad, 200)
             ax.plot(10**x, np.polyval(o.coeffs, x), color=colour, lw=1.2,
                     ls="--" if o.flagged else "-", zorder=2)
-        ax.scatter([o.params], [o.loss], marker="*", s=140, color="white" if o.flagged else colour,
-                   edgecolors=colour if o.flagged else "black", linewidths=1.0 if o.flagged else 0.6,
-                   zorder=4)
+        n, _, loss, best_run = plotted_optimum(o)
+        if best_run:
+            ax.scatter([n], [loss], marker=BEST_RUN_MARKER, s=60, color="white", edgecolors=colour,
+                       linewidths=1.4, zorder=4)
+        else:
+            ax.scatter([n], [loss], marker="*", s=140, color=colour, edgecolors="black", linewidths=0.6,
+                       zorder=4)
+        if replicas is not None and len(replicas):
+            rep = replicas[replicas["C"] == o.budget]
+            if len(rep):
+                ax.scatter(rep["N"], rep["L"], s=9, facecolors="none", edgecolors=colour, linewidths=0.8,
+                           zorder=3)
+                xs += list(rep["N"])
     if not all(o.flagged for o in result.optima):
         ax.scatter([], [], marker="*", s=140, color="0.5", edgecolors="black", label="optimum")
     if any(o.flagged for o in result.optima):
-        ax.scatter([], [], marker="*", s=140, color="white", edgecolors="0.5",
-                   label="flagged optimum\n(not fitted)")
+        ax.scatter([], [], marker=BEST_RUN_MARKER, s=60, color="white", edgecolors="0.4", linewidths=1.4,
+                   label=BEST_RUN_LABEL)
+    if replicas is not None and len(replicas):
+        ax.scatter([], [], s=9, facecolors="none", edgecolors="0.4", linewidths=0.8,
+                   label="other seeds (replicas)")
     _floor_line(ax, floor)
     _log_x_major_only(ax)
+    ax.set_xlim(*data_xlim(xs))
     ax.set_xlabel(PARAMS_LABEL)
     ax.set_ylabel(LOSS_LABEL)
     ax.set_title(f"{key}: isoFLOP profiles")
@@ -150,16 +195,25 @@ def _optima_panel(ax, results, colours, value, ci, law, symbol: str, exponent_si
             opts = [o for o in r.optima if o.flagged == flagged]
             if not opts:
                 continue
-            vals = [getattr(o, value) for o in opts]
-            # A flagged budget's vertex is unconstrained (its bootstrap interval can span decades): no bar.
+            # A flagged budget is drawn at its best measured run (its vertex is unconstrained and its
+            # bootstrap interval can span decades): no bar.
+            vals = [optimum_value(o, value) for o in opts]
             yerr = None if flagged else _ci_errors(vals, [getattr(o, ci) for o in opts])
             ax.errorbar([o.budget for o in opts], vals, yerr=yerr,
-                        fmt="o", ms=5, color=colour, mfc="none" if flagged else colour, capsize=2,
-                        lw=1, label=label if not flagged else None)
+                        fmt=BEST_RUN_MARKER if flagged else "o", ms=5, color=colour,
+                        mfc="none" if flagged else colour, capsize=2, lw=1, label=label if not flagged else None)
         if all(o.flagged for o in r.optima):
-            ax.plot([], [], "o", color=colour, mfc="none", label=label)
+            ax.plot([], [], "o", color=colour, label=label)
+    if any(o.flagged for r in results.values() for o in r.optima):
+        ax.plot([], [], BEST_RUN_MARKER, color="0.4", mfc="none", ms=5, label=BEST_RUN_LABEL.replace("\n", " "))
     _log_x_major_only(ax)
     ax.set_xlabel(FLOPS_LABEL)
+
+
+def optimum_value(o, value: str) -> float:
+    """`value` ("params", "tokens" or "loss") of a budget's plotted optimum (`plotted_optimum`)."""
+    n, d, loss, _ = plotted_optimum(o)
+    return {"params": n, "tokens": d, "loss": loss}[value]
 
 
 def _log_x_major_only(ax) -> None:
@@ -181,7 +235,8 @@ def frontier_figure(results: dict[str, Approach2Result], stem: Path, floor=None)
 
 
 def _footnote(ax) -> None:
-    ax.text(0.0, -0.2, "hollow: flagged budget (not fitted); bars and bands: bootstrap 95% CI",
+    ax.text(0.0, -0.2, "hollow diamonds: flagged budgets (not fitted), at their best measured run; bars and "
+                       "bands: bootstrap 95% CI",
             transform=ax.transAxes, fontsize=7, color="0.35", va="top")
 
 
@@ -243,14 +298,17 @@ def residuals_figure(runs: pd.DataFrame, results: dict[str, Approach3Result], st
 
 
 def write_figures(runs: pd.DataFrame, approach2: dict[str, Approach2Result],
-                  approach3: dict[str, Approach3Result], out_dir: Path, floor=None) -> list[Path]:
+                  approach3: dict[str, Approach3Result], out_dir: Path, floor=None,
+                  replicas: pd.DataFrame | None = None) -> list[Path]:
     """Every figure into out_dir (created); the paths written. Skips what has nothing to draw. `floor`: the
-    Markov floor (analysis.markov.FloorRow), drawn on the frontier and isoFLOP figures."""
+    Markov floor (analysis.markov.FloorRow), drawn on the frontier and isoFLOP figures; `replicas`: runs of
+    other seeds, drawn on the isoFLOP figures (never fitted)."""
     sns.set_theme(style="whitegrid", context="paper")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for key, r in approach2.items():
-        written += isoflop_figure(key, runs[runs["key"] == key], r, out_dir / f"isoflop_{slug(key)}", floor)
+        rep = replicas[replicas["key"] == key] if replicas is not None and len(replicas) else None
+        written += isoflop_figure(key, runs[runs["key"] == key], r, out_dir / f"isoflop_{slug(key)}", floor, rep)
     written += frontier_figure(approach2, out_dir / "frontier", floor)
     written += allocation_figure(approach2, out_dir / "optimal_allocation")
     if any(r.law is not None for r in approach3.values()):

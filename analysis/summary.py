@@ -1,4 +1,7 @@
-"""`summary.md` (tables a person reads) and `fits.json` (numbers a program reads), written atomically."""
+"""`summary.md` (tables a person reads) and `fits.json` (numbers a program reads), written atomically.
+
+The headline comparison is measured (analysis.measured: best runs, interpolated, no fit); the multipliers
+read off the fitted frontiers are kept in a separate table labelled as extrapolated."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from analysis.approach3 import PARAM_NAMES, Approach3Result
 from analysis.collect import Collected
 from analysis.compare import Comparison
 from analysis.markov import SMOOTHERS, Floor
+from analysis.measured import EXACT, Measured, Reach, TrainingNoise
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -52,6 +56,7 @@ def approach2_json(r: Approach2Result) -> dict:
         "params_ci": _ci(o.params_ci), "tokens_ci": _ci(o.tokens_ci), "loss_ci": _ci(o.loss_ci),
         "parabola": list(o.coeffs) if o.coeffs else None, "flops_ratio": o.flops_ratio,
         "spread": o.spread, "loss_se": o.loss_se, "paired_se": o.paired_se,
+        "best_run": {"params": o.best_params, "tokens": o.best_tokens, "loss": o.best_loss},
     } for o in r.optima]
     prefactors = {name: (10**law.intercept if law else None)
                   for name, law in (("N", r.n_law), ("D", r.d_law), ("L", r.l_law))}
@@ -71,6 +76,42 @@ def approach3_json(r: Approach3Result) -> dict:
     }
 
 
+def _reach_json(r: Reach) -> dict:
+    return {"kind": r.kind, "value": r.compute}
+
+
+def measured_json(m: Measured) -> list[dict]:
+    """Measured multipliers, in the fields the fitted ones had (family needs `multiplier` x the compute of
+    `reference` to reach its loss at `budget`); `multiplier` and `ci` are null where the curve only bounds
+    them (`kind` "<=" or ">", `value` the bound)."""
+    out = []
+    for x in m.multipliers:
+        exact = all(r.kind == EXACT for r in (x.lo, x.hi))
+        out.append({
+            "family": x.family, "reference": x.reference, "budget": x.budget, "target_loss": x.target_loss,
+            "reference_run": x.reference_run, "method": "measured: best runs, interpolated, no fit",
+            "multiplier": x.multiplier.compute if x.multiplier.kind == EXACT else None,
+            "kind": x.multiplier.kind, "value": x.multiplier.compute,
+            "ci": [x.lo.compute, x.hi.compute] if exact else None,
+            "lo": _reach_json(x.lo), "hi": _reach_json(x.hi), "text": x.multiplier.text(),
+            "ci_text": f"[{x.lo.text()}, {x.hi.text()}]", "noise": x.noise, "noise_source": x.noise_source,
+        })
+    return out
+
+
+def noise_json(noise: TrainingNoise) -> dict:
+    pooled, n = noise.pooled_std()
+    return {
+        "loss_interval": "95% half-width of a run's loss: 1.96 x standard error of the mean over its "
+                         "validation windows",
+        "pooled_seed_std": pooled, "n_runs": n,
+        "runs": [{"family": r.key, "budget": r.budget, "size": r.size, "params": r.params, "seeds": r.seeds,
+                  "losses": r.losses, "run_ids": r.run_names, "max_minus_min": r.diff, "std": r.std,
+                  "window_half_widths": r.half_widths, "vertex_half_width": r.vertex_half_width,
+                  "vertex_flagged": r.vertex_flagged} for r in noise.rows],
+    }
+
+
 def comparison_json(c: Comparison) -> dict:
     return {
         "budgets": c.budgets,
@@ -79,16 +120,23 @@ def comparison_json(c: Comparison) -> dict:
                           for k in c.frontier},
         "exponents": {e.key: {"loss": e.c, "loss_ci": list(e.c_ci), "perplexity": e.c_ppl,
                               "perplexity_ci": list(e.c_ppl_ci)} for e in c.exponents},
-        "compute_multipliers": [{"family": m.family, "reference": m.reference, "budget": m.budget,
-                                 "target_loss": m.target_loss, "multiplier": m.multiplier,
-                                 "ci": list(m.ci), "extrapolated": m.extrapolated}
-                                for m in c.multipliers],
+        # Read off the fitted L_opt power laws, extrapolated below / beyond a family's usable budgets: not a
+        # measurement (the measured ones are `compute_multipliers`, written by fits_json).
+        "extrapolated_compute_multipliers": [{"family": m.family, "reference": m.reference, "budget": m.budget,
+                                              "target_loss": m.target_loss, "multiplier": m.multiplier,
+                                              "ci": list(m.ci), "extrapolated": m.extrapolated,
+                                              "method": "extrapolated from fitted frontiers; not a measurement"}
+                                             for m in c.multipliers],
         "notes": c.notes,
     }
 
 
 def fits_json(collected: Collected, a2: dict[str, Approach2Result], a3: dict[str, Approach3Result],
-              comparison: Comparison, floor: Floor | None = None) -> dict:
+              comparison: Comparison, floor: Floor | None = None, measured: Measured | None = None,
+              noise: TrainingNoise | None = None, lr_sweep: dict | None = None) -> dict:
+    """Per family its runs and fits; under `comparisons` the fitted frontiers, the measured compute multipliers
+    (`compute_multipliers`), the extrapolated ones (`extrapolated_compute_multipliers`), the training noise
+    and the learning-rate sweep."""
     out = {}
     for key in a2:
         out[key] = {
@@ -98,6 +146,10 @@ def fits_json(collected: Collected, a2: dict[str, Approach2Result], a3: dict[str
             "approach3": approach3_json(a3[key]),
         }
     out["comparisons"] = comparison_json(comparison)
+    out["comparisons"]["compute_multipliers"] = measured_json(measured) if measured is not None else []
+    out["comparisons"]["measured_notes"] = measured.notes if measured is not None else []
+    out["comparisons"]["training_noise"] = noise_json(noise if noise is not None else TrainingNoise([]))
+    out["comparisons"]["lr_sweep"] = lr_sweep
     if floor is not None:
         b = floor.best
         out["markov_floor"] = {"k": b.k, "smoothing": b.smoothing, "val_loss": b.val_loss, "source": floor.source}
@@ -133,6 +185,49 @@ def _number(value) -> float:
         return float(value)
     except (TypeError, ValueError):
         return float("nan")
+
+
+def measured_section(measured: Measured | None) -> list[str]:
+    """The headline: compute multipliers read off the best runs (no fit)."""
+    if measured is None:
+        return []
+    lines = ["## Measured compute multipliers (best runs, no fit)", "",
+             "Compute family B needs to reach family A's best measured loss at A's budget C (lowest val_loss "
+             "over its seed-0 runs there), as a multiple of C (> 1: B needs more compute than A for that loss). "
+             "B's compute is interpolated linearly in log10 C between its two adjacent budgets whose best runs "
+             "bracket the loss; \"<= x\": B's smallest budget already reaches it; \"> x\": none of B's "
+             "budgets does (nothing is extrapolated). Interval: the target moved by +- the noise named in "
+             "the last column and read off the same curve.", ""]
+    if measured.multipliers:
+        rows = [[m.family, m.reference, _g(m.budget), m.reference_run or "-", _f(m.target_loss, 4),
+                 m.multiplier.text(), f"[{m.lo.text()}, {m.hi.text()}]", _f(m.noise, 4), m.noise_source]
+                for m in measured.multipliers]
+        lines += _table(["B (needs the compute)", "A (sets the loss)", "C (FLOPs)", "A's best run",
+                         "A's loss (nats/nt)", "B's compute / C", "interval", "target +-", "noise"], rows) + [""]
+        lines += [f"- {line}" for line in measured.digest()] + [""]
+    lines += [f"- {n}" for n in measured.notes]
+    return lines + ([""] if measured.notes else [])
+
+
+def noise_section(noise: TrainingNoise | None) -> list[str]:
+    """Seed-to-seed scatter of replicated runs beside the window and vertex intervals."""
+    if noise is None:
+        return []
+    lines = ["## Training noise: seed-to-seed scatter vs bootstrap intervals", ""]
+    if not noise.rows:
+        return lines + ["No replicated runs (no family, budget and size was trained with two or more seeds; "
+                        "results.csv's `seed` column).", ""]
+    lines += [noise.reading(), "",
+              "Per run trained with several seeds: its loss per seed, max - min and the standard deviation "
+              "over seeds, beside the 95% half-width of one run's loss from its validation windows (1.96 x "
+              "the standard error of the mean over the windows; median over the seeds) and the half-width "
+              "of the budget's L_opt bootstrap interval (n/a for a flagged budget).", ""]
+    rows = [[r.key, _g(r.budget), r.size, _g(r.params), ", ".join(f"s{s}: {v:.4f}" for s, v in
+                                                                  zip(r.seeds, r.losses, strict=True)),
+             _f(r.diff, 4), _f(r.std, 4), _f(r.half_width, 4), _f(r.vertex_half_width, 4)] for r in noise.rows]
+    lines += _table(["family", "C (FLOPs)", "size", "N", "loss per seed (nats/nt)", "max - min", "std",
+                     "run's window half-width", "L_opt half-width"], rows) + [""]
+    return lines
 
 
 def floor_section(collected: Collected, a2: dict[str, Approach2Result], floor: Floor | None) -> list[str]:
@@ -183,7 +278,8 @@ def floor_section(collected: Collected, a2: dict[str, Approach2Result], floor: F
 
 def summary_markdown(collected: Collected, a2: dict[str, Approach2Result],
                      a3: dict[str, Approach3Result], comparison: Comparison, n_boot: int,
-                     seed: int, extra: list[str] | None = None, floor: Floor | None = None) -> str:
+                     seed: int, extra: list[str] | None = None, floor: Floor | None = None,
+                     measured: Measured | None = None, noise: TrainingNoise | None = None) -> str:
     runs = collected.runs
     lines = ["# Scaling-law analysis", ""]
     lines += [f"Inputs: {', '.join(f'`{s}`' for s in collected.sources)}. "
@@ -199,6 +295,12 @@ def summary_markdown(collected: Collected, a2: dict[str, Approach2Result],
     if collected.duplicates_dropped:
         lines += [f"{collected.duplicates_dropped} row(s) re-recording an earlier run_dir were "
                   "dropped (the last row of each run_dir is kept).", ""]
+    if len(collected.replicas) or collected.replicas_failed:
+        lines += [f"{len(collected.replicas)} replica run(s) of seed index >= 1 (and {collected.replicas_failed} "
+                  "failed) are not fitted: every fit, frontier and comparison uses the seed-0 runs only; the "
+                  "replicas measure the training noise.", ""]
+    lines += measured_section(measured)
+    lines += noise_section(noise)
     lines += floor_section(collected, a2, floor)
 
     flags = []
@@ -272,14 +374,16 @@ def summary_markdown(collected: Collected, a2: dict[str, Approach2Result],
                 for i, b in enumerate(comparison.budgets)]
         lines += _table(["C (FLOPs)"] + keys, rows) + [""]
     if comparison.multipliers:
-        lines += ["Compute multiplier: compute family X needs to reach family Y's frontier loss at "
-                  "the largest budget both used, relative to that budget (> 1: X needs more), from the L_opt "
-                  "power laws. The frontiers are flat, so a 1% loss difference is a large compute "
-                  "factor: read the multiplier with its interval.", ""]
+        lines += ["### Compute multipliers extrapolated from fitted frontiers; not a measurement", "",
+                  "The compute family X needs to reach family Y's fitted frontier loss at the largest budget "
+                  "both used, relative to that budget, read off the L_opt power laws, which extrapolate below "
+                  "and beyond the budgets a family was swept at. The frontiers are flat, so a 1% loss "
+                  "difference is a large compute factor, and the two directions of a pair need not agree: "
+                  "for the measurement see \"Measured compute multipliers (best runs, no fit)\" above.", ""]
         rows = [[m.family, m.reference, _g(m.budget), _f(m.target_loss, 4), _g(m.multiplier, 3),
                  _interval(m.ci), "yes" if m.extrapolated else "no"] for m in comparison.multipliers]
-        lines += _table(["X", "Y", "budget (FLOPs)", "Y's loss (nats/nt)", "multiplier", "95% CI",
-                         "extrapolated"], rows) + [""]
+        lines += _table(["X", "Y", "budget (FLOPs)", "Y's fitted loss (nats/nt)", "extrapolated multiplier",
+                         "95% CI", "outside X's budgets"], rows) + [""]
     lines += [f"- {n}" for n in comparison.notes]
     if comparison.notes:
         lines += [""]
@@ -292,11 +396,15 @@ def summary_markdown(collected: Collected, a2: dict[str, Approach2Result],
 
 def write_outputs(out_dir: Path, collected: Collected, a2: dict[str, Approach2Result],
                   a3: dict[str, Approach3Result], comparison: Comparison, n_boot: int,
-                  seed: int, extra: list[str] | None = None, floor: Floor | None = None) -> tuple[Path, Path]:
+                  seed: int, extra: list[str] | None = None, floor: Floor | None = None,
+                  measured: Measured | None = None, noise: TrainingNoise | None = None,
+                  lr_sweep: dict | None = None) -> tuple[Path, Path]:
     """summary.md and fits.json into out_dir; the two paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = out_dir / "summary.md"
     fits = out_dir / "fits.json"
-    write_atomic(summary, summary_markdown(collected, a2, a3, comparison, n_boot, seed, extra, floor))
-    write_atomic(fits, json.dumps(fits_json(collected, a2, a3, comparison, floor), indent=2) + "\n")
+    write_atomic(summary, summary_markdown(collected, a2, a3, comparison, n_boot, seed, extra, floor,
+                                           measured, noise))
+    write_atomic(fits, json.dumps(fits_json(collected, a2, a3, comparison, floor, measured, noise, lr_sweep),
+                                  indent=2) + "\n")
     return summary, fits

@@ -6,9 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from synthetic_scaling import CHINCHILLA, EPOCH, synthetic_sweep
 
@@ -128,3 +130,69 @@ def test_allow_no_fit_turns_the_error_into_a_note(tmp_path, capsys):
         check_analysis(2, out, "live")  # an exit 2 (bad input, or no fit without the flag) fails the demo
     bad = _bad(tmp_path, "non_numeric")
     assert main(["--results", str(bad), "--out", str(tmp_path / "o2"), *LIVE_ANALYSIS_ARGS]) == 2
+
+
+def _with_windows(table: pd.DataFrame, folder: Path) -> Path:
+    """results.csv and a gathered val_windows.csv (16 windows per run around its loss, drawn from a generator
+    seeded by the run id, so a run has the same windows in every file) in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / "results.csv", index=False)
+    windows = np.stack([loss + 0.01 * np.random.default_rng(zlib.crc32(run.encode())).standard_normal(16)
+                        for loss, run in zip(table["val_loss"], table["run_id"], strict=True)])
+    pd.DataFrame(windows, columns=[f"w{i}" for i in range(16)]).assign(run_id=table["run_id"].to_numpy())[
+        ["run_id"] + [f"w{i}" for i in range(16)]].to_csv(folder / "val_windows.csv", index=False)
+    return folder / "results.csv"
+
+
+def _numbers_without_noise(fits: dict) -> dict:
+    """fits.json without what replicas are meant to change (the noise table, the measured intervals)."""
+    fits = json.loads(json.dumps(fits))
+    comparisons = fits["comparisons"]
+    comparisons.pop("training_noise")
+    for m in comparisons["compute_multipliers"]:
+        for k in ("ci", "lo", "hi", "ci_text", "noise", "noise_source"):
+            m.pop(k)
+    return fits
+
+
+def test_replicas_leave_every_fit_unchanged_and_fill_the_noise_table(tmp_path):
+    rng = np.random.default_rng(5)
+    tables = {}
+    for fam, law, seed in (("transformer", CHINCHILLA, 0), ("hnet", EPOCH, 1)):
+        t = synthetic_sweep(law, budgets=BUDGETS, sizes=5, noise=0.002, seed=seed, family=fam)
+        t["run_id"] = [f"{fam}-{i}" for i in range(len(t))]
+        t["size"] = [f"s{i % 5}" for i in range(len(t))]
+        tables[fam] = t
+    base = [_with_windows(t, tmp_path / "base" / f) for f, t in tables.items()]
+    replicated = []
+    for fam, t in tables.items():
+        rep = t[t["budget"] == BUDGETS[1]].copy()
+        rep["seed"] = 1
+        rep["val_loss"] = rep["val_loss"] + 0.004 * rng.standard_normal(len(rep))
+        rep["run_id"] = rep["run_id"] + "-s1"
+        rep["run_dir"] = rep["run_dir"] + "-s1"
+        replicated.append(_with_windows(pd.concat([t.assign(seed=0), rep], ignore_index=True),
+                                        tmp_path / "rep" / fam))
+    args = ["--bootstrap", "20", "--seed", "2", "--a3-grid", "coarse", "--quiet"]
+    assert main(["--results", *map(str, base), "--out", str(tmp_path / "o1"), *args]) == 0
+    assert main(["--results", *map(str, replicated), "--out", str(tmp_path / "o2"), *args]) == 0
+    plain = json.loads((tmp_path / "o1" / "fits.json").read_text())
+    noisy = json.loads((tmp_path / "o2" / "fits.json").read_text())
+    assert _numbers_without_noise(plain) == _numbers_without_noise(noisy)
+    assert plain["comparisons"]["training_noise"]["runs"] == []
+    noise = noisy["comparisons"]["training_noise"]
+    assert len(noise["runs"]) == 10 and all(r["seeds"] == [0, 1] for r in noise["runs"])
+    row = noise["runs"][0]
+    assert row["max_minus_min"] == pytest.approx(abs(row["losses"][1] - row["losses"][0]))
+    assert all(h > 0 for h in row["window_half_widths"]) and row["run_ids"][1].endswith("-s1")
+    measured = noisy["comparisons"]["compute_multipliers"]
+    assert measured and all("pooled seed std" in m["noise_source"] for m in measured)
+    assert all(m["noise"] == pytest.approx(noise["pooled_seed_std"]) for m in measured)
+    summary = (tmp_path / "o2" / "summary.md").read_text()
+    head = summary.split("\n## ")[1]
+    assert head.startswith("Measured compute multipliers (best runs, no fit)")
+    assert "## Training noise: seed-to-seed scatter vs bootstrap intervals" in summary
+    assert "10 replicated run(s) (20 runs)" in summary
+    assert "### Compute multipliers extrapolated from fitted frontiers; not a measurement" in summary
+    assert summary.index("Measured compute multipliers") < summary.index("extrapolated from fitted frontiers")
+    assert "20 replica run(s)" not in summary and "10 replica run(s) of seed index >= 1" in summary

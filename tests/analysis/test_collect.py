@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from synthetic_scaling import CHINCHILLA, synthetic_sweep
 
@@ -52,6 +53,8 @@ def test_rerecorded_run_dir_keeps_last_row(tmp_path):
     ("bad_status", r"bad\.csv: line 2, column status: 'running' is not one of ok, failed"),
     ("ok_without_loss", r"bad\.csv: line 4, column val_loss: an ok run needs a positive number"),
     ("no_such_file", r"nowhere\.csv: no such file"),
+    ("bad_seed", r"bad\.csv: line 3, column seed: expected a seed index 0, 1, 2, \.\.\., got '1\.5'"),
+    ("only_replicas", r"bad\.csv: no usable run of seed 0"),
 ])
 def test_bad_input_names_file_line_and_column(tmp_path, case, pattern):
     table = synthetic_sweep(CHINCHILLA, budgets=(1e18,), sizes=3).astype({"params": object})
@@ -75,5 +78,26 @@ def test_bad_input_names_file_line_and_column(tmp_path, case, pattern):
         table.to_csv(path, index=False)
     elif case == "no_such_file":
         path = tmp_path / "nowhere.csv"
+    elif case == "bad_seed":
+        table.assign(seed=["0", "1.5", "0"]).to_csv(path, index=False)
+    elif case == "only_replicas":
+        table.assign(seed=1).to_csv(path, index=False)
     with pytest.raises(ResultsError, match=pattern):
         load_results([path])
+
+
+def test_seed_column_splits_replicas_from_the_main_ladder(tmp_path):
+    """seed 0 (or no seed column, or an empty field): the main ladder, fitted; seed >= 1: replicas, kept apart."""
+    main = synthetic_sweep(CHINCHILLA, budgets=(1e18, 1e19), sizes=3)
+    old = load_results([_write(tmp_path, main, "old.csv")])
+    assert (old.runs["seed"] == 0).all() and old.replicas.empty
+    rep = main.iloc[[0, 1]].assign(seed=1, val_loss=main["val_loss"].iloc[[0, 1]] + 0.01,
+                                   run_dir=lambda t: t["run_dir"] + "-s1")
+    failed_rep = main.iloc[[2]].assign(seed=2, status="failed", val_loss=np.nan, run_dir="x-s2")
+    table = pd.concat([main.assign(seed=""), rep, failed_rep], ignore_index=True)
+    collected = load_results([_write(tmp_path, table, "new.csv")])
+    assert len(collected.runs) == len(main) and (collected.runs["seed"] == 0).all()
+    assert np.allclose(collected.runs["L"], old.runs["L"])
+    assert len(collected.replicas) == 2 and (collected.replicas["seed"] == 1).all()
+    assert {"N", "D", "C", "L", "key"} <= set(collected.replicas.columns)
+    assert collected.replicas_failed == 1 and collected.n_failed == {}
