@@ -328,7 +328,7 @@ def _dnahnet_paper_depth(width: int, variant: str | None) -> int:
     return _main_depth_for_share(DNAHNET_PAPER_DEPTH_WIDTH, 0.7)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _main_depth_for_share(width: int, share: float) -> int:
     """Main depth giving the main network `share` of the non-embedding parameters at `width`."""
     recipe = SIZE_RULES["dnahnet"].recipe("paper")

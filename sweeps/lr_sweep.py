@@ -15,7 +15,6 @@ file (the learning-rate figure) and `sweeps/ladders.py` records the rule each fa
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import io
 import logging

@@ -9,8 +9,17 @@ import pandas as pd
 import pytest
 
 from analysis.approach2 import fit_approach2
-from analysis.measured import (AT_MOST, EXACT, MORE_THAN, Z95, TrainingNoise, compute_to_reach,
-                               measured_multipliers, training_noise, window_half_width)
+from analysis.measured import (
+    AT_MOST,
+    EXACT,
+    MORE_THAN,
+    Z95,
+    TrainingNoise,
+    compute_to_reach,
+    measured_multipliers,
+    training_noise,
+    window_half_width,
+)
 
 
 def _runs(key: str, best: dict[float, float], seed: int = 0, worse: float = 0.01) -> pd.DataFrame:
