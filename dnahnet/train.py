@@ -589,8 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's; use 1 on a shared or busy machine)")
-    parser.add_argument("overrides", nargs="*", help="model.KEY=VALUE, train.KEY=VALUE, data.KEY=VALUE")
-    args = parser.parse_args(argv)
+    configure.add_override_argument(parser)
+    args = configure.parse_args_with_overrides(parser, argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.threads is not None and args.threads < 1:
         return _error(f"--threads must be >= 1, got {args.threads}")
