@@ -31,6 +31,9 @@ import logging
 import sys
 from pathlib import Path
 
+if not __package__:  # `python sweeps/isoflop.py`: this checkout's packages, not sweeps/'s modules nor another install
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 from dnahnet import configure
 from sweeps import ladders as ladlib
 from sweeps.launch import LAUNCHERS, SlurmOptions, parse_slurm_time, run_local, run_local_gpus, run_slurm

@@ -39,6 +39,9 @@ import shutil
 import sys
 from pathlib import Path
 
+if not __package__:  # `python sweeps/tune.py`: this checkout's packages, not sweeps/'s modules nor another install
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 from dnahnet import configure
 from dnahnet.tracking import check_trackers, sweep_tags
 from sweeps import tuning
