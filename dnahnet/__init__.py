@@ -18,8 +18,8 @@ def __getattr__(name: str):
 
 def from_pretrained(folder, map_location="cpu"):
     """The model of a folder written by `python -m dnahnet.export` (model.safetensors + config.json), in eval
-    mode, read without pickle (`dnahnet.export.from_pretrained`; imported on use, so that running
+    mode, read without pickle (`dnahnet.checkpoint.from_pretrained`; imported on use, so that running
     `python -m dnahnet.export` does not find its module imported already)."""
-    from dnahnet.export import from_pretrained as load
+    from dnahnet.checkpoint import from_pretrained as load
 
     return load(folder, map_location=map_location)

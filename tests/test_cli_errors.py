@@ -482,7 +482,7 @@ def _command(name: str):
     elif name == "export":
         from dnahnet.export import main
     elif name == "demo":
-        from dnahnet.demo import main
+        from sweeps.demo import main
     elif name == "analysis":
         from analysis.__main__ import main
     elif name == "bench_inference":
