@@ -6,13 +6,12 @@ __all__ = ["build_model", "from_pretrained", "generate", "get_config", "list_fam
 
 
 def __getattr__(name: str):
-    """`dnahnet.generate`, imported on first use: the submodule holding the sampling function and the CLI, and
-    callable as that function (`dnahnet.generate(model, prompt, ...)`). Not imported with the package, so that
-    `python -m dnahnet.generate` does not find its module imported already (runpy warns)."""
+    """`dnahnet.generate`: the sampling function (`dnahnet.sampling.generate`), imported on first use (torch).
+    No submodule is named `generate`, so importing one never replaces the function."""
     if name == "generate":
-        import importlib
+        from dnahnet.sampling import generate
 
-        return importlib.import_module("dnahnet.generate")
+        return generate
     raise AttributeError(f"module 'dnahnet' has no attribute {name!r}")
 
 

@@ -253,8 +253,7 @@ class HNetStage(nn.Module):
         self.d_model = d
         self.pad = None
         if d_outer is not None and d > d_outer:
-            self.pad = nn.Parameter(torch.zeros(d - d_outer))
-            self.pad._no_weight_decay = True
+            self.pad = nn.Parameter(torch.zeros(d - d_outer))  # decays: H-Net's rule (weight_decay_names)
         self.is_main = idx == layout.n_stages
         # Hierarchy-usage ablation (`DNAHNet.inner_output_zeroed`): the inner network's output z' is replaced
         # by zeros before dechunking, so only the residual path W_res carries this stage's information.
