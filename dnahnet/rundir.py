@@ -171,7 +171,8 @@ def config_differences(old: dict, new: dict) -> list[str]:
     if global_batch(old, classes) != global_batch(new, classes):
         diffs.append(f"global batch (data.batch_size x train.devices x train.num_nodes x "
                      f"train.accumulate_grad_batches): {global_batch(old, classes)} -> {global_batch(new, classes)}")
-    if not legacy and old.get("data_key") != new.get("data_key"):
+    # None: the genomes could not be read then (or now: the run fails on its own); nothing to compare.
+    if not legacy and None not in (old.get("data_key"), new.get("data_key")) and old["data_key"] != new["data_key"]:
         diffs.append(f"data_key: {old.get('data_key')!r} -> {new.get('data_key')!r} (other genomes under "
                      "data.data_dir / data.inputs)")
     return diffs

@@ -194,5 +194,7 @@ def test_the_genomes_read_are_part_of_the_identity_not_their_path(tmp_path):
     assert a["data_key"] is not None
     assert config_differences(a, copy) == []
     assert [d.split(":")[0] for d in config_differences(a, b)] == ["data_key"]
+    gone = _resolved(data={"data_dir": str(tmp_path / "moved-away")})  # planned there, the folder since moved
+    assert gone["data_key"] is None and config_differences(gone, copy) == []
     legacy = {k: v for k, v in a.items() if k != "data_key"}  # a config.yaml from before data_key: paths count
     assert [d.split(":")[0] for d in config_differences(legacy, copy)] == ["data.data_dir"]
