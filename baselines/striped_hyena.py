@@ -30,12 +30,13 @@ Block details follow Evo 2 as it was trained (Savanna) and configured for infere
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from baselines.hyena import HyenaOperator, HyenaSpec, hyena_flops
+from dnahnet import config as cfglib
 from dnahnet import flops as F
 from dnahnet.nn import Attention, Block, BlockStack, LanguageModel, LMOutput, ParamCounts, RMSNorm
 from dnahnet.nn.mlp import GATE_ACTIVATIONS, round_up
@@ -72,7 +73,7 @@ class StripedHyenaConfig:
     li_residue_scale: float = 0.1  # LI residues ~ this * N(0, 1/li_order) at init (Savanna's implicit_modal)
     d_init: float = 0.0  # initial D of MR and LI layers (Vortex: zeros)
     rotary_base: float = 10000.0  # rotary frequency base of the attention layers
-    attn_backend: str = "auto"  # "auto" | "torch" | "kernel" (flash-attn)
+    attn_backend: str = field(default="auto", metadata=cfglib.NEUTRAL)  # "auto" | "torch" | "kernel" (flash-attn)
     attn_out_bias: bool = True  # bias on the attention output projection (Evo 2: mha_out_proj_bias)
     tie_embeddings: bool = True  # LM head shares the token embedding's weight (Evo 2)
     norm_eps: float = 1e-6  # RMSNorm epsilon (Evo 2)

@@ -3,11 +3,12 @@ untied embeddings, causal attention through the shared attention block (DESIGN.m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from dnahnet import config as cfglib
 from dnahnet import flops as F
 from dnahnet.nn import BlockSpec, BlockStack, LanguageModel, LMOutput
 from dnahnet.nn.init import init_weights
@@ -25,7 +26,7 @@ class TransformerConfig:
     mlp_multiple: int = 128  # rounding of the automatic d_intermediate (smaller at tiny sizes)
     vocab_size: int = VOCAB_SIZE  # nucleotide vocabulary incl. special tokens
     rotary_base: float = 10000.0  # rotary frequency base
-    attn_backend: str = "auto"  # "auto" | "torch" | "kernel" (flash-attn)
+    attn_backend: str = field(default="auto", metadata=cfglib.NEUTRAL)  # "auto" | "torch" | "kernel" (flash-attn)
     init_std: float = 0.02  # std of linear weights (output projections scaled by 1/sqrt(2 n_layers))
 
     @property

@@ -6,20 +6,19 @@ __all__ = ["build_model", "from_pretrained", "generate", "get_config", "list_fam
 
 
 def __getattr__(name: str):
-    """`dnahnet.generate`, imported on first use: the submodule holding the sampling function and the CLI, and
-    callable as that function (`dnahnet.generate(model, prompt, ...)`). Not imported with the package, so that
-    `python -m dnahnet.generate` does not find its module imported already (runpy warns)."""
+    """`dnahnet.generate`: the sampling function (`dnahnet.sampling.generate`), imported on first use (torch).
+    No submodule is named `generate`, so importing one never replaces the function."""
     if name == "generate":
-        import importlib
+        from dnahnet.sampling import generate
 
-        return importlib.import_module("dnahnet.generate")
+        return generate
     raise AttributeError(f"module 'dnahnet' has no attribute {name!r}")
 
 
 def from_pretrained(folder, map_location="cpu"):
     """The model of a folder written by `python -m dnahnet.export` (model.safetensors + config.json), in eval
-    mode, read without pickle (`dnahnet.export.from_pretrained`; imported on use, so that running
+    mode, read without pickle (`dnahnet.checkpoint.from_pretrained`; imported on use, so that running
     `python -m dnahnet.export` does not find its module imported already)."""
-    from dnahnet.export import from_pretrained as load
+    from dnahnet.checkpoint import from_pretrained as load
 
     return load(folder, map_location=map_location)

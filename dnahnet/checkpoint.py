@@ -13,6 +13,7 @@ plain values, so `weights_only=True` loads all of them; anything else is refused
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import pickle
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from dnahnet import tokenizer
 
 log = logging.getLogger("dnahnet.checkpoint")
 
@@ -429,6 +432,72 @@ def _dcp_weights(directory: Path, model) -> dict:
     return {k[len(prefix):]: v for k, v in target.items()}
 
 
+# ---------------------------------------------------------------------- exported folders (read side)
+# `python -m dnahnet.export` writes them (model.safetensors + config.json); reading them is the loader's.
+FORMAT = "dnahnet-export"  # config.json's "format": what wrote the folder
+FORMAT_VERSION = 1  # bumped when the layout changes; a newer folder is refused by older code
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def read_config(folder: str | os.PathLike) -> dict:
+    """An exported folder's config.json, checked (CheckpointError naming the file)."""
+    folder = Path(folder)
+    path = folder / CONFIG_FILE
+    if not folder.is_dir():
+        raise CheckpointNotFound(f"{folder}: not an exported model folder (no such directory)")
+    if not path.is_file():
+        raise CheckpointNotFound(f"{path}: missing (an exported folder holds {CONFIG_FILE} and {WEIGHTS_FILE})")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise CorruptCheckpoint(f"{path}: unreadable, not JSON ({_first_line(exc)})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a dnaHNet export (format is not {FORMAT!r})")
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {version!r}; this code reads up to {FORMAT_VERSION} "
+                                      "(update dnahnet)")
+    vocab = (config.get("tokenizer") or {}).get("id_to_token")
+    if vocab != list(tokenizer.ID_TO_TOKEN):
+        raise CheckpointError(f"{path}: its tokenizer vocabulary {vocab!r} differs from this code's "
+                                      f"{list(tokenizer.ID_TO_TOKEN)!r}; its token ids would mean other nucleotides")
+    if not isinstance(config.get("family"), str) or not isinstance(config.get("model_config"), dict):
+        raise CheckpointError(f"{path}: lacks family or model_config")
+    return config
+
+
+def from_pretrained(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> torch.nn.Module:
+    """The model of an exported folder (model.safetensors + config.json), in eval mode; no pickle is read.
+    Raises CheckpointError (a ValueError) naming the missing, corrupt or mismatched file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    from dnahnet.registry import build_model_from_config, config_from_dict
+
+    folder = Path(folder)
+    config = read_config(folder)
+    try:
+        model = build_model_from_config(config["family"], config_from_dict(config["family"], config["model_config"]))
+    except (ValueError, KeyError, TypeError, RuntimeError, ZeroDivisionError) as exc:  # e.g. a negative width
+        raise CheckpointError(f"{folder / CONFIG_FILE}: its model configuration is invalid "
+                                      f"({_first_line(exc)})") from None
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointNotFound(f"{weights}: missing (the exported weights)")
+    try:
+        load_model(model, str(weights), strict=True)
+    except SafetensorError as exc:
+        raise CorruptCheckpoint(f"{weights}: unreadable safetensors file, truncated or corrupt "
+                                        f"({_first_line(exc)})") from None
+    except RuntimeError as exc:  # missing/unexpected keys, shapes that differ from config.json's model
+        raise CheckpointError(f"{weights}: its weights do not match {CONFIG_FILE}'s model "
+                                      f"({str(exc).strip().splitlines()[0][:200]})") from None
+    except (OSError, ValueError) as exc:
+        raise CorruptCheckpoint(f"{weights}: unreadable ({_first_line(exc)})") from None
+    return model.to(map_location).eval()
+
+
 @dataclass
 class CheckpointModel:
     model: torch.nn.Module  # the trained model, on the CPU, in eval mode
@@ -440,8 +509,6 @@ class CheckpointModel:
 
 def is_exported(path: str | os.PathLike) -> bool:
     """A folder written by `python -m dnahnet.export` (config.json + model.safetensors), not a run directory."""
-    from dnahnet.export import CONFIG_FILE
-
     path = Path(path)
     return path.is_dir() and (path / CONFIG_FILE).is_file() and not (path / "checkpoints").exists() \
         and not (path / DCP_METADATA).exists()
@@ -450,8 +517,6 @@ def is_exported(path: str | os.PathLike) -> bool:
 def weights_file(path: str | os.PathLike) -> Path:
     """The file holding the weights `load_model(path)` reads (what a result computed from them depends on)."""
     if is_exported(path):
-        from dnahnet.export import WEIGHTS_FILE
-
         return Path(path) / WEIGHTS_FILE
     resolved = resolve_checkpoint_path(path)
     return resolved.resolve() / DCP_META_PT if resolved.is_dir() else resolved.resolve()
@@ -484,8 +549,6 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu"):
     checkpoints/last.ckpt) or an exported folder (`dnahnet.export`: model.safetensors + config.json), in eval
     mode. Every CLI's `--checkpoint` comes here. Raises CheckpointError naming the file."""
     if is_exported(path):
-        from dnahnet.export import from_pretrained
-
         return from_pretrained(path, map_location=map_location)
     return load_checkpoint_model(path).model.to(map_location).eval()
 

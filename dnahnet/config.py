@@ -125,3 +125,22 @@ def to_dict(cfg) -> dict:
 def from_dict(cls, data: dict):
     """Build a config dataclass from a dict (e.g. a resolved YAML), coercing and validating values."""
     return replace(cls(), **data)
+
+
+# ------------------------------------------------------------------------------------ run identity
+# Which config fields make a run what it is: a rerun into the same run (or sweep) directory must keep them,
+# or it would resume, or report, a run computed with other settings. Every field is part of the identity
+# unless its dataclass field says otherwise, with `field(default=..., metadata=NEUTRAL)` (or GLOBAL_BATCH).
+# `dnahnet.rundir.config_differences` reads these rules for single runs, sweeps and their resumption.
+NEUTRAL = {"identity": False}  # does not change what a run computes: logging, checkpoint cadence, kernels, caches
+GLOBAL_BATCH = {"identity": "global batch"}  # a factor of the global batch: may change when their product does not
+
+
+def identity_rule(cls, name: str) -> bool | str:
+    """The identity rule of field `name` of config dataclass `cls`: True (part of the run's identity),
+    False (neutral) or "global batch"; a field `cls` does not have (removed since, or `cls` is None) is True."""
+    if cls is not None and dataclasses.is_dataclass(cls):
+        for f in dataclasses.fields(cls):
+            if f.name == name:
+                return f.metadata.get("identity", True)
+    return True

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,33 @@ def parse_overrides(items: list[str] | None, source: str = "override", into: Ove
                              f"{', '.join(SECTIONS)}, e.g. train.lr=1e-3")
         out.update(section, name, value, source)
     return out
+
+
+# A bare `section.KEY=VALUE` token on a command line: the same as `--set section.KEY=VALUE`, in any position
+# (a name with `=` but no section, `max_steps=2`, is taken too: `parse_overrides` says what it lacks).
+_BARE_OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
+OVERRIDE_HELP = ("a setting, e.g. --set train.lr=1e-3 --set data.seq_len=512 (repeatable); the --set may be left "
+                 "out: a bare SECTION.KEY=VALUE anywhere on the command line is the same (sections: train, model, data)")
+
+
+def add_override_argument(parser, dest: str = "overrides", help: str = OVERRIDE_HELP) -> None:
+    """`--set SECTION.KEY=VALUE` (repeatable) into `dest`; with `parse_args_with_overrides`, bare
+    `SECTION.KEY=VALUE` tokens anywhere on the line join it. The one override grammar of every command
+    (`python -m dnahnet.train`, `sweeps/isoflop.py`, `sweeps/tune.py`)."""
+    parser.add_argument("--set", dest=dest, action="append", default=[], metavar="SECTION.KEY=VALUE", help=help)
+
+
+def parse_args_with_overrides(parser, argv: list[str] | None = None, dest: str = "overrides"):
+    """`parser.parse_args(argv)`, with the bare `SECTION.KEY=VALUE` tokens of any position appended to `dest`
+    (after the `--set` ones: a later setting of a key wins). Anything else unrecognised is argparse's usage error
+    (exit 2)."""
+    args, rest = parser.parse_known_args(argv)
+    rest = [token for token in rest if token != "--"]
+    unknown = [token for token in rest if not _BARE_OVERRIDE.match(token)]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    setattr(args, dest, [*(getattr(args, dest, None) or []), *rest])
+    return args
 
 
 def read_override_file(path: str | os.PathLike, flag: str = "--overrides", into: Overrides | None = None) -> Overrides:

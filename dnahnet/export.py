@@ -26,15 +26,19 @@ import shutil
 import sys
 from pathlib import Path
 
-import torch
-
 from dnahnet import checkpoint as ckptlib
 from dnahnet import tokenizer
 
-FORMAT = "dnahnet-export"  # config.json's "format": what wrote the folder
-FORMAT_VERSION = 1  # bumped when the layout changes; a newer folder is refused by older code
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
+# The folder's format and reading it back are the loader's (`dnahnet.checkpoint`: every --checkpoint accepts an
+# exported folder); this module writes it. The names stay importable from here.
+from dnahnet.checkpoint import (  # noqa: F401
+    CONFIG_FILE,
+    FORMAT,
+    FORMAT_VERSION,
+    WEIGHTS_FILE,
+    from_pretrained,
+    read_config,
+)
 
 
 def _run_config(checkpoint_path: Path) -> dict:
@@ -101,64 +105,6 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
-
-
-def read_config(folder: str | os.PathLike) -> dict:
-    """An exported folder's config.json, checked (CheckpointError naming the file)."""
-    folder = Path(folder)
-    path = folder / CONFIG_FILE
-    if not folder.is_dir():
-        raise ckptlib.CheckpointNotFound(f"{folder}: not an exported model folder (no such directory)")
-    if not path.is_file():
-        raise ckptlib.CheckpointNotFound(f"{path}: missing (an exported folder holds {CONFIG_FILE} and {WEIGHTS_FILE})")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
-        raise ckptlib.CorruptCheckpoint(f"{path}: unreadable, not JSON ({ckptlib._first_line(exc)})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ckptlib.CheckpointError(f"{path}: not a dnaHNet export (format is not {FORMAT!r})")
-    version = config.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ckptlib.CheckpointError(f"{path}: format_version {version!r}; this code reads up to {FORMAT_VERSION} "
-                                      "(update dnahnet)")
-    vocab = (config.get("tokenizer") or {}).get("id_to_token")
-    if vocab != list(tokenizer.ID_TO_TOKEN):
-        raise ckptlib.CheckpointError(f"{path}: its tokenizer vocabulary {vocab!r} differs from this code's "
-                                      f"{list(tokenizer.ID_TO_TOKEN)!r}; its token ids would mean other nucleotides")
-    if not isinstance(config.get("family"), str) or not isinstance(config.get("model_config"), dict):
-        raise ckptlib.CheckpointError(f"{path}: lacks family or model_config")
-    return config
-
-
-def from_pretrained(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> torch.nn.Module:
-    """The model of an exported folder (model.safetensors + config.json), in eval mode; no pickle is read.
-    Raises CheckpointError (a ValueError) naming the missing, corrupt or mismatched file."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_model
-
-    from dnahnet.registry import build_model_from_config, config_from_dict
-
-    folder = Path(folder)
-    config = read_config(folder)
-    try:
-        model = build_model_from_config(config["family"], config_from_dict(config["family"], config["model_config"]))
-    except (ValueError, KeyError, TypeError, RuntimeError, ZeroDivisionError) as exc:  # e.g. a negative width
-        raise ckptlib.CheckpointError(f"{folder / CONFIG_FILE}: its model configuration is invalid "
-                                      f"({ckptlib._first_line(exc)})") from None
-    weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ckptlib.CheckpointNotFound(f"{weights}: missing (the exported weights)")
-    try:
-        load_model(model, str(weights), strict=True)
-    except SafetensorError as exc:
-        raise ckptlib.CorruptCheckpoint(f"{weights}: unreadable safetensors file, truncated or corrupt "
-                                        f"({ckptlib._first_line(exc)})") from None
-    except RuntimeError as exc:  # missing/unexpected keys, shapes that differ from config.json's model
-        raise ckptlib.CheckpointError(f"{weights}: its weights do not match {CONFIG_FILE}'s model "
-                                      f"({str(exc).strip().splitlines()[0][:200]})") from None
-    except (OSError, ValueError) as exc:
-        raise ckptlib.CorruptCheckpoint(f"{weights}: unreadable ({ckptlib._first_line(exc)})") from None
-    return model.to(map_location).eval()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lightning as L
 import numpy as np
@@ -49,20 +49,20 @@ class TrainConfig:
     eps: float = 1e-8  # AdamW epsilon
     grad_clip: float = 1.0  # gradient-norm clipping (0 = off)
     max_steps: int = 200  # optimizer steps (the schedule's length)
-    precision: str = "auto"  # Lightning precision; "auto" = bf16-mixed on GPU, 32-true on CPU
-    val_every: int = 0  # validate every N steps (0 = only at the end)
-    ckpt_every: int = 50  # save checkpoints/last.ckpt every N steps (resume point)
-    log_every: int = 10  # log training metrics every N steps
+    precision: str = field(default="auto", metadata=cfglib.NEUTRAL)  # Lightning precision; "auto" = bf16-mixed on GPU, 32-true on CPU
+    val_every: int = field(default=0, metadata=cfglib.NEUTRAL)  # validate every N steps (0 = only at the end)
+    ckpt_every: int = field(default=50, metadata=cfglib.NEUTRAL)  # save checkpoints/last.ckpt every N steps (resume point)
+    log_every: int = field(default=10, metadata=cfglib.NEUTRAL)  # log training metrics every N steps
     seed: int = 0  # seed for model init and data order
-    accelerator: str = "auto"  # "cpu" | "gpu" | "auto"
-    devices: int = 1  # devices per node
-    num_nodes: int = 1  # nodes
-    strategy: str = "auto"  # "auto" | "ddp" | "fsdp" | "fsdp2" (ModelParallelStrategy + fully_shard)
-    accumulate_grad_batches: int = 1  # micro-batches per optimizer step (Lightning's name): global batch = data.batch_size x devices x num_nodes x this
-    activation_checkpointing: bool = False  # recompute each residual block in backward (torch.utils.checkpoint, non-reentrant): activation memory of one block instead of all, ~1/3 more compute, same gradients
-    compile: bool = False  # torch.compile the training forward (dnahnet/compiled.py; eager fallback, logged)
-    loggers: tuple[str, ...] = ("csv",)  # where metrics go (dnahnet/tracking.py): csv (always) + tensorboard, wandb, mlflow
-    mlflow_uri: str = ""  # MLflow tracking URI ("" = $MLFLOW_TRACKING_URI, else SQLite: SWEEP/ or RUN/mlflow.db)
+    accelerator: str = field(default="auto", metadata=cfglib.NEUTRAL)  # "cpu" | "gpu" | "auto"
+    devices: int = field(default=1, metadata=cfglib.GLOBAL_BATCH)  # devices per node
+    num_nodes: int = field(default=1, metadata=cfglib.GLOBAL_BATCH)  # nodes
+    strategy: str = field(default="auto", metadata=cfglib.NEUTRAL)  # "auto" | "ddp" | "fsdp" | "fsdp2" (ModelParallelStrategy + fully_shard)
+    accumulate_grad_batches: int = field(default=1, metadata=cfglib.GLOBAL_BATCH)  # micro-batches per optimizer step (Lightning's name): global batch = data.batch_size x devices x num_nodes x this
+    activation_checkpointing: bool = field(default=False, metadata=cfglib.NEUTRAL)  # recompute each residual block in backward (torch.utils.checkpoint, non-reentrant): activation memory of one block instead of all, ~1/3 more compute, same gradients
+    compile: bool = field(default=False, metadata=cfglib.NEUTRAL)  # torch.compile the training forward (dnahnet/compiled.py; eager fallback, logged)
+    loggers: tuple[str, ...] = field(default=("csv",), metadata=cfglib.NEUTRAL)  # where metrics go (dnahnet/tracking.py): csv (always) + tensorboard, wandb, mlflow
+    mlflow_uri: str = field(default="", metadata=cfglib.NEUTRAL)  # MLflow tracking URI ("" = $MLFLOW_TRACKING_URI, else SQLite: SWEEP/ or RUN/mlflow.db)
 
 
 @dataclass

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dnahnet import config as cfglib
 from dnahnet import flops as fl
 from dnahnet.chunking import (
     DeChunk,
@@ -86,8 +87,8 @@ class DNAHNetConfig:
     ngroups: int = 1  # Mamba-2 B/C groups
     chunk_size: int = 64  # Mamba-2 SSD chunk length
     ema_chunk_size: int = 64  # chunk length of the dechunker's EMA scan
-    mamba_backend: str = "auto"  # "auto" | "torch" | "kernel" (mamba_ssm + causal_conv1d)
-    attn_backend: str = "auto"  # "auto" | "torch" | "kernel" (flash-attn)
+    mamba_backend: str = field(default="auto", metadata=cfglib.NEUTRAL)  # "auto" | "torch" | "kernel" (mamba_ssm + causal_conv1d)
+    attn_backend: str = field(default="auto", metadata=cfglib.NEUTRAL)  # "auto" | "torch" | "kernel" (flash-attn)
     vocab_size: int = VOCAB_SIZE  # nucleotide vocabulary incl. special tokens
     init_std: float = 0.02  # std of linear weights (output projections / sqrt(residuals on the path))
     embedding_std: float = 1.0  # std of the token embedding (H-Net: 1)
@@ -252,8 +253,7 @@ class HNetStage(nn.Module):
         self.d_model = d
         self.pad = None
         if d_outer is not None and d > d_outer:
-            self.pad = nn.Parameter(torch.zeros(d - d_outer))
-            self.pad._no_weight_decay = True
+            self.pad = nn.Parameter(torch.zeros(d - d_outer))  # decays: H-Net's rule (weight_decay_names)
         self.is_main = idx == layout.n_stages
         # Hierarchy-usage ablation (`DNAHNet.inner_output_zeroed`): the inner network's output z' is replaced
         # by zeros before dechunking, so only the residual path W_res carries this stage's information.

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from dnahnet import checkpoint as ckptlib
+from dnahnet import config as cfglib
 from dnahnet import fileio
 
 
@@ -110,30 +111,70 @@ def resume_point(run_dir: str | os.PathLike) -> ckptlib.ResumePoint | None:
 
 
 # ---------------------------------------------------------------------- run identity
-# Keys that do not change what a run learns (where data is cached, how often and where it logs, which kernels run).
-_NEUTRAL_KEYS = {"data.store_dir", "data.num_workers", "data.eval_batch_size", "train.log_every",
-                 "model.attn_backend", "model.mamba_backend", "train.loggers", "train.mlflow_uri",
-                 "train.activation_checkpointing"}  # recomputation gives bit-identical gradients
+# Every config field is part of a run's identity unless its dataclass field is marked otherwise
+# (`dnahnet.config.NEUTRAL`, `GLOBAL_BATCH`: TrainConfig, DataConfig, the model families' configs). One rule for
+# `python -m dnahnet.train` reruns and for sweeps (`sweeps.runner.identity_differences`).
 # Keys added after runs were recorded: absent from an older config.yaml means this value (what those runs did).
 _ADDED_DEFAULTS = {"train.accumulate_grad_batches": 1}
+# A config.yaml written before `data_key` existed: its data paths stand for its genomes.
+_LEGACY_DATA_KEYS = ("data.data_dir", "data.inputs")
 
 
-def config_differences(old: dict, new: dict, neutral=_NEUTRAL_KEYS) -> list[str]:
-    """'key: old -> new' for every entry of two resolved configs that differs (neutral keys aside)."""
+def _config_classes(family) -> dict:
+    """The config dataclass of each section of a resolved config of `family` (None: an unknown family)."""
+    from dnahnet.configure import _config_classes
+    from dnahnet.registry import get_family
+
+    TrainConfig, DataConfig = _config_classes()
+    try:
+        model = get_family(family).config_cls
+    except (ValueError, TypeError):
+        model = None
+    return {"model": model, "train": TrainConfig, "data": DataConfig}
+
+
+def global_batch(cfg: dict, classes: dict | None = None) -> int:
+    """Windows per optimizer step of a resolved config: the product of its `GLOBAL_BATCH` fields
+    (data.batch_size x train.devices x train.num_nodes x train.accumulate_grad_batches)."""
+    import dataclasses
+
+    classes = classes or _config_classes(cfg.get("family"))
+    product = 1
+    for section, cls in classes.items():
+        for f in dataclasses.fields(cls) if cls is not None else ():
+            if f.metadata.get("identity", True) == "global batch":
+                value = (cfg.get(section) or {}).get(f.name, _ADDED_DEFAULTS.get(f"{section}.{f.name}", f.default))
+                product *= int(value or 1)
+    return product
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    """'key: old -> new' for every entry of two resolved configs that defines the run: the family, preset and
+    variant, every config field not marked neutral, the global batch, and the genomes read (`data_key`)."""
     diffs = []
     for key in ("family", "preset", "variant"):
         if old.get(key) != new.get(key):
             diffs.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
+    classes = _config_classes(new.get("family"))
+    legacy = "data_key" not in old
     for section in ("model", "train", "data"):
         o, n = old.get(section) or {}, new.get(section) or {}
         for k in sorted(set(o) | set(n)):
-            if f"{section}.{k}" in neutral:
+            name = f"{section}.{k}"
+            if cfglib.identity_rule(classes[section], k) is not True and not (legacy and name in _LEGACY_DATA_KEYS):
                 continue
-            a, b = o.get(k, _ADDED_DEFAULTS.get(f"{section}.{k}")), n.get(k, _ADDED_DEFAULTS.get(f"{section}.{k}"))
+            a, b = o.get(k, _ADDED_DEFAULTS.get(name)), n.get(k, _ADDED_DEFAULTS.get(name))
             if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
                 a, b = list(a), list(b)
             if a != b:
-                diffs.append(f"{section}.{k}: {o.get(k)!r} -> {n.get(k)!r}")
+                diffs.append(f"{name}: {o.get(k)!r} -> {n.get(k)!r}")
+    if global_batch(old, classes) != global_batch(new, classes):
+        diffs.append(f"global batch (data.batch_size x train.devices x train.num_nodes x "
+                     f"train.accumulate_grad_batches): {global_batch(old, classes)} -> {global_batch(new, classes)}")
+    # None: the genomes could not be read then (or now: the run fails on its own); nothing to compare.
+    if not legacy and None not in (old.get("data_key"), new.get("data_key")) and old["data_key"] != new["data_key"]:
+        diffs.append(f"data_key: {old.get('data_key')!r} -> {new.get('data_key')!r} (other genomes under "
+                     "data.data_dir / data.inputs)")
     return diffs
 
 

@@ -76,9 +76,14 @@ class RunResult:
 
 
 def resolved_config(family: str, preset: str, variant: str | None, model_cfg, train_cfg, data_cfg) -> dict:
+    """A run's config.yaml: its settings, and `data_key`, the identity of the genomes it reads
+    (`dnahnet.data.module.data_key`: a rerun on other genomes is another run, `dnahnet.rundir`)."""
+    from dnahnet.data.module import data_key
+
     return {
         "family": family, "preset": preset, "variant": variant,
         "model": cfglib.to_dict(model_cfg), "train": cfglib.to_dict(train_cfg), "data": cfglib.to_dict(data_cfg),
+        "data_key": data_key(data_cfg),
     }
 
 
@@ -390,9 +395,9 @@ def _check_resume_model(point, family: str, model_cfg) -> None:
     hparams = (ckptlib.verify(point.path) or {}).get("hyper_parameters") or {}
     plain = lambda d: json.loads(json.dumps(d, default=str))  # noqa: E731 - tuples and lists compare equal
     theirs, ours = plain(hparams.get("model_config") or {}), plain(cfglib.to_dict(model_cfg))
-    neutral = {"attn_backend", "mamba_backend"}
     # Keys both know: a field added to the config since the checkpoint was written is not a difference.
-    diffs = [k for k in sorted(set(theirs) & set(ours)) if k not in neutral and theirs[k] != ours[k]]
+    diffs = [k for k in sorted(set(theirs) & set(ours))
+             if cfglib.identity_rule(type(model_cfg), k) is True and theirs[k] != ours[k]]
     if hparams.get("family") != family or diffs:
         what = (f"a {hparams.get('family')} model" if hparams.get("family") != family else
                 f"a model with other settings ({', '.join(f'{k}: {theirs.get(k)!r}' for k in diffs[:3])})")
@@ -584,8 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's; use 1 on a shared or busy machine)")
-    parser.add_argument("overrides", nargs="*", help="model.KEY=VALUE, train.KEY=VALUE, data.KEY=VALUE")
-    args = parser.parse_args(argv)
+    configure.add_override_argument(parser)
+    args = configure.parse_args_with_overrides(parser, argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.threads is not None and args.threads < 1:
         return _error(f"--threads must be >= 1, got {args.threads}")

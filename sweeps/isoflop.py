@@ -31,6 +31,10 @@ import logging
 import sys
 from pathlib import Path
 
+if not __package__:  # `python sweeps/isoflop.py`: this checkout's packages, not sweeps/'s modules nor another install
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from dnahnet import configure
 from sweeps import ladders as ladlib
 from sweeps.launch import LAUNCHERS, SlurmOptions, parse_slurm_time, run_local, run_local_gpus, run_slurm
 from sweeps.plan import RunSpec, format_table, load_overrides, plan_family, with_seed_replicas, write_plan
@@ -56,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=None, help="context length (default: the ladder's)")
     p.add_argument("--out", required=True, help="sweep directory")
     p.add_argument("--data-dir", default=None, help="data directory (else $DNAHNET_DATA_DIR, ../shared/data)")
-    p.add_argument("--set", dest="assignments", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override, e.g. --set train.lr_scale=0.5 --set model.alpha=0.01 (repeatable)")
+    configure.add_override_argument(p, "assignments", help="override, e.g. --set train.lr_scale=0.5 --set "
+                                    "model.alpha=0.01 (repeatable; a bare SECTION.KEY=VALUE anywhere is the same)")
     p.add_argument("--overrides", default=None, metavar="FILE.yaml", help="override file (train:, model:, data:)")
     p.add_argument("--seeds", type=int, default=1,
                    help="training seeds per run (default 1): seeds > 1 adds replicas RUN_ID-s1, -s2, ... with other "
@@ -101,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="submitit executor: slurm, or local/debug to run the jobs on this machine")
     s.add_argument("--no-wait", action="store_true", help="submit the jobs and exit")
     return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line: options, and settings as `--set SECTION.KEY=VALUE` or bare, in any position."""
+    return configure.parse_args_with_overrides(build_parser(), argv, dest="assignments")
 
 
 def resolve_ladder(args) -> ladlib.Ladder:
@@ -299,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     from dnahnet.tracking import check_trackers
     from sweeps.runner import DiskFull
 
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop_on_sigterm()
     out = Path(args.out)

@@ -44,11 +44,6 @@ RESULT_COLUMNS = (
     "flops_planned", "val_loss", "val_bpn", "status", "steps", "planned_steps", "resumed_from_step", "batch",
     "lr", "seq_len", "tokens_per_param", "wall_s", "run_dir", "error", *USAGE_COLUMNS, "seed",
 )
-# Config entries that define a run: a run directory made with other values is not this run.
-IDENTITY_TRAIN = ("lr", "max_steps", "schedule", "warmup_fraction", "min_lr_ratio", "decay_fraction", "weight_decay",
-                  "beta1", "beta2", "grad_clip", "seed")
-IDENTITY_DATA = ("seq_len", "seed", "split_seed", "n_val_windows", "rc_augment")
-
 
 # ------------------------------------------------------------------------------------ results.csv
 def read_results(path: str | os.PathLike) -> list[dict]:
@@ -114,25 +109,12 @@ def resolved_of(spec: RunSpec) -> dict:
 
 
 def identity_differences(old: dict, new: dict) -> list[str]:
-    """'key: old -> new' for the entries of two resolved run configs that define a run: the model, the
-    recipe (IDENTITY_TRAIN), the data windows (IDENTITY_DATA) and the global batch. Devices, precision or
-    where data is cached may change between a run and its resumption."""
+    """'key: old -> new' for the entries of two resolved run configs that define a run: the single-run rule
+    (`dnahnet.rundir.config_differences`: every config field not marked neutral, the global batch, the genomes
+    read), less the preset's name (a sweep names its own sizes)."""
     from dnahnet.rundir import config_differences
 
-    neutral = {f"train.{k}" for k in set(old.get("train") or {}) | set(new.get("train") or {})
-               if k not in IDENTITY_TRAIN}
-    neutral |= {f"data.{k}" for k in set(old.get("data") or {}) | set(new.get("data") or {}) if k not in IDENTITY_DATA}
-    neutral |= {"model.mamba_backend", "model.attn_backend"}
-    diffs = [d for d in config_differences(old, new, neutral=neutral) if not d.startswith("preset:")]
-
-    def global_batch(cfg: dict) -> int:
-        train = cfg.get("train") or {}
-        return (cfg.get("data") or {}).get("batch_size", 0) * train.get("devices", 1) * train.get("num_nodes", 1) \
-            * (train.get("accumulate_grad_batches") or 1)
-
-    if global_batch(old) != global_batch(new):
-        diffs.append(f"global batch: {global_batch(old)} -> {global_batch(new)}")
-    return diffs
+    return [d for d in config_differences(old, new) if not d.startswith("preset:")]
 
 
 def _check_identity(spec: RunSpec, run_dir: Path) -> None:

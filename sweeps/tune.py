@@ -5,8 +5,8 @@
     python sweeps/tune.py --model transformer --budget 1e12 --trials 40 --out runs/tune-tf \
         --storage postgresql://user@db/optuna --batch-sizes 16 32 64 -- data.n_val_windows=64
 
-Fixed settings (model.K=V, train.K=V, data.K=V) apply to every trial; after an option that takes a list
-(--batch-sizes), put `--` before them.
+Fixed settings (model.K=V, train.K=V, data.K=V, bare in any position or as --set SECTION.K=V) apply to every
+trial; right after an option that takes a list (--batch-sizes), put `--` before bare ones.
 
 Searched: peak learning rate (log-uniform), warmup fraction, weight decay, batch size (categorical) and,
 for dnaHNet, the ratio-loss weight alpha and the per-stage learning-rate multipliers (the outermost one and
@@ -38,6 +38,9 @@ import logging
 import shutil
 import sys
 from pathlib import Path
+
+if not __package__:  # `python sweeps/tune.py`: this checkout's packages, not sweeps/'s modules nor another install
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from dnahnet import configure
 from dnahnet.tracking import check_trackers, sweep_tags
@@ -81,8 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-decay", type=float, nargs=2, default=space.lr_decay, metavar=("LO", "HI"),
                    help="dnaHNet: share of the excess multiplier (over 1) kept from one stage to the next inward")
     p.add_argument("--no-progress", action="store_true", help="hide the per-trial progress bars")
-    p.add_argument("settings", nargs="*", help="fixed settings for every trial: model.K=V, train.K=V, data.K=V")
+    configure.add_override_argument(p, "settings", help="a fixed setting for every trial, e.g. --set "
+                                    "data.n_val_windows=32 (repeatable; a bare SECTION.KEY=VALUE anywhere is the same)")
     return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line: options, and fixed settings as `--set SECTION.KEY=VALUE` or bare, in any position."""
+    return configure.parse_args_with_overrides(build_parser(), argv, dest="settings")
 
 
 def tagged_train_run(study: str, budget: float):
@@ -97,7 +106,7 @@ def tagged_train_run(study: str, budget: float):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     out = Path(args.out)
     created = not out.exists()

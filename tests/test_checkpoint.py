@@ -87,7 +87,7 @@ def test_resolve_device_refuses_what_does_not_exist():
 @pytest.mark.slow
 def test_fsdp2_run_loads_for_generation_and_scoring(tmp_path):
     """A real 2-process FSDP2 run on CPU (gloo) writes checkpoints/last.ckpt/ as a directory of shards;
-    `python -m dnahnet.generate --checkpoint RUN` samples from it, and the consolidated weights give the
+    `python -m dnahnet.sampling --checkpoint RUN` samples from it, and the consolidated weights give the
     validation loss the run reported (an independent check that every shard landed in its place)."""
     sys.path.insert(0, str(REPO))
     from tests.sweeps.test_multidevice import N_VAL, SEQ_LEN, _markov_windows
@@ -99,7 +99,7 @@ def test_fsdp2_run_loads_for_generation_and_scoring(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     run = out / "dnahnet-fsdp2" / "run"
     assert (run / "checkpoints" / "last.ckpt").is_dir()
-    gen = subprocess.run([sys.executable, "-m", "dnahnet.generate", "--checkpoint", str(run), "--prompt", "ACGTACGT",
+    gen = subprocess.run([sys.executable, "-m", "dnahnet.sampling", "--checkpoint", str(run), "--prompt", "ACGTACGT",
                           "--max-new-tokens", "24", "--num-samples", "2", "--device", "cpu"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert gen.returncode == 0, gen.stderr[-3000:]

@@ -238,7 +238,7 @@ CASES = {
     "train diverged run": ("train", lambda e: _replace(_train(e, "train.lr=1e30"), "--out", str(R(e) / "out-nan"))),
     "train --out is a file": ("train", lambda e: _replace(_train(e), "--out", str(R(e) / "a_file"))),
     "train --out unwritable": ("train", lambda e: _replace(_train(e), "--out", UNWRITABLE)),
-    # ---------------------------------------------------------------- python -m dnahnet.generate
+    # ---------------------------------------------------------------- python -m dnahnet.sampling
     "generate random checkpoint": ("generate", lambda e: _generate(e, ckpt=R(e) / "random.ckpt")),
     "generate truncated checkpoint": ("generate", lambda e: _generate(e, ckpt=R(e) / "truncated.ckpt")),
     "generate mismatched checkpoint": ("generate", lambda e: _generate(e, ckpt=R(e) / "mismatched.ckpt")),
@@ -463,7 +463,7 @@ def _command(name: str):
     if name == "train":
         from dnahnet.train import main
     elif name == "generate":
-        from dnahnet.generate import main
+        from dnahnet.sampling import main
     elif name in ("boundaries", "variant_effect", "essentiality"):
         import importlib
 
@@ -482,7 +482,7 @@ def _command(name: str):
     elif name == "export":
         from dnahnet.export import main
     elif name == "demo":
-        from dnahnet.demo import main
+        from sweeps.demo import main
     elif name == "analysis":
         from analysis.__main__ import main
     elif name == "bench_inference":
@@ -551,7 +551,7 @@ def test_bad_input_gives_one_error_line_and_exit_2(case, env, capsys, monkeypatc
 def test_python_m_runs_the_same_checks(env):
     """The `__main__` wiring: exit code 2 and the error line through a real interpreter."""
     for module, argv in (("dnahnet.evals.boundaries", _boundaries(env, "--promoter-span", "-50")),
-                         ("dnahnet.generate", _generate(env, ckpt=env["root"] / "random.ckpt"))):
+                         ("dnahnet.sampling", _generate(env, ckpt=env["root"] / "random.ckpt"))):
         proc = subprocess.run([sys.executable, "-m", module, *argv], cwd=REPO, capture_output=True, text=True,
                               timeout=120)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]

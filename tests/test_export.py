@@ -83,7 +83,7 @@ def test_loading_an_export_reads_no_pickle(tmp_path, monkeypatch):
 
 
 def test_generation_and_an_evaluation_run_from_an_exported_folder(tmp_path, capsys):
-    from dnahnet.generate import main as generate_main
+    from dnahnet.sampling import main as generate_main
 
     fake_run(tmp_path / "run", "dnahnet", "3,2", seed=3)
     ex.export(tmp_path / "run", tmp_path / "exported")
@@ -127,7 +127,7 @@ def test_bad_folders_name_the_file(tmp_path, capsys):
         dnahnet.from_pretrained(out)
 
     # The CLIs print one line naming the file, exit 2, no traceback.
-    from dnahnet.generate import main as generate_main
+    from dnahnet.sampling import main as generate_main
 
     assert generate_main(["--checkpoint", str(out), "--prompt", "ACGT", "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()

@@ -38,6 +38,10 @@ def test_weight_decay_follows_hnet_all_but_biases_and_norms():
     # H-Net decays what the generic matrices-only rule exempts.
     for fragment in ("embedding.weight", "A_log", ".D", "dt_bias", ".pad"):
         assert any(fragment in n for n in decayed), fragment
+    # dnaHNet's own parameters carry no `_no_weight_decay` marker its rule would ignore (the Mamba-2 mixers'
+    # markers serve the generic rule of any other model that uses them).
+    marked = {n for n, p in names.items() if getattr(p, "_no_weight_decay", False)}
+    assert marked <= {n for n in names if n.rsplit(".", 1)[-1] in ("A_log", "D", "dt_bias")}, marked
 
 
 def test_transformer_keeps_the_generic_rule():

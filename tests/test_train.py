@@ -169,8 +169,10 @@ def test_older_config_without_the_new_keys_is_the_same_run():
            "train": {"accumulate_grad_batches": 1, "activation_checkpointing": True}}
     old = {**new, "train": {}}
     assert config_differences(old, new) == []
+    # accumulation is a factor of the global batch (dnahnet.config.GLOBAL_BATCH): absent means 1
     assert config_differences(old, {**new, "train": {"accumulate_grad_batches": 2}}) \
-        == ["train.accumulate_grad_batches: None -> 2"]
+        == ["global batch (data.batch_size x train.devices x train.num_nodes x train.accumulate_grad_batches): "
+            "8 -> 16"]
 
 
 def test_accumulation_and_checkpointing_are_recorded_and_trained_with(tmp_path):

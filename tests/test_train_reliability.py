@@ -75,7 +75,7 @@ def crafted_checkpoint(path: Path, marker: Path) -> Path:
 def test_crafted_checkpoint_is_refused_by_generate_evals_and_train_resume(corpus, tmp_path, capsys):
     from dnahnet.evals import boundaries
     from dnahnet.evals.cli import run_main
-    from dnahnet.generate import main as generate_main
+    from dnahnet.sampling import main as generate_main
 
     marker = tmp_path / "pwned"
     evil = crafted_checkpoint(tmp_path / "evil.ckpt", marker)

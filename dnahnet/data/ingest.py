@@ -14,6 +14,7 @@ version, so it is built once, reused while the inputs are unchanged, and rebuilt
 from __future__ import annotations
 
 import bz2
+import functools
 import glob
 import gzip
 import hashlib
@@ -165,6 +166,29 @@ def store_key(files: Sequence[InputFile]) -> str:
         "inputs": [[str(f.path), f.size, f.mtime_ns] for f in sorted(files, key=lambda f: str(f.path))],
     }
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
+
+
+_SAMPLE_BYTES = 1 << 16  # contents_key reads this much from each end of a file
+
+
+def contents_key(files: Sequence[InputFile]) -> str:
+    """Hash of what the inputs hold, wherever they are: each genome's name, file size and first and last
+    64 KiB, and the store format version. Unlike `store_key` it ignores paths and modification times, so a
+    copy of the same genomes elsewhere has the same key (a run's identity: `dnahnet.rundir`)."""
+    return _contents_key(tuple(sorted(files, key=lambda f: f.genome)))
+
+
+@functools.lru_cache(maxsize=64)  # a sweep's check resolves every run's config: read each file set once
+def _contents_key(files: tuple[InputFile, ...]) -> str:
+    digest = hashlib.sha256(json.dumps({"format_version": FORMAT_VERSION}).encode())
+    for f in files:
+        with open(f.path, "rb") as fh:
+            head = fh.read(_SAMPLE_BYTES)
+            fh.seek(max(0, f.size - _SAMPLE_BYTES))
+            tail = fh.read(_SAMPLE_BYTES)
+        digest.update(json.dumps([f.genome, f.size]).encode())
+        digest.update(hashlib.sha256(head + tail).digest())
+    return digest.hexdigest()[:16]
 
 
 _MAGIC = ((b"\x1f\x8b", ".gz"), (b"\xfd7zXZ\x00", ".xz"), (b"BZh", ".bz2"))  # leading bytes -> compression

@@ -112,10 +112,10 @@ def test_single_budget_writes_what_it_can_and_exits_2(tmp_path, capsys, caplog):
 
 
 def test_allow_no_fit_turns_the_error_into_a_note(tmp_path, capsys):
-    """The demo's live toy sweep (`dnahnet.demo.LIVE_ANALYSIS_ARGS`): no family with a power law is expected
+    """The demo's live toy sweep (`sweeps.demo.LIVE_ANALYSIS_ARGS`): no family with a power law is expected
     there, so the analysis writes what it can, prints a note (no `error:` line) and exits 0; any other
     failure keeps its exit code 2."""
-    from dnahnet.demo import LIVE_ANALYSIS_ARGS, DemoError, check_analysis
+    from sweeps.demo import LIVE_ANALYSIS_ARGS, DemoError, check_analysis
 
     assert "--allow-no-fit" in LIVE_ANALYSIS_ARGS
     path = tmp_path / "results.csv"

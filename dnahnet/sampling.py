@@ -1,6 +1,7 @@
-"""Sampling with caches: prefill the prompt, then one `step` per new nucleotide.
+"""Sampling with caches: prefill the prompt, then one `step` per new nucleotide (`generate`, also
+`dnahnet.generate`), and the command:
 
-    python -m dnahnet.generate --checkpoint runs/x --prompt ACGTTGCA --max-new-tokens 200 --num-samples 2
+    python -m dnahnet.sampling --checkpoint runs/x --prompt ACGTTGCA --max-new-tokens 200 --num-samples 2
 
 Works for every family through the `init_cache` / `prefill` / `step` interface; batched (several
 samples decode together).
@@ -11,7 +12,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import types
 
 import torch
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from dnahnet.checkpoint import load_model, resolve_device
     from dnahnet.registry import build_model
 
-    parser = argparse.ArgumentParser(prog="python -m dnahnet.generate", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m dnahnet.sampling", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="a checkpoint, run directory or exported folder (dnahnet.export)")
@@ -137,15 +137,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-class _CallableModule(types.ModuleType):
-    """`dnahnet.generate` is this module (so that `python -m dnahnet.generate` runs it without runpy's warning
-    about a module imported before it ran); calling it calls the sampling function, as
-    `dnahnet.generate(model, prompt, ...)` always has."""
-
-    def __call__(self, *args, **kwargs):
-        return generate(*args, **kwargs)
-
-
 if __name__ == "__main__":
     sys.exit(main())
-sys.modules[__name__].__class__ = _CallableModule
