@@ -65,6 +65,17 @@ class Collected:
         return np.stack(rows)
 
 
+def files_beside(results_paths, filename: str) -> list[Path]:
+    """Every `filename` beside one of the results.csv files or in its parent folder (a sweep per family
+    sharing one file above them, as analysis/reference/cpu does), each once, in order."""
+    found: list[Path] = []
+    for r in results_paths:
+        for candidate in (Path(r).parent / filename, Path(r).parent.parent / filename):
+            if candidate.is_file() and candidate.resolve() not in [f.resolve() for f in found]:
+                found.append(candidate)
+    return found
+
+
 def run_key(family: str, variant: object) -> str:
     """`family`, or `family/variant` when the variant is set (not empty / NaN)."""
     if variant is None or (isinstance(variant, float) and math.isnan(variant)):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.collect import ResultsError, run_key
+from analysis.collect import ResultsError, files_beside, run_key
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,7 @@ def find_lr_sweeps(results_paths: Sequence[str | Path], explicit: Sequence[str |
             if not p.is_file():
                 raise ResultsError(f"--lr-sweep {p}: no such file")
         return paths
-    found: list[Path] = []
-    for r in results_paths:
-        for candidate in (Path(r).parent / FILENAME, Path(r).parent.parent / FILENAME):
-            if candidate.is_file() and candidate.resolve() not in [f.resolve() for f in found]:
-                found.append(candidate)
+    found = files_beside(results_paths, FILENAME)
     if not found:
         log.info("no %s beside the results files: no learning-rate sweep figure or table", FILENAME)
     return found

@@ -336,11 +336,9 @@ def find_floor(results_paths: Sequence[str | Path], markov_path: str | Path | No
     first wins, logged."""
     if markov_path is not None:
         return Floor(read_csv(markov_path), str(markov_path))
-    found: list[Path] = []
-    for p in results_paths:
-        for candidate in (Path(p).parent / FILENAME, Path(p).parent.parent / FILENAME):
-            if candidate.is_file() and candidate.resolve() not in [f.resolve() for f in found]:
-                found.append(candidate)
+    from analysis.collect import files_beside  # collect loads pandas; the Markov counts alone need numpy
+
+    found = files_beside(results_paths, FILENAME)
     if not found:
         return None
     floors = [Floor(read_csv(f), str(f)) for f in found]
