@@ -6,7 +6,7 @@ functions of model size, validation windows, checkpoint spacing. Named ladders:
 
     cpu-smoke  2 budgets x 3 tiny models, context 256: about a minute per family on one CPU core
                (the demo's live sweep; shows the pipeline, too small to measure scaling)
-    cpu        4-5 budgets (8-16x) x 5 models spanning 16x, context 512, 512 validation windows, learning
+    cpu        4 budgets (8x) x 5 models spanning 16x, context 512, 512 validation windows, learning
                rates from each family's learning-rate sweep; the committed reference sweeps
                (analysis/reference/cpu)
     paper      4e18 .. 8e19 FLOPs x 7 models, context 8192 (the dnaHNet paper's range; GPU clusters)
@@ -17,8 +17,9 @@ shares one recipe (layout template, Mamba-2 and Hyena settings, head dimension, 
 width and depth fields change between its models, so an isoFLOP parabola measures size alone.
 
 - recipe `cpu` (CPU ladders): a fixed depth, width varying on a fine grid, one set of proportions at every
-  rung. transformer / stripedhyena: 4 layers (SE-MR-LI-MHA holds one attention layer), head dim 8, SwiGLU
-  rounded to 8, widths 8..256; stripedhyena has 8 SE/MR filter groups at every width, so every rung has
+  rung. transformer / stripedhyena: 4 layers (SE-MR-LI-MHA holds one attention layer), SwiGLU rounded to 8;
+  transformer head dim 4, widths 4..256 (its optimum at CPU budgets is near width 8); stripedhyena head dim
+  8, widths 8..256, has 8 SE/MR filter groups at every width, so every rung has
   the same 8 MR decay rates (Evo 2: groups of 16 channels at widths of 1920+). dnahnet: shallow stages
   `["m1", ["m1", ["T4"], "m1"], "m1"]`, stage widths exactly (w/2, 3w/4, w) (w from 8), Mamba-2 state 16 /
   head dim 4 / SSD chunk 16, attention head dim 8 (ours: small enough that the compute-optimal size at
@@ -33,7 +34,7 @@ width and depth fields change between its models, so an isoFLOP parabola measure
   without the inner stage's encoder and decoder).
 
 For a budget C the ladder is centred on the size N_c where tokens / parameters = the family's
-`center_tokens_per_param` (solved with the family's exact FLOPs per token at the context length), and
+`center_tokens_per_param` (or the ladder's, `Ladder.center_tokens_for`; solved with the family's exact FLOPs per token at the context length), and
 spans `span` (>= 5x) in parameters around it, log-spaced, one model per target: the candidate (width,
 depth) with the nearest parameter count, preferring the family's depth (`_pick`). When the budget is too
 small for its centre (CPU ladders), the window slides up to start at the smallest model and says so.
@@ -85,6 +86,7 @@ class Ladder:
     family_budgets: dict = field(default_factory=dict)  # family -> its own budgets (else `budgets`)
     family_lr_scale: dict = field(default_factory=dict)  # family -> factor on the lr rule (its learning-rate sweep)
     center_tokens_per_param: float | None = None  # ladder centre (tokens / params); None = the family's
+    family_center_tokens_per_param: dict = field(default_factory=dict)  # family -> its own centre (else the above)
     description: str = ""
 
     def __post_init__(self):
@@ -103,6 +105,11 @@ class Ladder:
     def budgets_for(self, family: str) -> tuple[float, ...]:
         """The budgets one family runs: its own where the ladder gives them, else the ladder's."""
         return tuple(self.family_budgets.get(family, self.budgets))
+
+    def center_tokens_for(self, family: str) -> float | None:
+        """Tokens per parameter at the centre of one family's windows: its own where the ladder gives one
+        (measured on this ladder), else the ladder's, else None (the family's size rule decides)."""
+        return self.family_center_tokens_per_param.get(family, self.center_tokens_per_param)
 
     def batch_windows(self, params: float, seq_len: int | None = None) -> int:
         """Global batch in windows: `batch_ref_tokens` x (params / ref)^exponent tokens, a power of two."""
@@ -143,27 +150,23 @@ LADDERS: dict[str, Ladder] = {
         description="2 budgets x 3 tiny models at context 256: the demo's live sweep, about a minute per "
         "family on one CPU core (shows the pipeline, too small to measure scaling)",
     ),
-    # Each family gets a 16x range of budgets it can afford on two CPU cores. Per FLOP, dnaHNet and StripedHyena
-    # 2 see 3-7x more nucleotides than a Transformer (its attention over 512 positions dominates its FLOPs at
-    # these widths), so they start at 2.5e11; below ~1e12 FLOPs a Transformer at context 512 has barely learned
-    # beyond ln 4 nats; it starts at 5e11, the smallest budget all three share (and the cheapest one for the
-    # seed replicas, `--seeds 2 --seed-budgets 5e11,1e12`). All three share 5e11-4e12, where the frontiers are
-    # compared directly. Learning rates: the size
-    # rule below times each family's factor from its learning-rate sweep (`family_lr_scale`, from
-    # analysis/reference/cpu/lr_sweep.csv: `python -m sweeps.lr_sweep ... --budget 1e12`, the middle size),
-    # with the clamp lifted so that the rule, not the clamp, sets every rate.
+    # Budgets: 2.5e11-2e12 (8x), what two CPU cores train in a few hours per family (`--budgets` asks for
+    # more); all three families share them, so every frontier is compared budget by budget; the seed replicas
+    # run at the two cheapest shared budgets that every size trains >= 100 steps at (`--seeds 2 --seed-budgets
+    # 5e11,1e12`). Windows: every family's measured optimum at these budgets (d8-d24) is near the bottom of its
+    # grid, so each window starts at the smallest model; Transformer++'s centre is the ~2000 tokens per
+    # parameter its d8 optimum had at 2e12 in the sweep before this one (its rule's 350 would centre it on
+    # d16-d24). Learning rates: the size rule below times each family's factor from its learning-rate sweep
+    # (`family_lr_scale`, from analysis/reference/cpu/lr_sweep.csv: `python -m sweeps.lr_sweep ... --budget
+    # 1e12`, the middle size), with the clamp lifted so that the rule, not the clamp, sets every rate.
     "cpu": Ladder(
         name="cpu", budgets=(2.5e11, 5e11, 1e12, 2e12), seq_len=512, sizes=5, span=16.0, min_steps=100,
-        family_budgets={
-            "dnahnet": (2.5e11, 5e11, 1e12, 2e12, 4e12),
-            "stripedhyena": (2.5e11, 5e11, 1e12, 2e12, 4e12),
-            "transformer": (5e11, 1e12, 2e12, 4e12, 8e12),
-        },
+        family_center_tokens_per_param={"transformer": 2000.0},
         family_lr_scale=CPU_LR_SCALE,
         batch_ref_tokens=8192, batch_ref_params=1e6, batch_exponent=0.0, min_batch_windows=16,
         max_batch_windows=16, n_val_windows=512, ckpt_fraction=0.1, max_width=256, arch="cpu",
         lr_ref=CPU_LR_REF, lr_ref_params=CPU_LR_REF_PARAMS, lr_exponent=CPU_LR_EXPONENT, lr_min=2e-4, lr_max=1e-1,
-        description="4-5 budgets (16x, per family) x 5 models spanning 16x at context 512, 512 validation "
+        description="4 budgets (8x) x 5 models spanning 16x at context 512, 512 validation "
         "windows, learning rates from each family's learning-rate sweep: a few hours per family on one CPU core",
     ),
     "paper": Ladder(
@@ -344,15 +347,18 @@ def _main_depth_for_share(width: int, share: float) -> int:
 SH2_CPU_FILTER_GROUPS = 8  # widths 8..256: 1..32 channels per group
 SH2_PAPER_FILTER_GROUPS = 64  # widths 256..4096: 4..64 channels per group
 _PLAIN_CPU = dict(widths=_width_grid(8, 256, 8), head_dim=8, mlp_multiple=8)  # fine grid down to tiny models
+# Transformer++'s cpu optimum lies at or below width 8 at 1e12-2e12 FLOPs (the sweeps of 2026-12-07: d8 best by
+# 0.007-0.014 nats), so its grid starts at width 4 in steps of 4, with heads of 4 so that every width divides.
+_TRANSFORMER_CPU = dict(widths=_width_grid(4, 256, 4), head_dim=4, mlp_multiple=8)
 _PLAIN_PAPER = dict(widths=_width_grid(256, 4096, 64), head_dim=64, mlp_multiple=128)
 
 SIZE_RULES: dict[str, SizeRule] = {
     "transformer": SizeRule(
         family="transformer", shape_fn=_plain_shape, min_depth=2,
-        recipes={"cpu": Recipe(**_PLAIN_CPU, depth=_fixed_depth(4)),
+        recipes={"cpu": Recipe(**_TRANSFORMER_CPU, depth=_fixed_depth(4)),
                  "paper": Recipe(**_PLAIN_PAPER, depth=_aspect_depth(64, 2))},
         center_tokens_per_param=350.0,  # as StripedHyena 2 (no published DNA Transformer optimum)
-        note="cpu: 4 layers, head dim 8; paper: depth = width/64 (>= 2), head dim 64; SwiGLU 8/3 d",
+        note="cpu: 4 layers, head dim 4 (widths from 4); paper: depth = width/64 (>= 2), head dim 64; SwiGLU 8/3 d",
     ),
     "stripedhyena": SizeRule(
         family="stripedhyena", shape_fn=_plain_shape, min_depth=4,
@@ -512,7 +518,7 @@ def ladder_sizes(family: str, variant: str | None, budget: float, ladder: Ladder
     if hi / lo < ladder.span:
         raise ValueError(f"{family}: widths up to {ladder.max_width} span only {hi / lo:.1f}x in parameters "
                          f"(ladder {ladder.name!r} needs {ladder.span}x)")
-    center = center_params(rule, variant, budget, L, ladder.max_width, ladder.arch, ladder.center_tokens_per_param)
+    center = center_params(rule, variant, budget, L, ladder.max_width, ladder.arch, ladder.center_tokens_for(family))
     first = center / math.sqrt(ladder.span)
     if center < lo:
         log.info("%s, budget %.3g: the expected optimum (%s params) lies below the ladder's window; it starts "
