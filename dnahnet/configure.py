@@ -80,6 +80,11 @@ OVERRIDE_HELP = ("a setting, e.g. --set train.lr=1e-3 --set data.seq_len=512 (re
                  "out: a bare SECTION.KEY=VALUE anywhere on the command line is the same (sections: train, model, data)")
 
 
+def is_bare_override(token: str) -> bool:
+    """Whether a command-line token is a bare `SECTION.KEY=VALUE` setting (see `parse_args_with_overrides`)."""
+    return bool(_BARE_OVERRIDE.match(token))
+
+
 def add_override_argument(parser, dest: str = "overrides", help: str = OVERRIDE_HELP) -> None:
     """`--set SECTION.KEY=VALUE` (repeatable) into `dest`; with `parse_args_with_overrides`, bare
     `SECTION.KEY=VALUE` tokens anywhere on the line join it. The one override grammar of every command
@@ -93,7 +98,7 @@ def parse_args_with_overrides(parser, argv: list[str] | None = None, dest: str =
     (exit 2)."""
     args, rest = parser.parse_known_args(argv)
     rest = [token for token in rest if token != "--"]
-    unknown = [token for token in rest if not _BARE_OVERRIDE.match(token)]
+    unknown = [token for token in rest if not is_bare_override(token)]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     setattr(args, dest, [*(getattr(args, dest, None) or []), *rest])

@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --seeds: replicate only the runs of these budgets (default: every budget)")
     p.add_argument("--dry-run", action="store_true", help="write plan.csv and print the plan; train nothing")
     p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
-    p.add_argument("--only", action="append", default=None, metavar="RUN_ID", help="run only these run ids")
+    p.add_argument("--only", action="extend", nargs="+", default=None, metavar="RUN_ID",
+                   help="run only these run ids (several after one --only, or --only repeated)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-export", action="store_true",
                    help="keep no exported weights (by default every finished run writes RUN_DIR/export/: "
@@ -109,7 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line: options, and settings as `--set SECTION.KEY=VALUE` or bare, in any position."""
-    return configure.parse_args_with_overrides(build_parser(), argv, dest="assignments")
+    args = configure.parse_args_with_overrides(build_parser(), argv, dest="assignments")
+    if args.only:  # `--only A B train.lr=1e-3`: a run id has no `=`, so the setting is a setting
+        settings = [token for token in args.only if configure.is_bare_override(token)]
+        args.only = [token for token in args.only if token not in settings] or None
+        args.assignments = [*args.assignments, *settings]
+    return args
 
 
 def resolve_ladder(args) -> ladlib.Ladder:

@@ -169,3 +169,16 @@ def test_killed_sweep_resumes_the_interrupted_run(tmp_path, counting_train_run):
         train_steps = [int(r["step"]) for r in csv.DictReader(fh) if r.get("train/loss")]
     assert len(train_steps) == len(set(train_steps))
     assert min(train_steps) < ckpt_step <= max(train_steps)
+
+
+def test_only_takes_several_run_ids_and_leaves_settings_to_the_settings(tmp_path):
+    args = sweep_args(tmp_path, tmp_path / "sweep", "4e9")
+    full = isoflop.plan_from_args(isoflop.parse_args(args))
+    ids = [s.run_id for s in full][:2]
+    parsed = isoflop.parse_args(args + ["--only", *ids, "train.weight_decay=0.05"])
+    assert parsed.only == ids and parsed.assignments[-1] == "train.weight_decay=0.05"
+    plan = isoflop.plan_from_args(parsed)
+    assert [s.run_id for s in plan] == ids
+    assert all(s.configs()[1].weight_decay == 0.05 for s in plan)
+    repeated = isoflop.parse_args(args + ["--only", ids[0], "--only", ids[1]])
+    assert repeated.only == ids
