@@ -11,6 +11,11 @@ OUT_DIR/evals.csv (its `export` column rewritten relative to OUT_DIR) with the s
 and, by `--exports` (default best), the exported weights (RUN_DIR/export/, model.safetensors + config.json)
 of the best run of every budget (lowest val_loss per family/variant and budget), of every run, or of none,
 copied into OUT_DIR/exports/<run_id>/ so that the committed reference carries the models its figures score.
+
+A SWEEP_DIR may be an earlier snapshot (a committed `analysis/reference/...` folder, copied aside): its
+val_windows.csv, exports/ and evals.csv count as its runs', so new runs extend a reference without the old
+run directories. The best run of a budget is chosen over all the directories together, and OUT_DIR/exports
+keeps only the chosen runs.
 """
 
 from __future__ import annotations
@@ -61,10 +66,14 @@ EXPORTS = ("best", "all", "none")
 
 
 def _export_of(sweep_dir: Path, row: pd.Series) -> Path:
+    """Where a run's exported weights are: its recorded run directory's export/, the sweep's
+    runs/<run_id>/export/, or (a SWEEP_DIR that is an earlier snapshot) exports/<run_id>/."""
     recorded = Path(str(row.get("run_dir", "") or "")) / "export"
     if str(row.get("run_dir", "") or "") and recorded.is_dir():
         return recorded
-    return sweep_dir / "runs" / str(row["run_id"]) / "export"
+    in_sweep = sweep_dir / "runs" / str(row["run_id"]) / "export"
+    in_snapshot = sweep_dir / "exports" / str(row["run_id"])
+    return in_snapshot if not in_sweep.is_dir() and in_snapshot.is_dir() else in_sweep
 
 
 def chosen_runs(results: pd.DataFrame, which: str) -> pd.DataFrame:
@@ -85,24 +94,43 @@ def chosen_runs(results: pd.DataFrame, which: str) -> pd.DataFrame:
 
 
 def copy_exports(sweep_dirs: list[Path], out_dir: Path, which: str) -> dict[str, Path]:
-    """Copy the chosen runs' exports into OUT_DIR/exports/<run_id>/ (each atomically); run_id -> folder."""
-    copied = {}
+    """Copy the chosen runs' exports into OUT_DIR/exports/<run_id>/ (each atomically); run_id -> folder.
+    The best run of a budget is chosen over every directory's runs together (a budget may be split)."""
+    tables = []
     for d in sweep_dirs:
-        results = pd.read_csv(d / "results.csv", dtype=str, keep_default_na=False)
-        for _, row in chosen_runs(results, which).iterrows():
-            src = _export_of(d, row)
-            if not ((src / "config.json").is_file() and (src / "model.safetensors").is_file()):
-                print(f"warning: {row['run_id']}: no export at {src} (skipped)", file=sys.stderr)
-                continue
-            dest = out_dir / "exports" / str(row["run_id"])
-            tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(src, tmp)
-            if dest.exists():
-                shutil.rmtree(dest)
-            os.replace(tmp, dest)
-            copied[str(row["run_id"])] = dest
+        table = pd.read_csv(d / "results.csv", dtype=str, keep_default_na=False)
+        table["_sweep_dir"] = str(d)
+        tables.append(table)
+    results = pd.concat(tables, ignore_index=True)
+    copied = {}
+    for _, row in chosen_runs(results, which).iterrows():
+        d = Path(row["_sweep_dir"])
+        src = _export_of(d, row)
+        if not ((src / "config.json").is_file() and (src / "model.safetensors").is_file()):
+            print(f"warning: {row['run_id']}: no export at {src} (skipped)", file=sys.stderr)
+            continue
+        dest = out_dir / "exports" / str(row["run_id"])
+        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+        copied[str(row["run_id"])] = dest
+    if which != "none" and (out_dir / "exports").is_dir():
+        for stale in sorted((out_dir / "exports").iterdir()):
+            if stale.name not in copied:  # an earlier snapshot's export of a run no longer chosen
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     return copied
+
+
+def _windows_of(sweep_dir: Path) -> Path | None:
+    """A sweep's gathered window losses (from its runs/), or, for an earlier snapshot given as a SWEEP_DIR
+    (no runs/ of its own), the val_windows.csv it already holds."""
+    gathered = gather_windows(sweep_dir)
+    if gathered is None and (sweep_dir / WINDOWS_FILE).is_file():
+        return sweep_dir / WINDOWS_FILE
+    return gathered
 
 
 def snapshot(sweep_dirs: list[Path], out_dir: Path, exports: str = "best") -> list[Path]:
@@ -115,7 +143,7 @@ def snapshot(sweep_dirs: list[Path], out_dir: Path, exports: str = "best") -> li
     for name in ("plan.csv", "results.csv"):
         _write(_merged([d / name for d in sweep_dirs], identical_ok=name == "plan.csv"), out_dir / name)
         written.append(out_dir / name)
-    gathered = [g for g in (gather_windows(d) for d in sweep_dirs) if g is not None]
+    gathered = [g for g in (_windows_of(d) for d in sweep_dirs) if g is not None]
     if gathered:
         _write(_merged(gathered), out_dir / WINDOWS_FILE)
         written.append(out_dir / WINDOWS_FILE)
