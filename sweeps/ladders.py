@@ -132,7 +132,7 @@ CPU_LR_REF, CPU_LR_REF_PARAMS, CPU_LR_EXPONENT = 3e-3, 1e6, 0.25  # the cpu ladd
 # non-embedding parameters); `python -m sweeps.lr_sweep --ladder cpu --budget 1e12` on the ladder's middle size,
 # 4 rates a factor 2 apart (analysis/reference/cpu/lr_sweep.csv; tests/sweeps/test_ladders.py checks the two
 # agree). Every size then trains at the size rule scaled to pass through that point.
-CPU_LR_SWEEP = {"stripedhyena": (1.2e-2, 30888), "dnahnet": (1.2e-2, 38884), "transformer": (4.8e-2, 27864)}
+CPU_LR_SWEEP = {"stripedhyena": (1.2e-2, 30888), "dnahnet": (1.2e-2, 38884), "transformer": (4.8e-2, 7020)}
 
 
 def _rule_factor(best_lr: float, params_non_embedding: float) -> float:
