@@ -45,8 +45,8 @@ from optuna.trial import FrozenTrial, TrialState
 from dnahnet import config as cfglib
 from dnahnet import configure
 from dnahnet.fileio import atomic_savefig, atomic_write_text
-from dnahnet.rundir import TrainingStopped
-from dnahnet.train import train_run
+from dnahnet.rundir import TrainingStopped, config_differences
+from dnahnet.train import resolved_config, train_run
 from sweeps.ladders import measure
 
 log = logging.getLogger("sweeps.tuning")
@@ -363,14 +363,31 @@ class TuneSpec:
         return self.configs().as_tuple()
 
     def identity(self) -> dict[str, Any]:
-        """What must not change between reruns and workers (paths may: workers can sit on other machines).
-        Fixed settings are compared as resolved values, so `data.seq_len=64` equals `--seq-len 64`."""
+        """What must not change between reruns and workers: the study's own settings (budget, validations,
+        search space) and `run`, the resolved config of its trials before the searched values, compared by
+        the one identity rule of single runs and sweeps (`dnahnet.rundir.config_differences`: every field not
+        marked neutral, the global batch, the genomes read by content, so that workers on other machines may
+        hold them under other paths). `base` (the fixed settings as given) is kept for studies stored before
+        `run` existed."""
         configs = dict(zip(("model", "train", "data"), self.base_configs(), strict=True))
         base = {section: {k: cfglib.to_dict(getattr(configs[section], k)) for k in sorted(values)
                           if k not in ("data_dir", "store_dir")}
                 for section, values in self.base.items()}
         return {"family": self.family, "preset": self.preset, "variant": self.variant, "budget": float(self.budget),
-                "evals": self.evals, "space": cfglib.to_dict(self.space), "base": base}
+                "evals": self.evals, "space": cfglib.to_dict(self.space), "base": base,
+                "run": resolved_config(self.family, self.preset, self.variant, *self.base_configs())}
+
+
+def identity_differences(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
+    """'key: stored -> now' for the entries of two study identities (`TuneSpec.identity`) that differ; a
+    study stored before `run` existed is compared by its fixed settings as given (`base`)."""
+    diffs = [f"{k}: {have.get(k)!r} -> {want.get(k)!r}" for k in ("family", "preset", "variant", "budget", "evals",
+                                                                  "space") if have.get(k) != want.get(k)]
+    if "run" in have:
+        diffs += config_differences(have["run"], want["run"])
+    elif have.get("base") != want.get("base"):
+        diffs.append(f"base: {have.get('base')!r} -> {want.get('base')!r}")
+    return diffs
 
 
 def default_study_name(spec: TuneSpec) -> str:
@@ -420,13 +437,9 @@ def open_study(spec: TuneSpec, storage: str, name: str, seed: int = 0, pruner: s
     have = study.user_attrs.get("spec")
     if have is None:
         study.set_user_attr("spec", want)
-    elif have != want:
-        diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
-        raise ValueError(
-            f"study {name!r} in {storage} was created for different settings ({', '.join(diff)}: "
-            f"{ {k: have.get(k) for k in diff} } vs now { {k: want.get(k) for k in diff} }); "
-            f"use another --study name or --out directory"
-        )
+    elif diffs := identity_differences(have, want):
+        raise ValueError(f"study {name!r} in {storage} was created for different settings ({'; '.join(diffs[:6])}); "
+                         "use another --study name or --out directory")
     return study
 
 

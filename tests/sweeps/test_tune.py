@@ -447,3 +447,27 @@ def test_sigterm_inside_a_trial_stops_at_a_step_and_the_rerun_trains_it_again(co
         tuning.optimize(study, tuning.make_objective(spec, tmp_path, progress=False, train_fn=train_fn), 1)
     assert dirs == ["trial_0", "trial_0"] and study.trials[1].state == TrialState.COMPLETE
     assert (tmp_path / "trials" / "trial_0" / "result.json").exists()
+
+
+def test_a_study_is_reopened_under_the_one_identity_rule_of_runs_and_sweeps(corpus, tmp_path):
+    """The tuner refuses what a single run or a sweep refuses, naming the key: a changed data setting and
+    other genomes under the data directory; the same genomes under another path are the same study."""
+    import shutil
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    spec = two_step_spec(corpus)
+    tuning.open_study(spec, storage, "same", pruner="none")
+    with_base = lambda data: tuning.TuneSpec(**{**spec.__dict__, "base": {**spec.base, "data": {**spec.base["data"], **data}}})
+    with pytest.raises(ValueError, match=r"data\.rc_prob"):
+        tuning.open_study(with_base({"rc_prob": 0.0}), storage, "same")
+    moved = tmp_path / "moved"
+    shutil.copytree(corpus["data"], moved)
+    tuning.open_study(with_base({"data_dir": str(moved)}), storage, "same")  # paths may differ between workers
+    genome = moved / "genomes" / "g0.fna"
+    genome.write_text(genome.read_text().replace("A", "C", 50))
+    with pytest.raises(ValueError, match="data_key"):
+        tuning.open_study(with_base({"data_dir": str(moved)}), storage, "same")
+    # A study stored before `run` existed is compared by its fixed settings as given.
+    legacy = {k: v for k, v in spec.identity().items() if k != "run"}
+    assert tuning.identity_differences(legacy, spec.identity()) == []
+    assert tuning.identity_differences(legacy, with_base({"rc_prob": 0.0}).identity())
