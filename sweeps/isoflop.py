@@ -26,7 +26,6 @@ sweeps/plan.py for the override-file format (--overrides, --set).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -36,6 +35,7 @@ if not __package__:  # `python sweeps/isoflop.py`: this checkout's packages, not
 
 from dnahnet import configure
 from sweeps import ladders as ladlib
+from sweeps.command import run_command
 from sweeps.launch import LAUNCHERS, SlurmOptions, parse_slurm_time, run_local, run_local_gpus, run_slurm
 from sweeps.plan import RunSpec, format_table, load_overrides, plan_family, with_seed_replicas, write_plan
 from sweeps.runner import backfill_exports, cpu_threads, exports_enabled, quiet_lightning, results_by_id
@@ -310,68 +310,51 @@ def summary_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dnahnet.rundir import RunRefused, TrainingStopped, directory_lock, is_rank_zero, stop_on_sigterm
+    from dnahnet.rundir import is_rank_zero
     from dnahnet.tracking import check_trackers
-    from sweeps.runner import DiskFull
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stop_on_sigterm()
     out = Path(args.out)
     rank0 = is_rank_zero()
-    specs: list[RunSpec] = []
-    try:
+
+    def plan() -> list[RunSpec]:
         check_args(args)
         specs = plan_from_args(args)
         for spec in specs:  # a tracker package not installed: one line now, not one failed run per run
             check_trackers(spec.train.get("loggers", "csv"))
+        return specs
+
+    def run(specs: list[RunSpec]) -> int:
         slurm = SlurmOptions(
             partition=args.slurm_partition, time_min=parse_slurm_time(args.slurm_time),
             gpus_per_node=args.slurm_gpus_per_node, cpus_per_task=args.slurm_cpus_per_task,
             mem_gb=args.slurm_mem_gb, array=args.slurm_array, array_parallelism=args.slurm_array_parallelism,
             executor=args.slurm_executor, wait=not args.no_wait,
         )
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {out}: is a file, not a sweep directory")
-        # One sweep process per directory (its workers and jobs run under this one).
-        with directory_lock(out, what="sweep directory") if rank0 else contextlib.nullcontext():
-            check_unchanged(out, specs)
-            if rank0 and args.dry_run:
-                check_dry_run_keeps_plan(out, _merge_plan(out, specs) if args.only else specs)
-            if rank0:
-                csv_path, _ = write_plan(_merge_plan(out, specs) if args.only else specs, out,
-                                         meta={"argv": sys.argv, "ladder": specs[0].ladder,
-                                               "export": not args.no_export})
-                print(format_table(specs))
-                print(f"\n{len(specs)} runs, {sum(s.flops for s in specs):.3g} training FLOPs in total; plan: {csv_path}")
-            if args.dry_run:
-                return 0
-            quiet_lightning()
-            rows = run_sweep(specs, out, launcher=args.launcher, retry_failed=args.retry_failed,
-                             progress=rank0 and not args.no_progress, gpus=args.gpus, slurm=slurm, threads=args.threads,
-                             jobs=args.jobs)
-    except TrainingStopped as exc:
-        done = len(results_by_id(out / "results.csv")) if (out / "results.csv").is_file() else 0
-        print(f"stopped: sweep {out} ({done} of {len(specs)} runs recorded): {exc}", file=sys.stderr)
-        return TrainingStopped.exit_code
-    except KeyboardInterrupt:  # Ctrl-C: the run in progress resumes from its last checkpoint on a rerun
-        done = len(results_by_id(out / "results.csv")) if (out / "results.csv").is_file() else 0
-        print(f"stopped: sweep {out} interrupted (SIGINT) with {done} of {len(specs)} runs recorded; rerun the same "
-              "command to continue (finished runs are skipped, the interrupted one resumes)", file=sys.stderr)
-        return 130
-    except (RunRefused, DiskFull, ValueError, KeyError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # --out on a read-only filesystem, a permission problem
-        print(f"error: {exc.filename or out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    if rank0 and rows:
-        print("\n" + summary_table(rows))
-        failed = sum(r["status"] != "ok" for r in rows)
-        print(f"\n{len(rows)} of {len(specs)} runs recorded in {out / 'results.csv'} ({failed} failed). "
-              f"Next: python -m analysis --results {out / 'results.csv'} --out {out / 'analysis'}"
-              + ("" if args.no_export else f"; zero-shot: python -m dnahnet.evals.sweep {out} --select best"))
-    return 0
+        check_unchanged(out, specs)
+        if rank0 and args.dry_run:
+            check_dry_run_keeps_plan(out, _merge_plan(out, specs) if args.only else specs)
+        if rank0:
+            csv_path, _ = write_plan(_merge_plan(out, specs) if args.only else specs, out,
+                                     meta={"argv": sys.argv, "ladder": specs[0].ladder, "export": not args.no_export})
+            print(format_table(specs))
+            print(f"\n{len(specs)} runs, {sum(s.flops for s in specs):.3g} training FLOPs in total; plan: {csv_path}")
+        if args.dry_run:
+            return 0
+        quiet_lightning()
+        rows = run_sweep(specs, out, launcher=args.launcher, retry_failed=args.retry_failed,
+                         progress=rank0 and not args.no_progress, gpus=args.gpus, slurm=slurm, threads=args.threads,
+                         jobs=args.jobs)
+        if rank0 and rows:
+            print("\n" + summary_table(rows))
+            failed = sum(r["status"] != "ok" for r in rows)
+            print(f"\n{len(rows)} of {len(specs)} runs recorded in {out / 'results.csv'} ({failed} failed). "
+                  f"Next: python -m analysis --results {out / 'results.csv'} --out {out / 'analysis'}"
+                  + ("" if args.no_export else f"; zero-shot: python -m dnahnet.evals.sweep {out} --select best"))
+        return 0
+
+    return run_command(out, "sweep", plan, run)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import pandas as pd
 
 from dnahnet.fileio import atomic_write_text
 from sweeps import ladders as ladlib
+from sweeps.command import run_command
 from sweeps.plan import RunSpec, budget_tag, format_table, load_overrides, plan_family, write_plan
 
 log = logging.getLogger("sweeps")
@@ -118,43 +119,31 @@ def plan(args) -> list[RunSpec]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dnahnet.rundir import RunRefused, TrainingStopped, directory_lock, stop_on_sigterm
     from sweeps.isoflop import check_unchanged, run_sweep
     from sweeps.runner import quiet_lightning, results_by_id
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stop_on_sigterm()
     out = Path(args.out)
-    try:
-        specs = plan(args)
-        with directory_lock(out, what="sweep directory"):
-            check_unchanged(out, specs)
-            write_plan(specs, out, meta={"argv": sys.argv, "ladder": specs[0].ladder, "export": True,
-                                         "lr_sweep": True})
-            print(format_table(specs))
-            quiet_lightning()
-            run_sweep(specs, out, progress=not args.no_progress, threads=args.threads, jobs=args.jobs)
-            frame = table(specs, results_by_id(out / "results.csv"))
-            buf = io.StringIO()
-            frame.to_csv(buf, index=False)
-            atomic_write_text(out / "lr_sweep.csv", buf.getvalue())
-    except TrainingStopped as exc:
-        print(f"stopped: learning-rate sweep {out}: {exc}", file=sys.stderr)
-        return TrainingStopped.exit_code
-    except KeyboardInterrupt:
-        print(f"stopped: learning-rate sweep {out} interrupted (SIGINT); rerun the same command to continue",
-              file=sys.stderr)
-        return 130
-    except (RunRefused, ValueError, KeyError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(frame.sort_values(["lr_multipliers", "lr"]).to_string(index=False))
-    best = frame.loc[frame["val_loss"].idxmin()] if len(frame) else None
-    if best is not None:
-        print(f"\nbest: lr {best['lr']:g}" + (f", multipliers {best['lr_multipliers']}" if best["lr_multipliers"] else "")
-              + f" (val_loss {best['val_loss']:.5f}); table: {out / 'lr_sweep.csv'}")
-    return 0
+
+    def run(specs: list[RunSpec]) -> int:
+        check_unchanged(out, specs)
+        write_plan(specs, out, meta={"argv": sys.argv, "ladder": specs[0].ladder, "export": True, "lr_sweep": True})
+        print(format_table(specs))
+        quiet_lightning()
+        run_sweep(specs, out, progress=not args.no_progress, threads=args.threads, jobs=args.jobs)
+        frame = table(specs, results_by_id(out / "results.csv"))
+        buf = io.StringIO()
+        frame.to_csv(buf, index=False)
+        atomic_write_text(out / "lr_sweep.csv", buf.getvalue())
+        print(frame.sort_values(["lr_multipliers", "lr"]).to_string(index=False))
+        if len(frame):
+            best = frame.loc[frame["val_loss"].idxmin()]
+            print(f"\nbest: lr {best['lr']:g}" + (f", multipliers {best['lr_multipliers']}" if best["lr_multipliers"] else "")
+                  + f" (val_loss {best['val_loss']:.5f}); table: {out / 'lr_sweep.csv'}")
+        return 0
+
+    return run_command(out, "learning-rate sweep", lambda: plan(args), run)
 
 
 if __name__ == "__main__":
