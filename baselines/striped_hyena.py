@@ -38,6 +38,7 @@ from torch import nn
 from baselines.hyena import HyenaOperator, HyenaSpec, hyena_flops
 from dnahnet import config as cfglib
 from dnahnet import flops as F
+from dnahnet.family import Recipe, SizeRule, aspect_depth, fixed_depth, plain_shape, width_grid
 from dnahnet.nn import Attention, Block, BlockStack, LanguageModel, LMOutput, ParamCounts, RMSNorm
 from dnahnet.nn.mlp import GATE_ACTIVATIONS, round_up
 from dnahnet.registry import register_family
@@ -268,4 +269,22 @@ PRESETS = {
     "1b": _preset(1920, 25, 15, filter_group_size=15),  # 1.11B
 }
 
-register_family("stripedhyena", StripedHyenaConfig, StripedHyenaLM, PRESETS, context_field="l_train")
+# How the sweeps' ladders grow it (sweeps/ladders.py). SE/MR filter groups per layer: the same number at every
+# width of a recipe, so every rung has the same MR decay rates r_g (log-spaced over the groups). Evo 2 uses
+# groups of 16 channels at widths of 1920+ (120+ groups); a fixed group *size* at CPU widths gave d8 one rate
+# (r = 0.01, no decay) and d48 six.
+CPU_FILTER_GROUPS = 8  # cpu recipe, widths 8..256: 1..32 channels per group
+PAPER_FILTER_GROUPS = 64  # paper recipe, widths 256..4096: 4..64 channels per group
+SIZE_RULE = SizeRule(
+    shape_fn=plain_shape, min_depth=4,
+    recipes={"cpu": Recipe(widths=width_grid(8, 256, 8), head_dim=8, mlp_multiple=8, depth=fixed_depth(4),
+                           extra=dict(filter_groups=CPU_FILTER_GROUPS)),
+             "paper": Recipe(widths=width_grid(256, 4096, 64), head_dim=64, mlp_multiple=128,
+                             depth=aspect_depth(64, 4), extra=dict(filter_groups=PAPER_FILTER_GROUPS))},
+    center_tokens_per_param=350.0,  # dnaHNet paper: SH2 compute-optimal ~68B tokens at 8e19 FLOPs
+    note="cpu: 4 layers (SE-MR-LI-MHA: one attention layer), head dim 8, 8 filter groups at every width; "
+         "paper: depth = width/64 (>= 4), 64 filter groups",
+)
+
+register_family("stripedhyena", StripedHyenaConfig, StripedHyenaLM, PRESETS, context_field="l_train",
+                size_rule=SIZE_RULE)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from dnahnet.chunking import (
     ratio_loss,
     ste,
 )
+from dnahnet.family import FamilySearch, Recipe, SearchDimension, SizeRule, fixed_depth, width_grid
 from dnahnet.layout import Layout, parse_layout, per_stage, stage_block_specs
 from dnahnet.nn import BlockSpec, BlockStack, LanguageModel, LMOutput
 from dnahnet.nn.init import init_weights
@@ -624,4 +626,112 @@ VARIANTS = {
     "3": {"n_stages": 1, "ratios": (3.0,)},
 }
 
-register_family("dnahnet", DNAHNetConfig, DNAHNet, PRESETS, variants=VARIANTS)
+
+
+# ------------------------------------------------------------------------------------ ladder recipe
+# How the sweeps' ladders grow dnaHNet (sweeps/ladders.py): stage widths exactly (w/2, 3w/4, w) at every rung.
+CPU_LADDER_LAYOUT = ["m1", ["m1", ["T{n}"], "m1"], "m1"]  # shallow stages (ours, CPU ladders)
+PAPER_DEPTH_WIDTH = 1024  # the paper recipe's main depth is solved once, at this width (its presets' middle)
+
+
+def ladder_stage_widths(width: int) -> tuple[int, int, int]:
+    """Stage widths (w/2, 3w/4, w), exactly: every width of a dnaHNet grid is a multiple of 4, so no rung
+    rounds a stage (rounding gave d8 (8,8,8) and d16 (8,16,16), a different shape where the CPU optimum lies)."""
+    if width % 4:
+        raise ValueError(f"dnaHNet width {width} is not a multiple of 4: stage widths (w/2, 3w/4, w) must be whole")
+    return (width // 2, 3 * width // 4, width)
+
+
+def ladder_shape(width: int, depth: int, recipe: Recipe) -> dict:
+    """A ladder rung's config overrides: the recipe's layout template with `depth` main Transformer blocks,
+    stage widths (w/2, 3w/4, w), SwiGLU 8/3 of each width with attention, the recipe's Mamba-2 settings."""
+    template = recipe.extra["layout"]
+    layout = [template[0], [template[1][0], [template[1][1][0].format(n=depth)], template[1][2]], template[2]]
+    d = ladder_stage_widths(width)
+    d_int = (0,) + tuple(round_up(8 * x / 3, recipe.mlp_multiple) for x in d[1:])
+    mamba = {k: v for k, v in recipe.extra.items() if k != "layout"}
+    return {"layout": layout, "d_model": d, "d_intermediate": d_int,
+            # attention head dim: the recipe's where it divides the stage width (every stage with attention
+            # in the CPU and paper layouts), else the largest divisor of it (heads of a Mamba-only stage are unused)
+            "n_heads": tuple(x // math.gcd(x, recipe.head_dim) for x in d), **mamba}
+
+
+def paper_main_depth(width: int, variant: str | None) -> int:
+    """The paper recipe's main-network depth, one for every width: the depth giving the main network ~70%
+    of the non-embedding parameters of the full two-stage layout (DESIGN.md section 2) at width
+    `PAPER_DEPTH_WIDTH`. Solving it per width made the depth jitter between 11 and 15 from one rung
+    to the next (shape scatter in every parabola). Every variant uses that depth: the one-stage variant "3"
+    is the same model without the inner stage's encoder and decoder (as `DNAHNetConfig.n_stages` defines it)."""
+    return _main_depth_for_share(PAPER_DEPTH_WIDTH, 0.7)
+
+
+@functools.cache
+def _main_depth_for_share(width: int, share: float) -> int:
+    """Main depth giving the main network `share` of the non-embedding parameters at `width` (paper recipe)."""
+    recipe = SIZE_RULE.recipe("paper")
+
+    def params_non_embedding(depth: int) -> int:
+        cfg = cfglib.replace(PRESETS["tiny"](), **ladder_shape(width, depth, recipe))  # as the ladder builds it
+        with torch.device("meta"):  # shapes only: no memory
+            return int(DNAHNet(cfg).param_counts().non_embedding)
+
+    p1, p2 = params_non_embedding(1), params_non_embedding(2)
+    per_layer, rest = p2 - p1, p1 - (p2 - p1)
+    return max(1, int(round(share / (1 - share) * rest / per_layer)))
+
+
+SIZE_RULE = SizeRule(
+    shape_fn=ladder_shape, min_depth=1, default_variant="3,2",
+    recipes={
+        # Mamba-2 head dim 4 at CPU widths: the stage widths (w/2, 3w/4) = (4k, 6k) give inner widths
+        # (8k, 12k), which head dim 8 would not divide at every rung.
+        "cpu": Recipe(widths=width_grid(8, 256, 8), head_dim=8, mlp_multiple=8, depth=fixed_depth(4),
+                      extra=dict(layout=CPU_LADDER_LAYOUT, d_state=16, headdim=4, chunk_size=16, ema_chunk_size=16)),
+        # Widths in steps of 64 keep (w/2, 3w/4) multiples of 16, so Mamba-2 heads of 32 divide every
+        # inner width (2x the stage width) exactly (the paper's head dim 64 would force steps of 128, too
+        # coarse for a 7-model ladder at 4e18); where 3w/4 is not a multiple of 64, stage 1's attention
+        # layer takes heads of its largest divisor. The paper's presets 256/384/512 .. 1024/1536/2048 are
+        # on this grid.
+        "paper": Recipe(widths=width_grid(256, 3072, 64), head_dim=64, mlp_multiple=128, depth=paper_main_depth,
+                        extra=dict(layout=APPENDIX_LAYOUT, d_state=128, headdim=32, chunk_size=256,
+                                   ema_chunk_size=64)),
+    },
+    center_tokens_per_param=600.0,  # dnaHNet paper: compute-optimal ~140B tokens at 8e19 FLOPs
+    note="stage widths exactly (w/2, 3w/4, w); cpu: shallow stages, main T4, Mamba-2 state 16 / head dim 4; "
+         "paper: appendix layout, Mamba-2 state 128, one main depth (~70% of the parameters at width 1024)",
+)
+
+
+# ------------------------------------------------------------------------------------ search space
+def stage_multipliers(lr_outer: float, lr_decay: float, stages: int) -> list[float]:
+    """Per-stage lr multipliers, outermost first, main network last (at 1.0: the peak lr, searched
+    separately, sets the overall scale). Stage s gets 1 + (lr_outer - 1) * lr_decay^s: the excess over the
+    main network decays geometrically inward, so outer stages are never slower than inner ones
+    (DESIGN.md section 2). lr_outer 2, lr_decay 0.5 gives the paper's (2.0, 1.5, 1.0)."""
+    return [1.0 + (lr_outer - 1.0) * lr_decay**s for s in range(stages)] + [1.0]
+
+
+def chunking_stages(cfg: DNAHNetConfig) -> int:
+    """Number of hierarchy stages of a config (after a variant dropped inner ones)."""
+    return len(resolve(cfg).ratios)
+
+
+def _searched_overrides(values: dict[str, float], cfg: DNAHNetConfig) -> dict[str, Any]:
+    """A tuner trial's alpha, lr_outer and lr_decay -> model.alpha and model.lr_multipliers."""
+    multipliers = stage_multipliers(values["lr_outer"], values.get("lr_decay", 1.0), chunking_stages(cfg))
+    return {"alpha": values["alpha"], "lr_multipliers": multipliers}
+
+
+# What the tuner (sweeps/tuning.py) searches for dnaHNet besides the shared dimensions; the ranges are its
+# SearchSpace fields of the same names (--alpha, --lr-outer, --lr-decay).
+SEARCH = FamilySearch(
+    dimensions=(
+        SearchDimension("alpha", log=True),  # ratio-loss weight (paper: 0.01-0.02)
+        SearchDimension("lr_outer", log=True),  # the outermost stage's lr multiplier
+        # each stage inward keeps this share of the excess over 1; with one stage only lr_outer exists
+        SearchDimension("lr_decay", searched=lambda cfg: chunking_stages(cfg) >= 2),
+    ),
+    model_overrides=_searched_overrides,
+)
+
+register_family("dnahnet", DNAHNetConfig, DNAHNet, PRESETS, variants=VARIANTS, size_rule=SIZE_RULE, search=SEARCH)

@@ -1,53 +1,49 @@
 """Model registry: family + preset (+ variant) + overrides -> config -> model.
 
-Families register themselves when their module is imported; `_FAMILY_MODULES` says where each lives so
-that `build_model("stripedhyena")` works without the caller importing anything.
+A family is one module that registers itself when imported (`register_family`: its model, presets,
+ladder recipe and search space; `dnahnet.family`). `FAMILY_MODULES` lists those modules, the one line to
+add for a new family; they are imported on the first lookup (they import torch), so that
+`build_model("stripedhyena")` works without the caller importing anything.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from dnahnet import config as cfglib
+from dnahnet.family import Family, FamilySearch, SizeRule
 
-_FAMILY_MODULES = {
-    "transformer": "baselines.transformer",
-    "dnahnet": "dnahnet.model",
-    "stripedhyena": "baselines.striped_hyena",
-}
-
-
-@dataclass
-class Family:
-    name: str
-    config_cls: type  # the family's config dataclass
-    build: Callable[[Any], Any]  # config -> nn.Module
-    presets: dict[str, Callable[[], Any]]  # preset name -> config factory
-    variants: dict[str, dict]  # variant name -> config overrides (e.g. dnaHNet "3,2")
-    context_field: str | None = None  # config field set to the run's context length (SH2: l_train; dnahnet.configure)
-
+FAMILY_MODULES = ("baselines.transformer", "dnahnet.model", "baselines.striped_hyena")
 
 _FAMILIES: dict[str, Family] = {}
 
 
-def register_family(name, config_cls, build, presets, variants=None, context_field=None) -> None:
-    _FAMILIES[name] = Family(name, config_cls, build, dict(presets), dict(variants or {}), context_field)
+def register_family(name, config_cls, build, presets, variants=None, context_field=None,
+                    size_rule: SizeRule | None = None, search: FamilySearch | None = None) -> None:
+    """Register a family (called once, by the family's module); `size_rule` takes the family's name."""
+    if size_rule is not None:
+        size_rule = dataclasses.replace(size_rule, family=name)
+    _FAMILIES[name] = Family(name, config_cls, build, dict(presets), dict(variants or {}), context_field,
+                             size_rule, search)
+
+
+def _import_family_modules() -> None:
+    for module in FAMILY_MODULES:  # each registers its family; a module imported before is not run again
+        importlib.import_module(module)
 
 
 def get_family(name: str) -> Family:
-    if name not in _FAMILIES and name in _FAMILY_MODULES:
-        importlib.import_module(_FAMILY_MODULES[name])
     if name not in _FAMILIES:
-        known = sorted(set(_FAMILIES) | set(_FAMILY_MODULES))
-        raise ValueError(f"unknown model family {name!r}; known families: {', '.join(known)}")
+        _import_family_modules()
+    if name not in _FAMILIES:
+        raise ValueError(f"unknown model family {name!r}; known families: {', '.join(list_families())}")
     return _FAMILIES[name]
 
 
 def list_families() -> list[str]:
-    return sorted(_FAMILY_MODULES)
+    _import_family_modules()
+    return sorted(_FAMILIES)
 
 
 def get_config(family: str, preset: str = "tiny", variant: str | None = None, **overrides):

@@ -11,8 +11,9 @@ functions of model size, validation windows, checkpoint spacing. Named ladders:
                (analysis/reference/cpu)
     paper      4e18 .. 8e19 FLOPs x 7 models, context 8192 (the dnaHNet paper's range; GPU clusters)
 
-A **size rule** (`SizeRule`, one per family) turns a (width, depth) pair into model-config overrides of
-the family's preset, under the ladder's **architecture recipe** (`Ladder.arch`). Every run of a ladder
+A **size rule** (`dnahnet.family.SizeRule`, one per family, registered by the family's own module:
+baselines/transformer.py, baselines/striped_hyena.py, dnahnet/model.py; `get_rule` reads it from the
+registry) turns a (width, depth) pair into model-config overrides of the family's preset, under the ladder's **architecture recipe** (`Ladder.arch`). Every run of a ladder
 shares one recipe (layout template, Mamba-2 and Hyena settings, head dimension, SwiGLU rounding): only
 width and depth fields change between its models, so an isoFLOP parabola measures size alone.
 
@@ -45,13 +46,13 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from dnahnet.nn.mlp import round_up
+from dnahnet.family import SizeRule
+from dnahnet.registry import build_model_from_config, get_config, get_family, list_families
 
 log = logging.getLogger(__name__)
 
@@ -222,180 +223,13 @@ def parse_budgets(text: str) -> list[float]:
 
 
 # ------------------------------------------------------------------------------------ size rules
-def _width_grid(lo: int, hi: int, multiple: int = 16) -> tuple[int, ...]:
-    """Widths from lo to hi, ~10-15% apart (a step of ~1/8 of the width), each a multiple of `multiple`."""
-    out, w = [], lo
-    while w <= hi:
-        out.append(w)
-        w += max(multiple, (w // 8) // multiple * multiple)
-    return tuple(out)
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """One family's architecture recipe: what stays fixed while width and depth vary."""
-
-    widths: tuple[int, ...]  # the width grid (every entry divisible by `head_dim`)
-    head_dim: int  # attention head dim (n_heads = width / head_dim)
-    mlp_multiple: int  # SwiGLU hidden width rounded up to this
-    depth: Callable[[int, str | None], int]  # (width, variant) -> the depth the recipe prefers
-    extra: dict = field(default_factory=dict)  # other fixed config fields (dnaHNet: Mamba-2 settings)
-
-
-@dataclass(frozen=True)
-class SizeRule:
-    """How one family grows: (width, depth) -> model-config overrides of `preset`, under a recipe."""
-
-    family: str
-    shape_fn: Callable[[int, int, Recipe], dict]  # (width, depth, recipe) -> config overrides
-    recipes: dict[str, Recipe]  # arch name -> recipe
-    min_depth: int = 2
-    preset: str = "tiny"  # base preset the overrides apply to
-    default_variant: str | None = None  # the variant a sweep uses when none is asked for
-    center_tokens_per_param: float = 300.0  # expected compute-optimal tokens / parameters (ladder centre)
-    note: str = ""
-
-    def recipe(self, arch: str) -> Recipe:
-        if arch not in self.recipes:
-            raise ValueError(f"{self.family}: no architecture recipe {arch!r}; recipes: {', '.join(self.recipes)}")
-        return self.recipes[arch]
-
-    def widths(self, arch: str) -> tuple[int, ...]:
-        return self.recipe(arch).widths
-
-    def shape(self, width: int, depth: int, arch: str) -> dict:
-        return self.shape_fn(width, depth, self.recipe(arch))
-
-    def preferred_depth(self, width: int, variant: str | None, arch: str) -> int:
-        return self.recipe(arch).depth(width, variant)
-
-    def size_name(self, width: int, depth: int) -> str:
-        return f"d{width}x{depth}"
-
-
-def _plain_shape(width: int, depth: int, recipe: Recipe) -> dict:
-    """Transformer++ and StripedHyena 2: width, depth, heads of the recipe's head dim, SwiGLU rounding.
-    A recipe's `filter_groups` (StripedHyena 2) fixes the number of SE/MR filter groups at every width, so
-    every rung has the same set of MR decay rates (they are log-spaced over the groups)."""
-    extra = dict(recipe.extra)
-    groups = extra.pop("filter_groups", None)
-    if groups is not None:
-        if width % groups:
-            raise ValueError(f"width {width} is not a multiple of the recipe's {groups} filter groups")
-        extra["filter_group_size"] = width // groups
-    return {"d_model": width, "n_layers": depth, "n_heads": max(1, width // recipe.head_dim),
-            "mlp_multiple": recipe.mlp_multiple, **extra}
-
-
-def _fixed_depth(depth: int) -> Callable[[int, str | None], int]:
-    return lambda width, variant=None: depth
-
-
-def _aspect_depth(aspect: float, min_depth: int) -> Callable[[int, str | None], int]:
-    return lambda width, variant=None: max(min_depth, int(round(width / aspect)))
-
-
-DNAHNET_CPU_LAYOUT = ["m1", ["m1", ["T{n}"], "m1"], "m1"]  # shallow stages (ours, CPU ladders)
-DNAHNET_PAPER_LAYOUT = ["m4", ["T1m4", ["T{n}"], "m4T1"], "m4"]  # dnaHNet appendix layout
-
-
-def _dnahnet_widths(width: int) -> tuple[int, int, int]:
-    """Stage widths (w/2, 3w/4, w), exactly: every width of a dnaHNet grid is a multiple of 4, so no rung
-    rounds a stage (rounding gave d8 (8,8,8) and d16 (8,16,16), a different shape where the CPU optimum lies)."""
-    if width % 4:
-        raise ValueError(f"dnaHNet width {width} is not a multiple of 4: stage widths (w/2, 3w/4, w) must be whole")
-    return (width // 2, 3 * width // 4, width)
-
-
-def _dnahnet_shape(width: int, depth: int, recipe: Recipe) -> dict:
-    template = recipe.extra["layout"]
-    layout = [template[0], [template[1][0], [template[1][1][0].format(n=depth)], template[1][2]], template[2]]
-    d = _dnahnet_widths(width)
-    d_int = (0,) + tuple(round_up(8 * x / 3, recipe.mlp_multiple) for x in d[1:])
-    mamba = {k: v for k, v in recipe.extra.items() if k != "layout"}
-    return {"layout": layout, "d_model": d, "d_intermediate": d_int,
-            # attention head dim: the recipe's where it divides the stage width (every stage with attention
-            # in the CPU and paper layouts), else the largest divisor of it (heads of a Mamba-only stage are unused)
-            "n_heads": tuple(x // math.gcd(x, recipe.head_dim) for x in d), **mamba}
-
-
-DNAHNET_PAPER_DEPTH_WIDTH = 1024  # the paper recipe's main depth is solved once, at this width (its presets' middle)
-
-
-def _dnahnet_paper_depth(width: int, variant: str | None) -> int:
-    """The paper recipe's main-network depth, one for every width: the depth giving the main network ~70%
-    of the non-embedding parameters of the full two-stage layout (DESIGN.md section 2) at width
-    `DNAHNET_PAPER_DEPTH_WIDTH`. Solving it per width made the depth jitter between 11 and 15 from one rung
-    to the next (shape scatter in every parabola). Every variant uses that depth: the one-stage variant "3"
-    is the same model without the inner stage's encoder and decoder (as `DNAHNetConfig.n_stages` defines it)."""
-    return _main_depth_for_share(DNAHNET_PAPER_DEPTH_WIDTH, 0.7)
-
-
-@functools.cache
-def _main_depth_for_share(width: int, share: float) -> int:
-    """Main depth giving the main network `share` of the non-embedding parameters at `width`."""
-    recipe = SIZE_RULES["dnahnet"].recipe("paper")
-    p1 = stats_of("dnahnet", None, _dnahnet_shape(width, 1, recipe), 64).params_non_embedding
-    p2 = stats_of("dnahnet", None, _dnahnet_shape(width, 2, recipe), 64).params_non_embedding
-    per_layer, rest = p2 - p1, p1 - (p2 - p1)
-    return max(1, int(round(share / (1 - share) * rest / per_layer)))
-
-
-# StripedHyena 2's SE/MR filter groups per layer, the same number at every width of a recipe, so every rung has
-# the same MR decay rates r_g (log-spaced over the groups). Evo 2 uses groups of 16 channels at widths of 1920+
-# (120+ groups); a fixed group *size* at CPU widths gave d8 one rate (r = 0.01, no decay) and d48 six.
-SH2_CPU_FILTER_GROUPS = 8  # widths 8..256: 1..32 channels per group
-SH2_PAPER_FILTER_GROUPS = 64  # widths 256..4096: 4..64 channels per group
-_PLAIN_CPU = dict(widths=_width_grid(8, 256, 8), head_dim=8, mlp_multiple=8)  # fine grid down to tiny models
-# Transformer++'s cpu optimum lies at or below width 8 at 1e12-2e12 FLOPs (the sweeps of 2026-12-07: d8 best by
-# 0.007-0.014 nats), so its grid starts at width 4 in steps of 4, with heads of 4 so that every width divides.
-_TRANSFORMER_CPU = dict(widths=_width_grid(4, 256, 4), head_dim=4, mlp_multiple=8)
-_PLAIN_PAPER = dict(widths=_width_grid(256, 4096, 64), head_dim=64, mlp_multiple=128)
-
-SIZE_RULES: dict[str, SizeRule] = {
-    "transformer": SizeRule(
-        family="transformer", shape_fn=_plain_shape, min_depth=2,
-        recipes={"cpu": Recipe(**_TRANSFORMER_CPU, depth=_fixed_depth(4)),
-                 "paper": Recipe(**_PLAIN_PAPER, depth=_aspect_depth(64, 2))},
-        center_tokens_per_param=350.0,  # as StripedHyena 2 (no published DNA Transformer optimum)
-        note="cpu: 4 layers, head dim 4 (widths from 4); paper: depth = width/64 (>= 2), head dim 64; SwiGLU 8/3 d",
-    ),
-    "stripedhyena": SizeRule(
-        family="stripedhyena", shape_fn=_plain_shape, min_depth=4,
-        recipes={"cpu": Recipe(**_PLAIN_CPU, depth=_fixed_depth(4), extra=dict(filter_groups=SH2_CPU_FILTER_GROUPS)),
-                 "paper": Recipe(**_PLAIN_PAPER, depth=_aspect_depth(64, 4),
-                                 extra=dict(filter_groups=SH2_PAPER_FILTER_GROUPS))},
-        center_tokens_per_param=350.0,  # dnaHNet paper: SH2 compute-optimal ~68B tokens at 8e19 FLOPs
-        note="cpu: 4 layers (SE-MR-LI-MHA: one attention layer), head dim 8, 8 filter groups at every width; "
-             "paper: depth = width/64 (>= 4), 64 filter groups",
-    ),
-    "dnahnet": SizeRule(
-        family="dnahnet", shape_fn=_dnahnet_shape, min_depth=1, default_variant="3,2",
-        recipes={
-            # Mamba-2 head dim 4 at CPU widths: the stage widths (w/2, 3w/4) = (4k, 6k) give inner widths
-            # (8k, 12k), which head dim 8 would not divide at every rung.
-            "cpu": Recipe(widths=_width_grid(8, 256, 8), head_dim=8, mlp_multiple=8, depth=_fixed_depth(4),
-                          extra=dict(layout=DNAHNET_CPU_LAYOUT, d_state=16, headdim=4,
-                                     chunk_size=16, ema_chunk_size=16)),
-            # Widths in steps of 64 keep (w/2, 3w/4) multiples of 16, so Mamba-2 heads of 32 divide every
-            # inner width (2x the stage width) exactly (the paper's head dim 64 would force steps of 128, too
-            # coarse for a 7-model ladder at 4e18); where 3w/4 is not a multiple of 64, stage 1's attention
-            # layer takes heads of its largest divisor. The paper's presets 256/384/512 .. 1024/1536/2048 are
-            # on this grid.
-            "paper": Recipe(widths=_width_grid(256, 3072, 64), head_dim=64, mlp_multiple=128,
-                            depth=_dnahnet_paper_depth,
-                            extra=dict(layout=DNAHNET_PAPER_LAYOUT, d_state=128, headdim=32,
-                                       chunk_size=256, ema_chunk_size=64)),
-        },
-        center_tokens_per_param=600.0,  # dnaHNet paper: compute-optimal ~140B tokens at 8e19 FLOPs
-        note="stage widths exactly (w/2, 3w/4, w); cpu: shallow stages, main T4, Mamba-2 state 16 / head dim 4; "
-             "paper: appendix layout, Mamba-2 state 128, one main depth (~70% of the parameters at width 1024)",
-    ),
-}
-
-
 def get_rule(family: str) -> SizeRule:
-    return _lookup(SIZE_RULES, family, "no size rule for family")
+    """The family's size rule, as its module registered it (`dnahnet.family.SizeRule`)."""
+    rule = get_family(family).size_rule
+    if rule is None:
+        with_rules = [name for name in list_families() if get_family(name).size_rule is not None]
+        raise ValueError(f"no size rule for family {family!r}; {', '.join(with_rules)} have one")
+    return rule
 
 
 # ------------------------------------------------------------------------------------ model sizes
@@ -446,8 +280,6 @@ class _SkipInitOnMeta(torch.overrides.TorchFunctionMode):
 def measure(family: str, cfg, seq_len: int) -> ModelStats:
     """Parameters and training FLOPs per token at `seq_len` of a model config: the model is built on the
     meta device (no memory, no initialisation), so this is cheap at any size."""
-    from dnahnet.registry import build_model_from_config
-
     with torch.device("meta"), _SkipInitOnMeta():
         model = build_model_from_config(family, cfg)
     counts = model.param_counts()
@@ -456,8 +288,6 @@ def measure(family: str, cfg, seq_len: int) -> ModelStats:
 
 @functools.lru_cache(maxsize=8192)
 def _model_stats(family: str, variant: str | None, frozen: tuple, seq_len: int, preset: str) -> ModelStats:
-    from dnahnet.registry import get_config
-
     return measure(family, get_config(family, preset, variant, **_thaw(frozen)), seq_len)
 
 

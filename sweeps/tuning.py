@@ -44,7 +44,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dnahnet import config as cfglib
 from dnahnet import configure
+from dnahnet.family import SearchDimension
 from dnahnet.fileio import atomic_savefig, atomic_write_text
+from dnahnet.registry import get_family
 from dnahnet.rundir import TrainingStopped, config_differences
 from dnahnet.train import resolved_config, train_run
 from sweeps.ladders import measure
@@ -60,7 +62,8 @@ HEARTBEAT_S = 60  # workers record a heartbeat this often; a RUNNING trial silen
 # --------------------------------------------------------------------------------------- search space
 @dataclass
 class SearchSpace:
-    """Ranges searched by every study (the dnaHNet ones only for that family)."""
+    """Ranges searched by every study (the dnaHNet ones only for that family, whose module registers them as
+    its search dimensions; a family's dimension without a field here brings its own range)."""
 
     lr: tuple[float, float] = (1e-4, 3e-2)  # peak learning rate, log-uniform
     warmup_fraction: tuple[float, float] = (0.0, 0.2)  # share of the steps in linear warmup, uniform
@@ -87,49 +90,48 @@ class SearchSpace:
             raise ValueError(f"search range for lr_decay must be positive, got {self.lr_decay}")
 
 
-def n_stages(family: str, model_cfg) -> int:
-    """Number of hierarchy stages of a dnaHNet config (after a variant dropped inner ones); 0 otherwise."""
-    if family != "dnahnet":
-        return 0
-    from dnahnet.model import resolve
+def family_dimensions(space: SearchSpace, family: str, model_cfg) -> list[tuple[SearchDimension, tuple[float, float]]]:
+    """The family's own search dimensions that this model config has (`dnahnet.family.FamilySearch`, as the
+    family's module registered them), in their order, each with its (low, high): the SearchSpace field of its
+    name (a command-line range) where there is one, else the dimension's own range."""
+    search = get_family(family).search
+    out = []
+    for dim in search.dimensions if search else ():
+        if dim.searched is not None and not dim.searched(model_cfg):
+            continue
+        bounds = tuple(getattr(space, dim.name)) if dim.name in {f.name for f in fields(space)} else dim.range
+        if bounds is None:
+            raise ValueError(f"{family}: search dimension {dim.name!r} has no range (neither its own nor a "
+                             "SearchSpace field of that name)")
+        out.append((dim, bounds))
+    return out
 
-    return len(resolve(model_cfg).ratios)
 
-
-def stage_multipliers(lr_outer: float, lr_decay: float, stages: int) -> list[float]:
-    """Per-stage lr multipliers, outermost first, main network last (at 1.0: the peak lr, searched
-    separately, sets the overall scale). Stage s gets 1 + (lr_outer - 1) * lr_decay^s: the excess over the
-    main network decays geometrically inward, so outer stages are never slower than inner ones
-    (DESIGN.md section 2). lr_outer 2, lr_decay 0.5 gives the paper's (2.0, 1.5, 1.0)."""
-    return [1.0 + (lr_outer - 1.0) * lr_decay**s for s in range(stages)] + [1.0]
-
-
-def suggest(trial: optuna.Trial, space: SearchSpace, family: str, stages: int) -> dict[str, Any]:
-    """Draw one configuration; returns the trial's params (what `overrides_from_params` reads)."""
+def suggest(trial: optuna.Trial, space: SearchSpace, family: str, model_cfg) -> dict[str, Any]:
+    """Draw one configuration for a model config (before the searched values); returns the trial's params
+    (what `overrides_from_params` reads)."""
     trial.suggest_float("lr", *space.lr, log=True)
     trial.suggest_float("warmup_fraction", *space.warmup_fraction)
     trial.suggest_float("weight_decay", *space.weight_decay)
     trial.suggest_categorical("batch_size", list(space.batch_size))
-    if family == "dnahnet":
-        trial.suggest_float("alpha", *space.alpha, log=True)
-        trial.suggest_float("lr_outer", *space.lr_outer, log=True)
-        if stages >= 2:  # with one stage only the outer multiplier exists
-            trial.suggest_float("lr_decay", *space.lr_decay)
+    for dim, (low, high) in family_dimensions(space, family, model_cfg):
+        trial.suggest_float(dim.name, low, high, log=dim.log)
     return dict(trial.params)
 
 
-def overrides_from_params(params: dict[str, Any], family: str, stages: int) -> dict[str, dict[str, Any]]:
-    """Trial params -> {"train": ..., "model": ..., "data": ...} config overrides."""
+def overrides_from_params(params: dict[str, Any], family: str, model_cfg) -> dict[str, dict[str, Any]]:
+    """Trial params -> {"train": ..., "model": ..., "data": ...} config overrides; the family's own
+    dimensions become model overrides by its `FamilySearch.model_overrides` (of `model_cfg`, the model config
+    before the searched values)."""
     out: dict[str, dict[str, Any]] = {
         "train": {k: float(params[k]) for k in ("lr", "warmup_fraction", "weight_decay")},
         "model": {},
         "data": {"batch_size": int(params["batch_size"])},
     }
-    if family == "dnahnet":
-        out["model"]["alpha"] = float(params["alpha"])
-        out["model"]["lr_multipliers"] = stage_multipliers(
-            float(params["lr_outer"]), float(params.get("lr_decay", 1.0)), stages
-        )
+    search = get_family(family).search
+    if search is not None:
+        values = {dim.name: float(params[dim.name]) for dim in search.dimensions if dim.name in params}
+        out["model"].update(search.model_overrides(values, model_cfg))
     return out
 
 
@@ -488,7 +490,6 @@ def make_objective(spec: TuneSpec, out_dir: Path, progress: bool = True,
                    train_fn: Callable[..., Any] = train_run) -> Callable[[optuna.Trial], float]:
     """The objective: one training run at the budget; returns the final validation loss (nats/nt)."""
     base_model, base_train, base_data = spec.base_configs()
-    stages = n_stages(spec.family, base_model)
     fpt = measure(spec.family, base_model, base_data.seq_len).flops_per_token
     world = base_train.devices * base_train.num_nodes
     # Fail before any training when the budget cannot pay for some batch size of the search space.
@@ -502,7 +503,8 @@ def make_objective(spec: TuneSpec, out_dir: Path, progress: bool = True,
             queue_retry(trial, number)
             raise TuneStopped(f"stopped by {STOP.signal} before trial {trial.number} trained")
         run_dir = out_dir / "trials" / f"trial_{number}"
-        overrides = overrides_from_params(suggest(trial, spec.space, spec.family, stages), spec.family, stages)
+        overrides = overrides_from_params(suggest(trial, spec.space, spec.family, base_model), spec.family,
+                                          base_model)
         # The batch may move to spend the budget (the planner's rule); the run length follows from it.
         steps, global_batch = plan_steps(spec.budget, fpt, overrides["data"]["batch_size"] * world,
                                          base_data.seq_len, spec.evals, world)
@@ -579,7 +581,7 @@ def optimize(study: optuna.Study, objective, n_trials: int) -> int:
 def best_overrides_yaml(study: optuna.Study, spec: TuneSpec) -> str:
     """The best trial as an override file for `sweeps/isoflop.py --overrides` (train:, model:, data:)."""
     best = study.best_trial
-    overrides = overrides_from_params(best.params, spec.family, n_stages(spec.family, spec.base_configs()[0]))
+    overrides = overrides_from_params(best.params, spec.family, spec.base_configs()[0])
     if "batch_size" in best.user_attrs and "batch_size" in overrides["data"]:  # the batch it trained with
         overrides["data"]["batch_size"] = int(best.user_attrs["batch_size"])
     body = {k: v for k, v in overrides.items() if v}

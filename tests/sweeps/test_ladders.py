@@ -65,7 +65,7 @@ def test_flops_per_token_matches_a_real_model():
     """stats_of builds on the meta device with init skipped: same numbers as a real CPU model."""
     from dnahnet.registry import build_model
 
-    ov = lad.SIZE_RULES["transformer"].shape(48, 3, "cpu")
+    ov = lad.get_rule("transformer").shape(48, 3, "cpu")
     s = lad.stats_of("transformer", None, ov, 256)
     model = build_model("transformer", "tiny", **ov)
     assert s.params == sum(p.numel() for p in model.parameters())

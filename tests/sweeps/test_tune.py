@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 
 from dnahnet import config as cfglib
 from dnahnet.lit import TrainConfig
+from dnahnet.model import chunking_stages, stage_multipliers
 from dnahnet.registry import build_model_from_config, get_config
 from sweeps import tune, tuning
 from sweeps.ladders import measure
@@ -99,15 +100,15 @@ def test_plan_steps_spends_the_budget_within_two_percent(world):
 
 
 def test_dnahnet_multipliers_reach_the_model():
-    assert tuning.stage_multipliers(2.0, 0.5, 2) == [2.0, 1.5, 1.0]  # the paper's (2.0, 1.5, 1.0)
-    assert tuning.stage_multipliers(4.0, 0.5, 3) == [4.0, 2.5, 1.75, 1.0]
-    assert tuning.stage_multipliers(1.0, 0.3, 2) == [1.0, 1.0, 1.0]
+    assert stage_multipliers(2.0, 0.5, 2) == [2.0, 1.5, 1.0]  # the paper's (2.0, 1.5, 1.0)
+    assert stage_multipliers(4.0, 0.5, 3) == [4.0, 2.5, 1.75, 1.0]
+    assert stage_multipliers(1.0, 0.3, 2) == [1.0, 1.0, 1.0]
     for variant, stages in (("3,2", 2), ("3", 1), (None, 2)):
         base = get_config("dnahnet", "tiny", variant)
-        assert tuning.n_stages("dnahnet", base) == stages
+        assert chunking_stages(base) == stages
         params = {"lr": 1e-3, "warmup_fraction": 0.05, "weight_decay": 0.1, "batch_size": 8, "alpha": 0.01,
                   "lr_outer": 3.0, "lr_decay": 0.5}
-        over = tuning.overrides_from_params(params, "dnahnet", stages)
+        over = tuning.overrides_from_params(params, "dnahnet", base)
         assert over["model"]["lr_multipliers"] == ([3.0, 2.0, 1.0] if stages == 2 else [3.0, 1.0])
         cfg = cfglib.replace(base, **over["model"])
         with torch.device("meta"):
@@ -117,10 +118,52 @@ def test_dnahnet_multipliers_reach_the_model():
         assert max(model.lr_multipliers().values()) == 3.0  # the outermost stage (and embeddings)
 
 
+def _suggest_as_stored_studies_drew(trial: optuna.Trial, space: tuning.SearchSpace, family: str, stages: int):
+    """The tuner's draws as studies stored before families registered their search dimensions made them
+    (written out by hand): names, ranges, log scales and order of the `suggest_*` calls."""
+    trial.suggest_float("lr", *space.lr, log=True)
+    trial.suggest_float("warmup_fraction", *space.warmup_fraction)
+    trial.suggest_float("weight_decay", *space.weight_decay)
+    trial.suggest_categorical("batch_size", list(space.batch_size))
+    if family == "dnahnet":
+        trial.suggest_float("alpha", *space.alpha, log=True)
+        trial.suggest_float("lr_outer", *space.lr_outer, log=True)
+        if stages >= 2:
+            trial.suggest_float("lr_decay", *space.lr_decay)
+    return dict(trial.params)
+
+
+@pytest.mark.parametrize("family, variant, stages", [("dnahnet", "3,2", 2), ("dnahnet", "3", 1),
+                                                     ("transformer", None, 0)])
+def test_seeded_draws_and_overrides_are_those_of_stored_studies(family, variant, stages):
+    """Seeded TPE draws the same trials (names, distributions, order) as the tuner before the families' search
+    dimensions were registered data, and a trial's values give the same overrides."""
+    space = tuning.SearchSpace(alpha=(0.005, 0.04))  # a command-line range replaces the default
+
+    def trials(suggest) -> list[optuna.trial.FrozenTrial]:
+        study = optuna.create_study(sampler=tuning.TrialSeededTPESampler(seed=3, n_startup_trials=2))
+        study.optimize(lambda t: suggest(t)["lr"], n_trials=4)  # past the startup: TPE's own draws too
+        return study.trials
+
+    base = get_config(family, "tiny", variant)
+    now = trials(lambda t: tuning.suggest(t, space, family, base))
+    before = trials(lambda t: _suggest_as_stored_studies_drew(t, space, family, stages))
+    assert [t.params for t in now] == [t.params for t in before]
+    assert [t.distributions for t in now] == [t.distributions for t in before]
+    for t in now:
+        over = tuning.overrides_from_params(t.params, family, base)
+        if family == "dnahnet":
+            assert 0.005 <= t.params["alpha"] <= 0.04 and ("lr_decay" in t.params) == (stages == 2)
+            assert over["model"] == {"alpha": t.params["alpha"], "lr_multipliers": stage_multipliers(
+                t.params["lr_outer"], t.params.get("lr_decay", 1.0), stages)}
+        else:
+            assert over["model"] == {}
+
+
 def test_trial_seeded_sampler_is_reproducible_and_distinct():
     def draws(n: int, seed: int) -> list[dict]:
         study = optuna.create_study(sampler=tuning.TrialSeededTPESampler(seed=seed, n_startup_trials=10))
-        study.optimize(lambda t: tuning.suggest(t, tuning.SearchSpace(), "dnahnet", 2)["lr"], n_trials=n)
+        study.optimize(lambda t: tuning.suggest(t, tuning.SearchSpace(), "dnahnet", get_config("dnahnet"))["lr"], n_trials=n)
         return [t.params for t in study.trials]
 
     first, again = draws(3, seed=0), draws(3, seed=0)
@@ -129,9 +172,9 @@ def test_trial_seeded_sampler_is_reproducible_and_distinct():
     assert draws(1, seed=1)[0] != first[0]
     # a fresh process continuing a study draws what one uninterrupted process would have drawn
     study = optuna.create_study(sampler=tuning.TrialSeededTPESampler(seed=0, n_startup_trials=10))
-    study.optimize(lambda t: tuning.suggest(t, tuning.SearchSpace(), "dnahnet", 2)["lr"], n_trials=2)
+    study.optimize(lambda t: tuning.suggest(t, tuning.SearchSpace(), "dnahnet", get_config("dnahnet"))["lr"], n_trials=2)
     study.sampler = tuning.TrialSeededTPESampler(seed=0, n_startup_trials=10)
-    study.optimize(lambda t: tuning.suggest(t, tuning.SearchSpace(), "dnahnet", 2)["lr"], n_trials=1)
+    study.optimize(lambda t: tuning.suggest(t, tuning.SearchSpace(), "dnahnet", get_config("dnahnet"))["lr"], n_trials=1)
     assert study.trials[2].params == first[2]
 
 
