@@ -19,8 +19,8 @@ it with one line after recording what it can. Then: `python -m analysis --result
 --out OUT/analysis`.
 
 Named ladders (--ladder): cpu-smoke (minutes on 2 CPU cores), cpu (a few hours per family), paper (4e18-8e19
-FLOPs at context 8192, for GPU clusters). See sweeps/ladders.py for the size rules of each family and
-sweeps/plan.py for the override-file format (--overrides, --set).
+FLOPs at context 8192, for GPU clusters). See sweeps/ladders.py for the ladders (each family's size rule
+lives in its module) and sweeps/plan.py for the override-file format (--overrides, --set).
 """
 
 from __future__ import annotations
