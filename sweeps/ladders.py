@@ -18,8 +18,8 @@ width and depth fields change between its models, so an isoFLOP parabola measure
 
 - recipe `cpu` (CPU ladders): a fixed depth, width varying on a fine grid, one set of proportions at every
   rung. transformer / stripedhyena: 4 layers (SE-MR-LI-MHA holds one attention layer), SwiGLU rounded to 8;
-  transformer head dim 4, widths 4..256 (its optimum at CPU budgets is near width 8); stripedhyena head dim
-  8, widths 8..256, has 8 SE/MR filter groups at every width, so every rung has
+  transformer one attention head at every width, widths 4..256 (its optimum at CPU budgets is near width
+  8); stripedhyena head dim 8, widths 8..256, has 8 SE/MR filter groups at every width, so every rung has
   the same 8 MR decay rates (Evo 2: groups of 16 channels at widths of 1920+). dnahnet: shallow stages
   `["m1", ["m1", ["T4"], "m1"], "m1"]`, stage widths exactly (w/2, 3w/4, w) (w from 8), Mamba-2 state 16 /
   head dim 4 / SSD chunk 16, attention head dim 8 (ours: small enough that the compute-optimal size at
@@ -236,10 +236,11 @@ class Recipe:
     """One family's architecture recipe: what stays fixed while width and depth vary."""
 
     widths: tuple[int, ...]  # the width grid (every entry divisible by `head_dim`)
-    head_dim: int  # attention head dim (n_heads = width / head_dim)
+    head_dim: int | None  # attention head dim (n_heads = width / head_dim); None when `heads` is fixed
     mlp_multiple: int  # SwiGLU hidden width rounded up to this
     depth: Callable[[int, str | None], int]  # (width, variant) -> the depth the recipe prefers
     extra: dict = field(default_factory=dict)  # other fixed config fields (dnaHNet: Mamba-2 settings)
+    heads: int | None = None  # a fixed number of attention heads at every width (head dim = width / heads)
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,8 @@ def _plain_shape(width: int, depth: int, recipe: Recipe) -> dict:
         if width % groups:
             raise ValueError(f"width {width} is not a multiple of the recipe's {groups} filter groups")
         extra["filter_group_size"] = width // groups
-    return {"d_model": width, "n_layers": depth, "n_heads": max(1, width // recipe.head_dim),
+    heads = recipe.heads or max(1, width // recipe.head_dim)
+    return {"d_model": width, "n_layers": depth, "n_heads": heads,
             "mlp_multiple": recipe.mlp_multiple, **extra}
 
 
@@ -348,8 +350,10 @@ SH2_CPU_FILTER_GROUPS = 8  # widths 8..256: 1..32 channels per group
 SH2_PAPER_FILTER_GROUPS = 64  # widths 256..4096: 4..64 channels per group
 _PLAIN_CPU = dict(widths=_width_grid(8, 256, 8), head_dim=8, mlp_multiple=8)  # fine grid down to tiny models
 # Transformer++'s cpu optimum lies at or below width 8 at 1e12-2e12 FLOPs (the sweeps of 2026-12-07: d8 best by
-# 0.007-0.014 nats), so its grid starts at width 4 in steps of 4, with heads of 4 so that every width divides.
-_TRANSFORMER_CPU = dict(widths=_width_grid(4, 256, 4), head_dim=4, mlp_multiple=8)
+# 0.007-0.014 nats), so its grid starts at width 4 in steps of 4, with one attention head at every width (one
+# shape at every rung, as StripedHyena 2's fixed filter groups): at d8 and 1e12, two heads of 4 lost 0.011
+# nats to one head of 8 (analysis/reference/cpu/README.md, "Transformer++'s recipe").
+_TRANSFORMER_CPU = dict(widths=_width_grid(4, 256, 4), head_dim=None, heads=1, mlp_multiple=8)
 _PLAIN_PAPER = dict(widths=_width_grid(256, 4096, 64), head_dim=64, mlp_multiple=128)
 
 SIZE_RULES: dict[str, SizeRule] = {
@@ -358,7 +362,7 @@ SIZE_RULES: dict[str, SizeRule] = {
         recipes={"cpu": Recipe(**_TRANSFORMER_CPU, depth=_fixed_depth(4)),
                  "paper": Recipe(**_PLAIN_PAPER, depth=_aspect_depth(64, 2))},
         center_tokens_per_param=350.0,  # as StripedHyena 2 (no published DNA Transformer optimum)
-        note="cpu: 4 layers, head dim 4 (widths from 4); paper: depth = width/64 (>= 2), head dim 64; SwiGLU 8/3 d",
+        note="cpu: 4 layers, one attention head (widths from 4); paper: depth = width/64 (>= 2), head dim 64; SwiGLU 8/3 d",
     ),
     "stripedhyena": SizeRule(
         family="stripedhyena", shape_fn=_plain_shape, min_depth=4,
