@@ -90,14 +90,16 @@ PRESETS = {
 
 # How the sweeps' ladders grow it (sweeps/ladders.py). cpu: Transformer++'s optimum lies at or below width 8
 # at 1e12-2e12 FLOPs (the sweeps of 2026-12-07: d8 best by 0.007-0.014 nats), so its grid starts at width 4
-# in steps of 4, with heads of 4 so that every width divides; 4 layers, SwiGLU rounded to 8.
+# in steps of 4, with one attention head at every width (one shape at every rung, as StripedHyena 2's fixed
+# filter groups: at d8 and 1e12, two heads of 4 lost 0.011 nats to one head of 8); 4 layers, SwiGLU rounded
+# to 8.
 SIZE_RULE = SizeRule(
     shape_fn=plain_shape, min_depth=2,
-    recipes={"cpu": Recipe(widths=width_grid(4, 256, 4), head_dim=4, mlp_multiple=8, depth=fixed_depth(4)),
+    recipes={"cpu": Recipe(widths=width_grid(4, 256, 4), head_dim=None, heads=1, mlp_multiple=8, depth=fixed_depth(4)),
              "paper": Recipe(widths=width_grid(256, 4096, 64), head_dim=64, mlp_multiple=128,
                              depth=aspect_depth(64, 2))},
     center_tokens_per_param=350.0,  # as StripedHyena 2 (no published DNA Transformer optimum)
-    note="cpu: 4 layers, head dim 4 (widths from 4); paper: depth = width/64 (>= 2), head dim 64; SwiGLU 8/3 d",
+    note="cpu: 4 layers, one attention head (widths from 4); paper: depth = width/64 (>= 2), head dim 64; SwiGLU 8/3 d",
 )
 
 register_family("transformer", TransformerConfig, TransformerLM, PRESETS, size_rule=SIZE_RULE)

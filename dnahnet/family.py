@@ -23,10 +23,11 @@ class Recipe:
     """One family's architecture recipe: what stays fixed while width and depth vary."""
 
     widths: tuple[int, ...]  # the width grid (every entry divisible by `head_dim`)
-    head_dim: int  # attention head dim (n_heads = width / head_dim)
+    head_dim: int | None  # attention head dim (n_heads = width / head_dim); None when `heads` is fixed
     mlp_multiple: int  # SwiGLU hidden width rounded up to this
     depth: Callable[[int, str | None], int]  # (width, variant) -> the depth the recipe prefers
     extra: dict = field(default_factory=dict)  # other fixed config fields (dnaHNet: Mamba-2 settings)
+    heads: int | None = None  # a fixed number of attention heads at every width (head dim = width / heads)
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,8 @@ def plain_shape(width: int, depth: int, recipe: Recipe) -> dict:
         if width % groups:
             raise ValueError(f"width {width} is not a multiple of the recipe's {groups} filter groups")
         extra["filter_group_size"] = width // groups
-    return {"d_model": width, "n_layers": depth, "n_heads": max(1, width // recipe.head_dim),
-            "mlp_multiple": recipe.mlp_multiple, **extra}
+    heads = recipe.heads or max(1, width // recipe.head_dim)
+    return {"d_model": width, "n_layers": depth, "n_heads": heads, "mlp_multiple": recipe.mlp_multiple, **extra}
 
 
 # ------------------------------------------------------------------------------------ search space

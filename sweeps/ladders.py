@@ -19,9 +19,9 @@ width and depth fields change between its models, so an isoFLOP parabola measure
 
 - recipe `cpu` (CPU ladders): a fixed depth, width varying on a fine grid, one set of proportions at every
   rung. transformer / stripedhyena: 4 layers (SE-MR-LI-MHA holds one attention layer), SwiGLU rounded to 8;
-  transformer head dim 4, widths 4..256 (its optimum at CPU budgets is near width 8); stripedhyena head dim
-  8, widths 8..256, has 8 SE/MR filter groups at every width, so every rung has
-  the same 8 MR decay rates (Evo 2: groups of 16 channels at widths of 1920+). dnahnet: shallow stages
+  transformer one attention head at every width, widths 4..256 (its optimum at CPU budgets is near width
+  8); stripedhyena head dim 8, widths 8..256, 8 SE/MR filter groups at every width, so every rung has the
+  same 8 MR decay rates (Evo 2: groups of 16 channels at widths of 1920+). dnahnet: shallow stages
   `["m1", ["m1", ["T4"], "m1"], "m1"]`, stage widths exactly (w/2, 3w/4, w) (w from 8), Mamba-2 state 16 /
   head dim 4 / SSD chunk 16, attention head dim 8 (ours: small enough that the compute-optimal size at
   CPU budgets lies inside the ladder).

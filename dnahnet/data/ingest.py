@@ -83,8 +83,11 @@ def parse_name(path: Path) -> tuple[str, str | None, str | None]:
 
 
 def input_file(path: str | os.PathLike) -> InputFile:
-    """One genome file, named and keyed (raises FileNotFoundError naming it when it is missing)."""
+    """One genome file, named and keyed (raises FileNotFoundError naming it when it is missing or is a
+    directory: a command that takes one genome file says which, instead of 'not found')."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise FileNotFoundError(f"{path}: is a directory, not a genome file (FASTA or GenBank, compressed or not)")
     if not path.is_file():
         raise FileNotFoundError(f"file not found: {path}")
     path = path.resolve()

@@ -12,7 +12,7 @@ from Bio.Seq import Seq
 from Bio.SeqRecord import SeqRecord
 
 from dnahnet import tokenizer as tok
-from dnahnet.data.ingest import discover_inputs, parse_name, prepare_store
+from dnahnet.data.ingest import discover_inputs, input_file, parse_name, prepare_store
 from dnahnet.data.store import DataError
 
 SEQS = {"chr1 first chromosome": "ACGTACGTTTGA" * 20 + "acgtnRY", "pl1 a plasmid": "GGGCCCAAAT" * 7}
@@ -216,3 +216,11 @@ def test_missing_inputs_and_same_genome_names(tmp_path, write_fasta):
     write_fasta(tmp_path / "b" / "g.fna", {"y": "AC"})
     with pytest.raises(DataError, match="same genome name 'g'"):
         discover_inputs(["a", "b"], tmp_path)
+
+
+def test_one_genome_file_expected_and_a_directory_given_says_so(tmp_path):
+    """`--genome DIR` of the evaluations: the error names the directory as a directory, not as missing."""
+    with pytest.raises(FileNotFoundError, match="is a directory, not a genome file"):
+        input_file(tmp_path)
+    with pytest.raises(FileNotFoundError, match="file not found"):
+        input_file(tmp_path / "absent.fna")

@@ -115,7 +115,7 @@ def test_tiny_sweep_end_to_end_then_idempotent(tmp_path, counting_train_run, cap
 def test_nan_loss_is_recorded_as_failed(tmp_path):
     out = tmp_path / "sweep"
     args = sweep_args(tmp_path, out, "4e9", "--set", "train.lr=1e30")
-    plan = isoflop.plan_from_args(isoflop.build_parser().parse_args(args + ["--only", "transformer-C4e9-d24x4"]))
+    plan = isoflop.plan_from_args(isoflop.build_parser().parse_args(args + ["--only", "transformer-C4e9-d16x4"]))
     rows = isoflop.run_sweep(plan, out, progress=False)
     assert len(rows) == 1 and rows[0]["status"] == "failed"
     assert "FloatingPointError" in rows[0]["error"] and "non-finite training loss" in rows[0]["error"]

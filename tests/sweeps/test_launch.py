@@ -62,7 +62,7 @@ def test_slurm_launcher_through_submitit_local_executor(tmp_path, monkeypatch):
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the local jobs run at once: one thread each
     out = tmp_path / "sweep"
-    only = ["--only", "transformer-C3e9-d8x4", "--only", "transformer-C3e9-d24x4"]
+    only = ["--only", "transformer-C3e9-d8x4", "--only", "transformer-C3e9-d16x4"]
     assert isoflop.main(args_for(tmp_path, out, "--launcher", "slurm", "--slurm-executor", "local",
                                  "--slurm-array", "--slurm-time", "10", *only)) == 0
     _all_ok(out, 2)
@@ -77,9 +77,9 @@ def test_slurm_launcher_debug_executor_runs_in_process(tmp_path):
 
     out = tmp_path / "sweep"
     assert isoflop.main(args_for(tmp_path, out, "--launcher", "slurm", "--slurm-executor", "debug",
-                                 "--only", "transformer-C3e9-d24x4")) == 0
+                                 "--only", "transformer-C3e9-d16x4")) == 0
     (row,) = _all_ok(out, 1)
-    assert row["run_id"] == "transformer-C3e9-d24x4"
+    assert row["run_id"] == "transformer-C3e9-d16x4"
 
 
 def test_slurm_jobs_are_built_for_the_cluster(tmp_path, monkeypatch):
@@ -131,11 +131,11 @@ def test_local_jobs_run_side_by_side_and_match_sequential(tmp_path, caplog):
     """--jobs 2: two single-threaded worker processes at once, the run with the most tokens first; each
     run's validation loss equals the one the sequential in-process launcher gets (same seed, same data)."""
     caplog.set_level(logging.INFO, logger="sweeps")
-    only = ["--only", "transformer-C3e9-d8x4", "--only", "transformer-C3e9-d24x4"]
+    only = ["--only", "transformer-C3e9-d8x4", "--only", "transformer-C3e9-d16x4"]
     parallel, sequential = tmp_path / "parallel", tmp_path / "sequential"
     assert isoflop.main(args_for(tmp_path, parallel, "--jobs", "2", *only)) == 0
     started = [rec.getMessage() for rec in caplog.records if rec.getMessage().startswith("started ")]
-    assert [m.split()[1] for m in started] == ["transformer-C3e9-d8x4", "transformer-C3e9-d24x4"]  # most tokens first
+    assert [m.split()[1] for m in started] == ["transformer-C3e9-d8x4", "transformer-C3e9-d16x4"]  # most tokens first
     assert {m.split(" on ")[1].split(" (")[0] for m in started} == {"job 0", "job 1"}
     assert isoflop.main(args_for(tmp_path, sequential, *only)) == 0
     got = {r["run_id"]: float(r["val_loss"]) for r in _all_ok(parallel, 2)}
