@@ -35,9 +35,12 @@ import torch
 
 from dnahnet import checkpoint as ckptlib
 from dnahnet import config as cfglib
-from dnahnet import configure, fileio
+from dnahnet import configure, fileio, tracking
+from dnahnet import window_losses as wl
+from dnahnet.data import DataConfig, GenomeDataModule
+from dnahnet.data.module import data_key
 from dnahnet.lit import LitLM, TrainConfig
-from dnahnet.registry import list_families
+from dnahnet.registry import build_model_from_config, list_families
 from dnahnet.rundir import (
     RunRefused,
     TrainingStopped,
@@ -48,14 +51,14 @@ from dnahnet.rundir import (
     resume_point,
     stop_on_sigterm,
 )
+from dnahnet.schedules import SCHEDULES
 from dnahnet.tokenizer import VOCAB_SIZE
+from dnahnet.tracking import check_trackers
 
 log = logging.getLogger("dnahnet.train")
 
 
 def _data_api():
-    from dnahnet.data import DataConfig, GenomeDataModule
-
     return DataConfig, GenomeDataModule
 
 
@@ -78,8 +81,6 @@ class RunResult:
 def resolved_config(family: str, preset: str, variant: str | None, model_cfg, train_cfg, data_cfg) -> dict:
     """A run's config.yaml: its settings, and `data_key`, the identity of the genomes it reads
     (`dnahnet.data.module.data_key`: a rerun on other genomes is another run, `dnahnet.rundir`)."""
-    from dnahnet.data.module import data_key
-
     return {
         "family": family, "preset": preset, "variant": variant,
         "model": cfglib.to_dict(model_cfg), "train": cfglib.to_dict(train_cfg), "data": cfglib.to_dict(data_cfg),
@@ -173,8 +174,6 @@ def build_trainer(train_cfg: TrainConfig, run_dir: Path, callbacks=(), progress:
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from dnahnet import tracking
-
     # The two newest checkpoints are kept (step=N.ckpt) and last.ckpt links to the newest: a checkpoint cut
     # short (a full disk, a kill mid-write) leaves the previous one to resume from, at one write per save.
     checkpoint = ModelCheckpoint(
@@ -230,8 +229,6 @@ def _numbers(value):
 
 def check_configs(model_cfg, train_cfg: TrainConfig, data_cfg) -> None:
     """Refuse degenerate settings before anything is written or trained (RunRefused naming the key)."""
-    from dnahnet.schedules import SCHEDULES
-
     t = train_cfg
     bad = []
     if t.max_steps < 1:
@@ -284,7 +281,6 @@ def check_configs(model_cfg, train_cfg: TrainConfig, data_cfg) -> None:
     elif t.accelerator == "mps" and not torch.backends.mps.is_available():
         bad.append("train.accelerator=mps: MPS is not available on this machine (use cpu or auto)")
     try:  # unknown trackers, or a tracker package not installed (names the extra)
-        from dnahnet.tracking import check_trackers
 
         check_trackers(t.loggers)
     except ValueError as exc:
@@ -297,8 +293,6 @@ def check_model_builds(family: str, model_cfg) -> None:
     """Build the model on the meta device (no memory, no initialisation cost): a config that only its
     constructor rejects (n_heads not dividing d_model, a negative width, a layout that does not parse) is
     refused here, before the run directory exists, rather than as a traceback from inside the run."""
-    from dnahnet.registry import build_model_from_config
-
     try:
         with torch.device("meta"):
             build_model_from_config(family, model_cfg)
@@ -316,8 +310,6 @@ def _check_model(lit) -> None:
 
 def _check_data(dm, data_cfg) -> None:
     """Open the data before training so that an empty split or too long a window fails now, not at the end."""
-    from dnahnet.data import GenomeDataModule
-
     if isinstance(dm, GenomeDataModule):
         try:
             dm.prepare_data()
@@ -464,8 +456,6 @@ def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset,
     import lightning as L
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from dnahnet import tracking
-
     result_path = run_dir / "result.json"
     if result_path.exists():
         log.info("%s already finished; skipping", run_dir)
@@ -537,8 +527,6 @@ def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset,
 def _write_window_losses(run_dir: Path, windows, val_loss: float) -> None:
     """`val_windows.csv`: the final validation's loss on each window (what a sweep's bootstrap resamples),
     recorded during that validation and gathered over every rank (`LitLM.window_losses`)."""
-    from dnahnet import window_losses as wl
-
     if windows is None:
         log.warning("%s: the final validation recorded no per-window losses; no %s", run_dir, wl.FILENAME)
         return

@@ -34,11 +34,24 @@ if not __package__:  # `python sweeps/isoflop.py`: this checkout's packages, not
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from dnahnet import configure
+from dnahnet.data import GenomeDataModule
+from dnahnet.registry import get_family
+from dnahnet.rundir import is_rank_zero
+from dnahnet.tracking import check_trackers
 from sweeps import ladders as ladlib
 from sweeps.command import run_command
 from sweeps.launch import LAUNCHERS, SlurmOptions, parse_slurm_time, run_local, run_local_gpus, run_slurm
-from sweeps.plan import RunSpec, format_table, load_overrides, plan_family, with_seed_replicas, write_plan
-from sweeps.runner import backfill_exports, cpu_threads, exports_enabled, quiet_lightning, results_by_id
+from sweeps.plan import RunSpec, format_table, load_overrides, plan_family, read_plan, with_seed_replicas, write_plan
+from sweeps.runner import (
+    backfill_exports,
+    cpu_threads,
+    exports_enabled,
+    identity_differences,
+    quiet_lightning,
+    resolved_of,
+    results_by_id,
+    run_dir_of,
+)
 
 log = logging.getLogger("sweeps")
 
@@ -131,8 +144,6 @@ def resolve_ladder(args) -> ladlib.Ladder:
 
 
 def resolve_variants(family: str, requested: list[str] | None) -> list[str | None]:
-    from dnahnet.registry import get_family
-
     fam = get_family(family)
     if not requested:
         rule = ladlib.get_rule(family)
@@ -170,8 +181,6 @@ def plan_from_args(args) -> list[RunSpec]:
 
 def _merge_plan(out: Path, specs: list[RunSpec]) -> list[RunSpec]:
     """The plan to write: with --only, the runs already in OUT/plan.json stay listed (updated if re-planned)."""
-    from sweeps.plan import read_plan
-
     try:
         old = read_plan(out) if (out / "plan.json").is_file() else []
     except ValueError:
@@ -184,8 +193,6 @@ def _merge_plan(out: Path, specs: list[RunSpec]) -> list[RunSpec]:
 def check_dry_run_keeps_plan(out: Path, plan: list[RunSpec]) -> None:
     """A dry run only shows a plan: it must not replace the plan of the sweep already in --out (other budgets,
     sizes or ladder), which that sweep's reruns and workers read. ValueError naming the file."""
-    from sweeps.plan import read_plan
-
     if not (out / "plan.json").is_file():
         return
     try:
@@ -220,9 +227,6 @@ def check_unchanged(out: Path, specs: list[RunSpec]) -> None:
     as new ones. Raises ValueError naming the keys that differ."""
     import yaml
 
-    from sweeps.plan import read_plan
-    from sweeps.runner import identity_differences, resolved_of, run_dir_of
-
     try:
         planned = {s.run_id: s for s in read_plan(out)} if (out / "plan.json").is_file() else {}
     except (ValueError, TypeError):
@@ -254,8 +258,6 @@ def check_unchanged(out: Path, specs: list[RunSpec]) -> None:
 
 def prepare_data(spec: RunSpec) -> None:
     """Build (or open) the token store once, before any worker starts (they would race to build it)."""
-    from dnahnet.data import GenomeDataModule
-
     _, _, data_cfg = spec.configs()
     GenomeDataModule(data_cfg).prepare_data()
 
@@ -289,7 +291,6 @@ def run_sweep(specs: list[RunSpec], out_dir: str | Path, launcher: str = "local"
             raise ValueError(f"--launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
     rows = results_by_id(out_dir / "results.csv")
     if exports_enabled(out_dir):  # finished runs whose export is missing (a crash between result and export)
-        from dnahnet.rundir import is_rank_zero
 
         if is_rank_zero():
             backfill_exports(specs, out_dir, rows)
@@ -310,9 +311,6 @@ def summary_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dnahnet.rundir import is_rank_zero
-    from dnahnet.tracking import check_trackers
-
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     out = Path(args.out)

@@ -32,6 +32,13 @@ import time
 import traceback
 from pathlib import Path
 
+from dnahnet import train as trainlib
+from dnahnet.checkpoint import is_exported
+from dnahnet.export import WEIGHTS_FILE, export
+from dnahnet.fileio import atomic_write_text
+from dnahnet.rundir import RunLocked, TrainingStopped, config_differences, is_rank_zero, resume_point
+from dnahnet.tracking import sweep_tags
+from dnahnet.train import resolved_config
 from sweeps.plan import RunSpec, read_plan
 
 log = logging.getLogger("sweeps")
@@ -62,8 +69,6 @@ def results_by_id(path: str | os.PathLike) -> dict[str, dict]:
 def record_result(path: str | os.PathLike, row: dict) -> None:
     """Insert or replace the row of `row["run_id"]` in results.csv: locked, read, write temp, os.replace."""
     from filelock import FileLock
-
-    from dnahnet.fileio import atomic_write_text
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,8 +107,6 @@ def run_dir_of(spec: RunSpec, sweep_dir: str | os.PathLike) -> Path:
 
 def resolved_of(spec: RunSpec) -> dict:
     """The resolved config a run of `spec` writes into its config.yaml (`dnahnet.train.resolved_config`)."""
-    from dnahnet.train import resolved_config
-
     model_cfg, train_cfg, data_cfg = spec.configs()
     return resolved_config(spec.family, spec.preset, spec.variant, model_cfg, train_cfg, data_cfg)
 
@@ -112,8 +115,6 @@ def identity_differences(old: dict, new: dict) -> list[str]:
     """'key: old -> new' for the entries of two resolved run configs that define a run: the single-run rule
     (`dnahnet.rundir.config_differences`: every config field not marked neutral, the global batch, the genomes
     read), less the preset's name (a sweep names its own sizes)."""
-    from dnahnet.rundir import config_differences
-
     return [d for d in config_differences(old, new) if not d.startswith("preset:")]
 
 
@@ -163,8 +164,6 @@ def exports_enabled(sweep_dir: str | os.PathLike) -> bool:
 def export_run(run_dir: str | os.PathLike) -> Path | None:
     """Write `<run_dir>/export/` from the run's final checkpoint (atomic: a temporary folder renamed into
     place by `dnahnet.export.export`); returns it, or None when the run has no checkpoint to export."""
-    from dnahnet.export import export
-
     run_dir = Path(run_dir)
     if not (run_dir / "checkpoints" / "last.ckpt").exists():
         return None
@@ -173,9 +172,6 @@ def export_run(run_dir: str | os.PathLike) -> Path | None:
 
 def has_export(run_dir: str | os.PathLike) -> bool:
     """Whether the run's export is complete (config.json and model.safetensors)."""
-    from dnahnet.checkpoint import is_exported
-    from dnahnet.export import WEIGHTS_FILE
-
     folder = Path(run_dir) / EXPORT_DIR
     return is_exported(folder) and (folder / WEIGHTS_FILE).is_file()
 
@@ -214,10 +210,6 @@ def execute_run(spec: RunSpec, sweep_dir: str | os.PathLike, callbacks=(), datam
 
     Never raises for a failed run (it is recorded as failed); KeyboardInterrupt propagates.
     """
-    from dnahnet import train as trainlib
-    from dnahnet.rundir import RunLocked, is_rank_zero, resume_point
-    from dnahnet.tracking import sweep_tags
-
     train_fn = train_fn or trainlib.train_run
     sweep_dir = Path(sweep_dir).resolve()
     run_dir = run_dir_of(spec, sweep_dir)
@@ -350,7 +342,6 @@ def worker_main(argv: list[str] | None = None) -> int:
     if args.run_id not in specs:
         print(f"error: run {args.run_id!r} is not in {Path(args.sweep_dir) / 'plan.json'}", file=sys.stderr)
         return 2
-    from dnahnet.rundir import RunLocked, TrainingStopped, is_rank_zero
 
     try:
         row = execute_run(specs[args.run_id], args.sweep_dir)

@@ -42,7 +42,19 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from dnahnet.evals.cli import nonnegative_int, positive_int
+from dnahnet.checkpoint import CheckpointError
+from dnahnet.data.paths import resolve_data_dir
+from dnahnet.data.store import DataError
+from dnahnet.evals import boundaries as bnd
+from dnahnet.evals import essentiality as ess
+from dnahnet.evals import genes as genelib
+from dnahnet.evals import variant_effect as ve
+from dnahnet.evals.cli import atomic_write_csv, nonnegative_int, positive_int, setup_logging
+from dnahnet.evals.genes import CASSETTE_OFFSET, STOP_CASSETTE
+from dnahnet.evals.scoring import Scorer, resolve_device
+from dnahnet.evals.trainsplit import eval_genome_in_training, run_data_config
+from dnahnet.export import from_pretrained, read_config
+from dnahnet.fileio import atomic_write_text
 
 log = logging.getLogger("dnahnet.evals.sweep")
 
@@ -188,11 +200,6 @@ class EvalData:
 
 
 def prepare_data(data_dir: Path, settings: EvalSettings) -> EvalData:
-    from dnahnet.evals import boundaries as bnd
-    from dnahnet.evals import essentiality as ess
-    from dnahnet.evals import genes as genelib
-    from dnahnet.evals import variant_effect as ve
-
     ve_dir, k12 = data_dir / "variant_effect", data_dir / "genomes" / "ecoli_k12_mg1655"
     files = {
         "dms": ve_dir / "BLAT_ECOLX_Stiffler2015.csv", "cds": ve_dir / "TEM1_bla_cds.fasta",
@@ -229,12 +236,6 @@ def prepare_data(data_dir: Path, settings: EvalSettings) -> EvalData:
 def evaluate_run(folder: Path, row: dict, data: EvalData, settings: EvalSettings, work: Path, device: str = "cpu",
                  batch_size: int = 16) -> dict:
     """Every evaluation of one exported model; the evals.csv row (run columns are the caller's)."""
-    from dnahnet.evals import boundaries as bnd
-    from dnahnet.evals import essentiality as ess
-    from dnahnet.evals import variant_effect as ve
-    from dnahnet.evals.scoring import Scorer
-    from dnahnet.export import from_pretrained, read_config
-
     config = read_config(folder)
     model = from_pretrained(folder)
     context = settings.context or int(config.get("seq_len") or 0) or None
@@ -263,7 +264,6 @@ def evaluate_run(folder: Path, row: dict, data: EvalData, settings: EvalSettings
         table = bnd.run_boundaries(scorer.model, data.replicon, data.track, data.starts,
                                    settings.boundary_window_len, batch_size)
         (work / "boundaries").mkdir(parents=True, exist_ok=True)
-        from dnahnet.evals.cli import atomic_write_csv
 
         atomic_write_csv(work / "boundaries" / "boundaries.csv", table)
         for r in table.itertuples():
@@ -288,8 +288,6 @@ def read_evals(path: Path) -> pd.DataFrame:
 
 
 def write_evals(path: Path, frame: pd.DataFrame) -> None:
-    from dnahnet.fileio import atomic_write_text
-
     cols = list(COLUMNS) + [c for c in frame.columns if c not in COLUMNS]
     buf = io.StringIO()
     frame.reindex(columns=cols).to_csv(buf, index=False)
@@ -297,8 +295,6 @@ def write_evals(path: Path, frame: pd.DataFrame) -> None:
 
 
 def record_settings(sweep_dir: Path, settings: EvalSettings) -> None:
-    from dnahnet.fileio import atomic_write_text
-
     path = sweep_dir / SETTINGS_FILE
     try:
         known = json.loads(path.read_text()) if path.is_file() else {}
@@ -323,10 +319,6 @@ def evaluate_sweeps(sweep_dirs: list[Path], settings: EvalSettings, select: str 
     """Evaluate every selected, exported run of each sweep that has no row for `settings`; returns each
     sweep's evals.csv table."""
     from tqdm.auto import tqdm
-
-    from dnahnet.data.paths import resolve_data_dir
-    from dnahnet.data.store import DataError
-    from dnahnet.evals.trainsplit import eval_genome_in_training, run_data_config
 
     sid = settings.settings_id()
     plans = {}
@@ -435,9 +427,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dnahnet.checkpoint import CheckpointError
-    from dnahnet.evals.cli import setup_logging
-
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse printed its one-line error
@@ -449,9 +438,6 @@ def main(argv: list[str] | None = None) -> int:
                             context=args.context, rc_average=args.rc_average, bootstrap=args.bootstrap,
                             seed=args.seed)
     try:
-        from dnahnet.evals.genes import CASSETTE_OFFSET, STOP_CASSETTE
-        from dnahnet.evals.scoring import resolve_device
-
         if args.ess_window < 2 * (CASSETTE_OFFSET + len(STOP_CASSETTE)):
             raise SweepEvalError(f"--ess-window {args.ess_window} is too short for the stop cassette")
         resolve_device(args.device)
