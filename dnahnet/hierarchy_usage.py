@@ -24,7 +24,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from dnahnet.checkpoint import load_model
+from dnahnet.data import DataConfig, GenomeDataModule
 from dnahnet.data.module import IGNORE_INDEX
+from dnahnet.data.store import DataError
+from dnahnet.export import from_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -106,18 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from pathlib import Path
 
-    from dnahnet.data import DataConfig, GenomeDataModule
-    from dnahnet.data.store import DataError
-
     path = Path(args.model)
     try:
         if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
-            from dnahnet.export import from_pretrained
-
             model = from_pretrained(path)
         else:
-            from dnahnet.checkpoint import load_model
-
             model = load_model(path, map_location="cpu")
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         why = str(err.args[0] if err.args else err).splitlines()[0]

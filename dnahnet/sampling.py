@@ -15,6 +15,8 @@ import sys
 
 import torch
 
+from dnahnet.checkpoint import load_model, resolve_device
+from dnahnet.registry import build_model
 from dnahnet.tokenizer import N_ID, VOCAB_SIZE, decode, encode
 
 NUCLEOTIDE_IDS = 4  # ids 0..3 are A, C, G, T; N (4) and special tokens are not sampled by default
@@ -101,9 +103,6 @@ def check_args(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dnahnet.checkpoint import load_model, resolve_device
-    from dnahnet.registry import build_model
-
     parser = argparse.ArgumentParser(prog="python -m dnahnet.sampling", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     src = parser.add_mutually_exclusive_group(required=True)

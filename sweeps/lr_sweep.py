@@ -26,7 +26,9 @@ import pandas as pd
 from dnahnet.fileio import atomic_write_text
 from sweeps import ladders as ladlib
 from sweeps.command import run_command
+from sweeps.isoflop import check_unchanged, resolve_variants, run_sweep
 from sweeps.plan import RunSpec, budget_tag, format_table, load_overrides, plan_family, write_plan
+from sweeps.runner import quiet_lightning, results_by_id
 
 log = logging.getLogger("sweeps")
 
@@ -93,8 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def plan(args) -> list[RunSpec]:
-    from sweeps.isoflop import resolve_variants
-
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     ladder = ladlib.custom_ladder([args.budget], base=args.ladder)
@@ -119,9 +119,6 @@ def plan(args) -> list[RunSpec]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sweeps.isoflop import check_unchanged, run_sweep
-    from sweeps.runner import quiet_lightning, results_by_id
-
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     out = Path(args.out)

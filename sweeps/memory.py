@@ -24,6 +24,9 @@ from dataclasses import dataclass
 
 import torch
 
+from dnahnet.nn.block import Block, set_activation_checkpointing
+from dnahnet.registry import build_model_from_config
+
 OPTIMIZER_BYTES_PER_PARAM = 16  # fp32 weight + gradient + Adam exp_avg + exp_avg_sq
 FRAGMENTATION = 1.25  # headroom over the estimate: allocator blocks, temporaries of the largest op
 PROBE_LEN = 512  # tokens per probe sequence: past dnaHNet's chunking, short enough for a CPU forward
@@ -40,8 +43,6 @@ class MemoryPlan:
 
 def saved_bytes_per_token(model: torch.nn.Module, seq_len: int = PROBE_LEN, checkpointing: bool = False) -> float:
     """Bytes autograd saves for backward per token, one bf16-autocast forward of a batch of 1 on the CPU."""
-    from dnahnet.nn.block import set_activation_checkpointing
-
     was_training = model.training
     model.train()
     set_activation_checkpointing(model, checkpointing)
@@ -68,9 +69,6 @@ def plan_micro_batch(family: str, model_cfg, params: int, seq_len: int, per_devi
                      model: torch.nn.Module | None = None) -> MemoryPlan:
     """The micro-batch, accumulation and checkpointing for `per_device_batch` windows of `seq_len` per step
     within `memory_gb`; a ValueError when not even one window fits with checkpointing."""
-    from dnahnet.nn.block import Block
-    from dnahnet.registry import build_model_from_config
-
     model = model or build_model_from_config(family, model_cfg)
     if hasattr(model, "set_fixed_boundaries") and getattr(model_cfg, "ratios", None):
         model.set_fixed_boundaries([max(1, round(r)) for r in model_cfg.ratios])

@@ -39,7 +39,11 @@ from pathlib import Path
 from dnahnet import config as cfglib
 from dnahnet import configure, fileio
 from dnahnet.configure import TOLERANCE, Overrides
+from dnahnet.registry import get_config, get_family
+from dnahnet.rundir import RunRefused
+from dnahnet.train import check_configs
 from sweeps.ladders import Ladder, ModelStats, get_rule, ladder_sizes, stats_of
+from sweeps.memory import plan_micro_batch
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +168,6 @@ def _check_settings(family: str, preset: str, variant: str | None, user: dict, s
     """The user's settings checked as `dnahnet.train` checks a run's, once, before any size is planned:
     model.d_model=0 would divide by zero in the planner, and --precision fp99 or data.n_val_windows=0 would
     plan a sweep whose every run is refused (ValueError naming the setting)."""
-    from dnahnet.rundir import RunRefused
-    from dnahnet.train import check_configs
-
     sections = Overrides(model=dict(user["model"]), train={**user["train"], **parallel},
                          data={**user["data"], "seq_len": seq_len})
     try:
@@ -192,8 +193,6 @@ def plan_family(
     """Plan every run of one family/variant over the ladder's budgets. `device_memory_gb`: the per-device
     batch is split into micro-batches (gradient accumulation, activation checkpointing if needed) that fit
     this memory (sweeps/memory.py)."""
-    from dnahnet.registry import get_family
-
     overrides = overrides or Overrides()
     rule = get_rule(family)
     fam = get_family(family)
@@ -244,9 +243,6 @@ def plan_family(
 
 def _fit_memory(spec: RunSpec, memory_gb: float) -> None:
     """Micro-batch, accumulation and checkpointing of one run within `memory_gb` per device (in place)."""
-    from dnahnet.registry import get_config
-    from sweeps.memory import plan_micro_batch
-
     cfg = get_config(spec.family, spec.preset, spec.variant, **spec.model)
     plan = plan_micro_batch(spec.family, cfg, spec.params, spec.seq_len, spec.batch_per_device, memory_gb)
     spec.data["batch_size"] = plan.micro_batch

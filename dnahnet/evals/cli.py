@@ -21,8 +21,11 @@ from typing import Any
 
 import torch
 
+from dnahnet.checkpoint import CheckpointError, load_model, resolve_device, weights_file
 from dnahnet.evals.scoring import Scorer
+from dnahnet.evals.trainsplit import training_split_warning
 from dnahnet.fileio import atomic_write_text
+from dnahnet.registry import build_model
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +80,6 @@ def check_output_dir(path: str | Path, arg: str = "--out", create: bool = True) 
 def run_main(main: Callable, argv: list[str] | None = None) -> int:
     """Run an evaluation's `main` as a command: exit code 0, or 2 with one `error:` line (no traceback)
     for bad input (arguments, files, checkpoints, devices, a model without what the evaluation needs)."""
-    from dnahnet.checkpoint import CheckpointError
-
     try:
         main(argv)
     except SystemExit as exc:  # argparse (already printed) or the evaluation's own `error: ...` exits
@@ -128,14 +129,10 @@ def setup_logging(level: str = "INFO") -> None:
 def model_from_args(args: argparse.Namespace):
     """(model, description) from --checkpoint or --family/--preset/--variant/--seed. Checks --device and
     --out (when the command has one) first: both fail in seconds rather than after the model is loaded."""
-    from dnahnet.checkpoint import resolve_device
-
     resolve_device(args.device)
     if getattr(args, "out", None) is not None:
         check_output_dir(args.out, create=False)  # created by the first write (a refused command leaves nothing)
     if args.checkpoint:
-        from dnahnet.checkpoint import load_model, weights_file
-
         path = Path(args.checkpoint)
         model = load_model(path, map_location="cpu")
         warn_if_trained_on_eval_genome(path)
@@ -144,7 +141,6 @@ def model_from_args(args: argparse.Namespace):
         if stat.exists():
             desc.update(size=stat.stat().st_size, mtime=stat.stat().st_mtime)
         return model, desc
-    from dnahnet.registry import build_model
 
     torch.manual_seed(args.seed)
     model = build_model(args.family, preset=args.preset, variant=args.variant)
@@ -155,8 +151,6 @@ def model_from_args(args: argparse.Namespace):
 def warn_if_trained_on_eval_genome(path: str | Path) -> str | None:
     """Warn (one clear line on stderr, and the log) when the model at `path` trained on E. coli K-12, the
     evaluation genome (`dnahnet.evals.trainsplit`); returns the warning."""
-    from dnahnet.evals.trainsplit import training_split_warning
-
     text = training_split_warning(path)
     if text is not None:
         print(f"warning: {text}", file=sys.stderr)

@@ -17,6 +17,12 @@ import logging
 import os
 from pathlib import Path
 
+from dnahnet.data.ingest import discover_inputs, store_key
+from dnahnet.data.paths import default_inputs, default_store_root, resolve_data_dir
+from dnahnet.data.splits import DEFAULT_HOLDOUT, TRAIN, SplitConfig, assign_splits, is_held_out
+from dnahnet.data.store import FORMAT_VERSION, DataError, TokenStore, read_manifest
+from dnahnet.export import _run_config
+
 log = logging.getLogger(__name__)
 
 # Genome-name / record-id patterns (fnmatch, `dnahnet.data.splits` rules) of E. coli K-12: MG1655
@@ -35,7 +41,6 @@ def run_data_config(path: str | os.PathLike) -> dict | None:
             data = None
         if isinstance(data, dict):
             return data
-    from dnahnet.export import _run_config
 
     data = _run_config(path).get("data")
     return data if isinstance(data, dict) else None
@@ -44,11 +49,6 @@ def run_data_config(path: str | os.PathLike) -> dict | None:
 def eval_genome_in_training(data: dict, data_dir: str | os.PathLike | None = None) -> list[str]:
     """Names of the training-split genomes of a run (its `data` settings) that are E. coli K-12; [] when
     none is, or when the run's inputs cannot be found here (logged)."""
-    from dnahnet.data.ingest import discover_inputs, store_key
-    from dnahnet.data.paths import default_inputs, default_store_root, resolve_data_dir
-    from dnahnet.data.splits import DEFAULT_HOLDOUT, TRAIN, SplitConfig, assign_splits, is_held_out
-    from dnahnet.data.store import FORMAT_VERSION, DataError, TokenStore, read_manifest
-
     quiet = [logging.getLogger(n) for n in ("dnahnet.data.paths", "dnahnet.data.splits", "dnahnet.data.ingest")]
     levels = [q.level for q in quiet]
     for q in quiet:  # the split's own info/warning lines belong to training, not to this check
