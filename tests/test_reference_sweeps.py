@@ -129,23 +129,31 @@ def cheapest_run(family: str) -> str:
     return min(results["run_id"], key=lambda r: plan.loc[r, "tokens"] * plan.loc[r, "params"])
 
 
+# fp32 on one CPU thread is deterministic on one machine (a rerun matches to < 1e-6 there), but CPU generations
+# round differently (AVX-512 vs AMX kernels): the committed runs were trained on two machines, and dnaHNet's
+# cheapest run (d8, 1252 steps) retrained on the other one lands 1.1e-3 away, within the seed scatter
+# (median 1.3e-3). The rerun must match the plan exactly and the loss within that drift.
+CROSS_MACHINE_DRIFT = 2e-3
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["transformer", "dnahnet"])
 def test_the_cheapest_committed_run_reproduces(family, tmp_path):
     """Rerun the family's cheapest run from the committed plan with the sweep command, on the reference
-    corpus: the same validation loss within 1e-4 nats. fp32 on one CPU thread is deterministic: retrained
-    with today's code, StripedHyena 2's cheapest run matches to 4e-9 and dnaHNet's (809 steps, its router,
-    chunking and ratio loss) to 2.4e-5, the drift of a later float32-rounding change in Mamba-2's backward
-    (4a3e854, after the reference runs)."""
+    corpus: the same steps, tokens, FLOPs and parameters exactly, and the same validation loss within the
+    float drift between CPU generations (`CROSS_MACHINE_DRIFT`)."""
     reference_corpus_or_skip()
     run_id = cheapest_run(family)
     proc = subprocess.run([sys.executable, "sweeps/isoflop.py", "--model", family, "--ladder", "cpu",
                            "--out", str(tmp_path / "sweep"), "--only", run_id, "--threads", "1", "--no-progress"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rerun = pd.read_csv(tmp_path / "sweep" / "results.csv").set_index("run_id").loc[run_id, "val_loss"]
-    committed = pd.read_csv(REFERENCE / family / "results.csv").set_index("run_id").loc[run_id, "val_loss"]
-    assert abs(rerun - committed) < 1e-4, (run_id, rerun, committed)
+    rerun = pd.read_csv(tmp_path / "sweep" / "results.csv").set_index("run_id").loc[run_id]
+    committed = pd.read_csv(REFERENCE / family / "results.csv").set_index("run_id").loc[run_id]
+    for column in ("steps", "tokens", "flops", "params", "batch"):
+        assert rerun[column] == committed[column], (run_id, column, rerun[column], committed[column])
+    assert abs(rerun["val_loss"] - committed["val_loss"]) < CROSS_MACHINE_DRIFT, (run_id, rerun["val_loss"],
+                                                                                  committed["val_loss"])
 
 
 def test_without_the_reference_corpus_the_reproduction_skips(tmp_path, monkeypatch):
