@@ -10,7 +10,7 @@ point of a grid of initialisations, keeping the best (a loose screening run from
 tight runs from the best 32 screened points: `minimise_from`). The objective is divided by delta before it
 reaches the optimiser: the same minimiser, but gradients of order one, so the stopping rules see
 them. The default grid (`InitGrid`) has 4 x 4 x 3 x 4 x 4 = 768 starts spanning the ranges of
-DESIGN.md (alpha, beta in 0..2; e in -1..1; a, b in 0..25), a coarser version of Chinchilla's
+Chinchilla's (Hoffmann et al. 2022: alpha, beta in 0..2; e in -1..1; a, b in 0..25), a coarser version of its
 4,500-point grid (`InitGrid.chinchilla()`): ~5 ms per start, ~4 s per fit on one idle core.
 `InitGrid.coarse()` (162 starts) is for a quick look.
 

@@ -1,5 +1,5 @@
-"""Dynamic chunking (DESIGN.md section 2): router, chunk, dechunk (EMA smoothing + upsampling),
-confidence straight-through estimator and ratio loss.
+"""Dynamic chunking (H-Net, Hwang, Wang, Gu 2025; docs/FIDELITY.md, the dnaHNet rows "Router" to "Ratio loss"):
+router, chunk, dechunk (EMA smoothing + upsampling), confidence straight-through estimator and ratio loss.
 
 Shapes: B sequences of L positions at width D; a chunked sequence has M <= L rows (the largest number
 of boundaries in the batch), rows past a sequence's own count are padding, flagged by a validity mask.

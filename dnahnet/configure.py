@@ -159,8 +159,9 @@ def _config_classes():
 
 def context_overrides(family: str, seq_len: int, model_overrides: dict) -> dict:
     """{field: seq_len} for the family's context-bound field (`Family.context_field`), unless the user set
-    that field themselves. StripedHyena 2's MR decay is built over the training context (DESIGN.md
-    section 4), so a model trained at L must be configured for L; the resolved config records it."""
+    that field themselves. StripedHyena 2's MR decay is built over the training context (Savanna's Hyena-MR;
+    docs/FIDELITY.md, "MR decay length L_train"), so a model trained at L must be configured for L; the
+    resolved config records it."""
     bound = get_family(family).context_field
     if bound is None or bound in model_overrides:
         return {}

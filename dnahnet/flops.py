@@ -1,4 +1,5 @@
-"""Analytic FLOP accounting (DESIGN.md section 5).
+"""Analytic FLOP accounting, per layer (Chinchilla, Hoffmann et al. 2022, and H-Net appendix B style; every
+family's counts and choices: docs/FIDELITY.md, the "FLOPs" rows).
 
 Conventions, the same for every family:
 - a multiply-add is 2 FLOPs; training = 3 x forward (backward = 2 x forward);
@@ -129,5 +130,5 @@ def lm_head_flops(d_model: int, vocab_size: int) -> float:
 
 
 def fft_conv_flops(channels: int, seq_len: int) -> float:
-    """FFT long convolution per token (DESIGN.md: ~10 log2(2L) per channel)."""
+    """FFT long convolution per token: ~10 log2(2L) per channel (docs/FIDELITY.md, StripedHyena 2 "FLOPs")."""
     return float(10 * math.log2(2 * seq_len) * channels)

@@ -1,4 +1,4 @@
-"""H-Net layout strings -> per-stage block lists and block specs (DESIGN.md section 2).
+"""H-Net layout strings (Hwang, Wang, Gu 2025; `goombalab/hnet` configs) -> per-stage block lists and block specs.
 
 A layout is a nested list, outermost stage first: three entries per stage, ``[encoder, inner,
 decoder]``, where ``inner`` is the next stage's list, and one entry for the innermost (main) network.

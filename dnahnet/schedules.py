@@ -1,4 +1,4 @@
-"""Learning-rate schedules as multipliers of the peak rate, step -> factor (DESIGN.md section 7)."""
+"""Learning-rate schedules as multipliers of the peak rate, step -> factor (docs/FIDELITY.md, "Schedule")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Run planning: (family, variants, ladder, overrides) -> one `RunSpec` per (budget, size).
 
-Per run (DESIGN.md section 8):
+Per run (the dnaHNet paper's isoFLOP sweeps; docs/FIDELITY.md, "Run length (sweeps)"):
 - tokens D = budget / training FLOPs per token of that model at the context length (exact count,
   `model.flops_per_token(seq_len).training`, the model built on the meta device);
 - global batch (windows) and peak learning rate by the ladder's rules of model size;

@@ -89,8 +89,7 @@ def test_fsdp2_run_loads_for_generation_and_scoring(tmp_path):
     """A real 2-process FSDP2 run on CPU (gloo) writes checkpoints/last.ckpt/ as a directory of shards;
     `python -m dnahnet.sampling --checkpoint RUN` samples from it, and the consolidated weights give the
     validation loss the run reported (an independent check that every shard landed in its place)."""
-    sys.path.insert(0, str(REPO))
-    from tests.sweeps.test_multidevice import N_VAL, SEQ_LEN, _markov_windows
+    from tests.helpers.multidevice import N_VAL, SEQ_LEN, markov_windows
 
     out = tmp_path / "multidevice"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -107,7 +106,7 @@ def test_fsdp2_run_loads_for_generation_and_scoring(tmp_path):
     assert len(samples) == 2 and all(len(s) == 32 and set(s) <= set("ACGT") for s in samples)
 
     model = ck.load_model(run)
-    windows = _markov_windows(torch.Generator().manual_seed(7), N_VAL, SEQ_LEN + 1)  # the run's validation set
+    windows = markov_windows(torch.Generator().manual_seed(7), N_VAL, SEQ_LEN + 1)  # the run's validation set
     with torch.no_grad():
         logits = model(windows[:, :-1]).logits.float()
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1))

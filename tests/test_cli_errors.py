@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers.synthetic_corpus import markov_corpus
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "sweeps"))
-from synthetic_corpus import markov_corpus  # noqa: E402
 
 VE = REPO.parent / "shared" / "data" / "variant_effect"
 UNWRITABLE = "/sys/dnahnet-test-out"  # sysfs refuses new entries (EPERM/EROFS/EACCES), as a read-only mount
@@ -486,8 +486,7 @@ def _command(name: str):
     elif name == "analysis":
         from analysis.__main__ import main
     elif name == "bench_inference":
-        sys.path.insert(0, str(REPO / "tests" / "benchmarks"))
-        from test_bench_inference import load_benchmark
+        from tests.helpers.benchmarks import load_benchmark
 
         return load_benchmark("bench_inference").main
     else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -138,10 +137,8 @@ def test_a_resolved_config_file_rebuilds_the_same_configs(tmp_path):
 
 def test_train_writes_the_configs_configure_resolves(tmp_path):
     """`python -m dnahnet.train` (one tiny step) records in config.yaml what `resolve` builds."""
-    sys.path.insert(0, str(REPO / "tests" / "sweeps"))
-    from synthetic_corpus import markov_corpus
-
     from dnahnet.train import main, resolved_config
+    from tests.helpers.synthetic_corpus import markov_corpus
 
     data = markov_corpus(tmp_path / "data", 4, 6000, 0, "g{g}.fasta", "G{g} synthetic genome {g}")
     overrides = ["data.seq_len=32", "data.n_val_windows=2", "data.batch_size=2", f"data.store_dir={tmp_path / 's'}",

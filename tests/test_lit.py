@@ -51,8 +51,8 @@ def test_objective_is_cross_entropy_plus_aux_and_counts_tokens():
 
 
 def _ratio_loss_reference(prob: torch.Tensor, boundary: torch.Tensor, valid: torch.Tensor, n: float) -> float:
-    """DESIGN.md section 2, in float64: F = fraction of real positions with b = 1, G = mean p over them,
-    L_ratio = N/(N-1) ((N-1) F G + (1-F)(1-G))."""
+    """H-Net's ratio loss (docs/FIDELITY.md, "Ratio loss"), in float64: F = fraction of real positions with
+    b = 1, G = mean p over them, L_ratio = N/(N-1) ((N-1) F G + (1-F)(1-G))."""
     m = valid.double()
     f = float((boundary.double() * m).sum() / m.sum())
     g = float((prob.double() * m).sum() / m.sum())

@@ -32,7 +32,7 @@ def _script(argv=None) -> int:
     from dnahnet.lit import LitLM, TrainConfig
     from dnahnet.registry import get_config
     from dnahnet.train import train_run
-    from tests.sweeps.test_multidevice import deterministic_datamodule
+    from tests.helpers.multidevice import deterministic_datamodule
 
     torch.set_num_threads(1)
     rank = int(os.environ.get("LOCAL_RANK", 0))

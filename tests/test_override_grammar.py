@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,10 +12,9 @@ import yaml
 
 from dnahnet import train as trainlib
 from sweeps import isoflop, tune
+from tests.helpers.synthetic_corpus import markov_corpus
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "sweeps"))
-from synthetic_corpus import markov_corpus  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,9 @@ import pytest
 import yaml
 
 from dnahnet import tracking
+from tests.helpers.synthetic_corpus import markov_corpus
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "sweeps"))
-from synthetic_corpus import markov_corpus  # noqa: E402
 
 ALL = "csv,tensorboard,mlflow,wandb"
 

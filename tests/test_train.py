@@ -5,7 +5,6 @@ checkpointing recorded in config.yaml and trained with."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,10 +18,9 @@ from dnahnet import train as trainlib
 from dnahnet.checkpoint import find_resume_point
 from dnahnet.lit import LitLM, TrainConfig
 from dnahnet.rundir import config_differences
+from tests.helpers.synthetic_corpus import markov_corpus
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "sweeps"))
-from synthetic_corpus import markov_corpus  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -178,7 +176,7 @@ def test_older_config_without_the_new_keys_is_the_same_run():
 def test_accumulation_and_checkpointing_are_recorded_and_trained_with(tmp_path):
     from dnahnet.data import DataConfig
     from dnahnet.registry import get_config
-    from tests.sweeps.test_multidevice import deterministic_datamodule
+    from tests.helpers.multidevice import deterministic_datamodule
 
     model_cfg = get_config("transformer", "tiny", None, d_model=16, n_layers=1, n_heads=2, mlp_multiple=16)
     train_cfg = cfglib.replace(TrainConfig(), max_steps=3, ckpt_every=3, log_every=2, accelerator="cpu",

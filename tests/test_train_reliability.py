@@ -19,10 +19,10 @@ import torch
 
 from dnahnet import train as trainlib
 from dnahnet.checkpoint import find_resume_point
+from tests.helpers.checkpoints import CreatesFile, crafted_checkpoint
+from tests.helpers.synthetic_corpus import markov_corpus
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "sweeps"))
-from synthetic_corpus import markov_corpus  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -53,23 +53,6 @@ def row_kinds(run: Path) -> list[tuple[int, tuple[str, ...]]]:
 
 def val_steps(run: Path) -> list[int]:
     return [int(float(r["step"])) for r in metrics_rows(run) if r.get("val/loss")]
-
-
-class _CreatesFile:
-    """Unpickling this calls open(path, "w"): a stand-in for any code a crafted checkpoint could run."""
-
-    def __init__(self, path: Path):
-        self.path = str(path)
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
-
-
-def crafted_checkpoint(path: Path, marker: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"global_step": 3, "hyper_parameters": {"family": "transformer", "model_config": {},
-                                                       "payload": _CreatesFile(marker)}, "state_dict": {}}, path)
-    return path
 
 
 def test_crafted_checkpoint_is_refused_by_generate_evals_and_train_resume(corpus, tmp_path, capsys):
@@ -109,7 +92,7 @@ def test_crafted_distributed_checkpoint_index_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     ckpt.mkdir(parents=True)
-    (ckpt / ".metadata").write_bytes(pickle.dumps(_CreatesFile(marker)))
+    (ckpt / ".metadata").write_bytes(pickle.dumps(CreatesFile(marker)))
     torch.save({"global_step": 1}, ckpt / "meta.pt")
     with pytest.raises(UnsafeCheckpoint, match=r"\.metadata: refused"):
         load_model(tmp_path / "run")

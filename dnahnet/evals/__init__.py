@@ -1,4 +1,4 @@
-"""Zero-shot evaluations (DESIGN.md section 9).
+"""Zero-shot evaluations, as in the dnaHNet paper (Shah et al. 2026, arXiv 2602.10603).
 
 - `scoring`: sum / mean log-likelihood of sequences under any model (batched, sliding windows, RC average).
 - `mutations`: mutation strings, residue numbering, amino-acid -> codon mapping.

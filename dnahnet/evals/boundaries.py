@@ -2,8 +2,9 @@
 
 Run a dnaHNet model over windows of a genome (forward strand) and report, per stage, the fraction of
 positions selected as boundaries per region class and, inside coding regions, per codon position
-(DESIGN.md section 9; the paper's Table: stage 1 / stage 2 overall 35.8 / 51.3%, stage-1 codon positions
-6.5 / 42.6 / 58.4%). Stages are numbered from 0 here (stage 0 = the paper's stage 1).
+(the dnaHNet paper's boundary analysis of B. subtilis, Shah et al. 2026: stage 1 / stage 2 overall
+35.8 / 51.3%, stage-1 codon positions 6.5 / 42.6 / 58.4%). Stages are numbered from 0 here (stage 0 =
+the paper's stage 1).
 
 Fractions are conditional, as in the paper: stage s's fraction is over the positions that reached
 stage s (the boundaries of stage s-1; every nucleotide for stage 0). `fraction_of_nucleotides` gives

@@ -1,6 +1,6 @@
 """Zero-shot gene essentiality: AUROC of the stop-cassette knockout effect against essential-gene labels.
 
-For each labelled gene (DESIGN.md section 9): a `window`-nt window (8,192 by default) centred on the gene,
+For each labelled gene (the dnaHNet paper's protocol): a `window`-nt window (8,192 by default) centred on the gene,
 in the gene's orientation (reverse complement for minus-strand genes; circular replicons wrap; see
 `dnahnet.evals.genes.gene_window`); the knockout writes TAATAATAATAGTGA over the 15 nt that start 12 nt
 after the first base of the start codon (length preserved); effect = sum LL(knockout) - sum LL(wild type)

@@ -23,7 +23,8 @@ from dnahnet.tokenizer import reverse_complement_str
 
 log = logging.getLogger(__name__)
 
-STOP_CASSETTE = "TAATAATAATAGTGA"  # TAA TAA TAA TAG TGA: five stops in the start codon's frame (DESIGN.md 9)
+# The dnaHNet paper's knockout: TAA TAA TAA TAG TGA, five stops in the start codon's frame.
+STOP_CASSETTE = "TAATAATAATAGTGA"
 CASSETTE_OFFSET = 12  # the cassette starts 12 nt after the first base of the start codon
 MIN_CASSETTE_GENE_LENGTH = CASSETTE_OFFSET + len(STOP_CASSETTE)  # 27: the cassette must lie inside the CDS
 

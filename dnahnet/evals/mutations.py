@@ -9,7 +9,7 @@ Syntax (one variant = one or more mutations joined by ``:``):
   says so (``kind="nt"``, ``--mutation-type nt``), because it is also a valid amino-acid mutation.
   The residue offset does not apply to nucleotide positions.
 
-Codon choice (ours, DESIGN.md section 9): an amino-acid change becomes the codon of the new residue with
+Codon choice (ours, where the dnaHNet paper is silent): an amino-acid change becomes the codon of the new residue with
 the fewest nucleotide differences from the wild-type codon; ties go to the codon the organism uses most
 (a `CodonUsage` counted from coding sequences: by default the CDS itself plus any CDS features of the
 genomic context, or every CDS of a genome annotation); remaining ties go to the alphabetically first

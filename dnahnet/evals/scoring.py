@@ -1,4 +1,4 @@
-"""Log-likelihood of DNA sequences under a language model (zero-shot scoring, DESIGN.md section 9).
+"""Log-likelihood of DNA sequences under a language model (zero-shot scoring, as in the dnaHNet paper).
 
 score(x) = sum_{t >= 1} log p(x_t | x_<t), natural log, with the mean taken over the same L - 1
 positions. The first nucleotide has no context and is never scored (the models have no <bos>

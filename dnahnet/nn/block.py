@@ -1,6 +1,6 @@
 """Residual blocks "mixer + optional MLP" and stacks of them, built from layout letters.
 
-Layout letters (H-Net convention, DESIGN.md section 2):
+Layout letters (the H-Net convention, Hwang, Wang, Gu 2025; `dnahnet/layout.py` reads the layout strings):
     m  Mamba-2 without MLP        M  Mamba-2 + SwiGLU MLP
     t  attention without MLP      T  attention + SwiGLU MLP
 """

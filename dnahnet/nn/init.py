@@ -1,4 +1,4 @@
-"""Weight initialisation shared by the families (GPT / H-Net style, DESIGN.md section 2)."""
+"""Weight initialisation shared by the families (GPT-2 / H-Net style; docs/FIDELITY.md, the "Init" rows)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Constructor arguments, parameter names, shapes and default init follow
 `mamba_ssm.modules.mamba2.Mamba2`, so a state dict moves between this module and mamba_ssm's
-unchanged. Data flow (DESIGN.md section 3):
+unchanged. Data flow (Mamba-2's SSD layer, Dao and Gu 2024, as `mamba_ssm`'s Mamba2 computes it):
 
     in_proj -> [z0, x0 | z, xBC, dt]      z0, x0: optional gated-MLP part (d_ssm < d_inner)
     xBC = silu(causal depthwise conv(xBC)) -> x, B, C

@@ -1,4 +1,5 @@
-"""Gated feed-forward block: SwiGLU by default (DESIGN.md section 3), other gate activations on request."""
+"""Gated feed-forward block: SwiGLU by default (as H-Net; docs/FIDELITY.md, "MLP"), other gate activations on
+request."""
 
 from __future__ import annotations
 

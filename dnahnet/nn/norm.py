@@ -1,4 +1,4 @@
-"""RMSNorm: scale-only normalisation used before every mixer and MLP (DESIGN.md section 3)."""
+"""RMSNorm: scale-only normalisation used before every mixer and MLP (as H-Net; docs/FIDELITY.md, "Norms")."""
 
 from __future__ import annotations
 

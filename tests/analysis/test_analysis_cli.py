@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic_scaling import CHINCHILLA, EPOCH, synthetic_sweep
 
 from analysis.__main__ import main
+from tests.helpers.synthetic_scaling import CHINCHILLA, EPOCH, synthetic_sweep
 
 REPO = Path(__file__).resolve().parents[2]
 BUDGETS = tuple(np.logspace(18, 20, 4))

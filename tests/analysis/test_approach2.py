@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic_scaling import BUDGETS, CHINCHILLA, EPOCH, as_runs, synthetic_sweep
 
 from analysis.approach2 import bootstrap_weights, fit_approach2
+from tests.helpers.synthetic_scaling import BUDGETS, CHINCHILLA, EPOCH, as_runs, synthetic_sweep
 
 
 def test_bootstrap_weights_resample_within_groups():

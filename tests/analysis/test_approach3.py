@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
-from synthetic_scaling import CHINCHILLA, EPOCH, as_runs, synthetic_sweep
 
 from analysis.approach3 import HUBER_DELTA, InitGrid, ParametricLaw, fit_approach3, huber_objective
+from tests.helpers.synthetic_scaling import CHINCHILLA, EPOCH, as_runs, synthetic_sweep
 
 
 def _naive_objective(theta, n, d, loss, weights, delta=HUBER_DELTA):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic_scaling import CHINCHILLA, synthetic_sweep
 
 from analysis.collect import REQUIRED_COLUMNS, ResultsError, load_results, run_key
+from tests.helpers.synthetic_scaling import CHINCHILLA, synthetic_sweep
 
 
 def _write(tmp_path, table, name="results.csv"):

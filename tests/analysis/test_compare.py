@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from synthetic_scaling import CHINCHILLA, Law, as_runs, synthetic_sweep
 
 from analysis.approach2 import fit_approach2
 from analysis.compare import compare, perplexity_law
+from tests.helpers.synthetic_scaling import CHINCHILLA, Law, as_runs, synthetic_sweep
 
 BUDGETS = tuple(np.logspace(18, 20, 5))
 

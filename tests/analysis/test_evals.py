@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic_scaling import CHINCHILLA, synthetic_sweep
 
 from analysis.__main__ import main
 from analysis.collect import ResultsError
 from analysis.evals import compute_optimal, find_evals, load_evals, summary_lines, write_eval_figures
+from tests.helpers.synthetic_scaling import CHINCHILLA, synthetic_sweep
 
 REPO = Path(__file__).resolve().parents[2]
 BUDGETS = tuple(np.logspace(18, 20, 3))

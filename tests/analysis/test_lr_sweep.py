@@ -6,11 +6,11 @@ import json
 
 import pandas as pd
 import pytest
-from synthetic_scaling import CHINCHILLA, synthetic_sweep
 
 from analysis.__main__ import main
 from analysis.collect import ResultsError
 from analysis.lr_sweep import chosen, find_lr_sweeps, load_lr_sweeps, lr_json, lr_sweep_figure, summary_lines
+from tests.helpers.synthetic_scaling import CHINCHILLA, synthetic_sweep
 
 
 def _rows(family, variant, mults, losses, lrs=(1e-3, 3e-3, 1e-2)):

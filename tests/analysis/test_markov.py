@@ -203,12 +203,11 @@ def test_analysis_reports_the_floor_and_hierarchy_usage(tmp_path):
     the "Markov floor" line and every frontier loss as nats below it (floor - L), the best run's hierarchy
     usage per budget where results.csv has it; a bad --markov file is one error line. (The figures' floor
     line and fits.json's floor: the reference analysis, tests/test_reference_sweeps.py.)"""
-    from synthetic_scaling import CHINCHILLA, synthetic_sweep
-
     from analysis.__main__ import main
     from analysis.approach2 import fit_approach2
     from analysis.collect import load_results
     from analysis.summary import floor_section
+    from tests.helpers.synthetic_scaling import CHINCHILLA, synthetic_sweep
 
     sweep = tmp_path / "ref" / "hnet"
     sweep.mkdir(parents=True)

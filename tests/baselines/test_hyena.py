@@ -62,7 +62,7 @@ def test_grouped_explicit_filter_equals_per_channel_filters(fft_min_length):
     assert filt.use_fft == (fft_min_length <= K)
     with torch.no_grad():
         filt.D.normal_()
-    # the decay, written out from DESIGN.md: exp(-r_g t/(L_train-1)), r_g log-spaced in [0.01, 100]
+    # the decay, written out from docs/FIDELITY.md ("Hyena-MR"): exp(-r_g t/(L_train-1)), r_g log-spaced in [0.01, 100]
     G = d // g
     rates = 10.0 ** torch.linspace(-2, 2, G, dtype=torch.float64)
     decayed = filt.h.detach().double() * torch.exp(-rates[:, None] * torch.arange(K) / (l_train - 1))
@@ -129,7 +129,7 @@ def randomize_filters(op: HyenaOperator) -> HyenaOperator:
 
 
 def reference_operator(op: HyenaOperator, x: torch.Tensor) -> torch.Tensor:
-    """The Hyena operator in float64 from its weights, written from DESIGN.md section 4."""
+    """The Hyena operator in float64 from its weights, written from docs/FIDELITY.md's StripedHyena 2 rows."""
     d, L = op.d_model, x.shape[1]
     x = x.double()
     u = x @ op.in_proj.weight.detach().double().T  # (B, L, 3d)

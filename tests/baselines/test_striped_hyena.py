@@ -122,7 +122,8 @@ def test_analytic_flops_match_flop_counter(seq_len, fft_min_length):
 
 
 def test_flops_per_token_by_hand():
-    """The tiny preset's count written out from DESIGN.md section 5 (d 64, SwiGLU 176, 4 heads, V 8)."""
+    """The tiny preset's count written out from the "FLOPs" rows of docs/FIDELITY.md (d 64, SwiGLU 176,
+    4 heads, V 8)."""
     model = dnahnet.build_model("stripedhyena", "tiny")
     d, f, L, V = 64, 176, 1024, 8
     hyena = 6 * d * d + 18 * d + 2 * d * d

@@ -3,7 +3,7 @@ chunked scan it is compared with."""
 
 import csv
 
-from test_bench_inference import load_benchmark  # a sibling: pytest puts this folder on the import path
+from tests.helpers.benchmarks import load_benchmark
 
 
 def test_every_layer_gets_the_same_warmup_and_repeats(tmp_path, monkeypatch):

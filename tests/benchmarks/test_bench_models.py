@@ -2,7 +2,8 @@
 
 import pytest
 import torch
-from test_bench_inference import load_benchmark  # a sibling: pytest puts this folder on the import path
+
+from tests.helpers.benchmarks import load_benchmark
 
 
 def test_achieved_flops_use_the_measured_compression(tmp_path):

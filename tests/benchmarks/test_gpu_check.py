@@ -4,7 +4,8 @@ a wrapping KV cache), here on CPU at small sizes; on a GPU the whole script runs
 
 import pandas as pd
 import pytest
-from test_bench_inference import load_benchmark  # a sibling: pytest puts this folder on the import path
+
+from tests.helpers.benchmarks import load_benchmark
 
 
 def test_default_lengths_reach_past_dnahnet_sliding_window():

@@ -124,7 +124,7 @@ def setup_run(tmp_path_factory):
     import torch
 
     from dnahnet.data import GenomeDataModule
-    from tests.sweeps.synthetic_corpus import markov_corpus
+    from tests.helpers.synthetic_corpus import markov_corpus
 
     root = tmp_path_factory.mktemp("ddp_val")
     data_dir = markov_corpus(root / "data", 4, 3000, 5, file_name="g{g}.fasta", header="G{g} synthetic {g}")

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from eval_data import data_dir
 
 from dnahnet.evals import boundaries as B
 from dnahnet.evals.genes import Gene, Segment
 from dnahnet.registry import build_model
+from tests.helpers.eval_data import data_dir
 
 ECOLI = data_dir() / "genomes" / "ecoli_k12_mg1655"
 needs_ecoli = pytest.mark.skipif(not ECOLI.is_dir(), reason=f"E. coli data absent from {ECOLI}")

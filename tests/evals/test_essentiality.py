@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from eval_data import data_dir
 
 from dnahnet.evals import essentiality as ess
 from dnahnet.evals import genes as G
 from dnahnet.evals.scoring import score_sequences
 from dnahnet.registry import build_model
+from tests.helpers.eval_data import data_dir
 
 DATA = data_dir()
 ECOLI = DATA / "genomes" / "ecoli_k12_mg1655"

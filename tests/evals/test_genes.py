@@ -6,11 +6,11 @@ import gzip
 
 import numpy as np
 import pytest
-from eval_data import data_dir
 
 from dnahnet.evals import genes as G
 from dnahnet.evals.genes import Gene, Replicon, Segment
 from dnahnet.tokenizer import reverse_complement_str
+from tests.helpers.eval_data import data_dir
 
 DATA = data_dir()
 ECOLI = DATA / "genomes" / "ecoli_k12_mg1655"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from eval_data import data_dir
 
 from dnahnet.evals import mutations as mut
 from dnahnet.evals.mutations import CodonUsage, Mutation, WildTypeMismatch
+from tests.helpers.eval_data import data_dir
 
 VE = data_dir() / "variant_effect"
 needs_tem1 = pytest.mark.skipif(not (VE / "TEM1_bla_cds.fasta").exists(), reason=f"TEM-1 data absent from {VE}")

@@ -6,20 +6,19 @@ from __future__ import annotations
 import csv
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from eval_data import data_dir
 from scipy.stats import spearmanr
 
 from dnahnet import tokenizer
 from dnahnet.evals import sweep as sw
 from dnahnet.evals.essentiality import auroc
 from dnahnet.evals.trainsplit import eval_genome_in_training, training_split_warning
+from tests.helpers.eval_data import data_dir
 
 DATA = data_dir()
 HAVE_DATA = (DATA / "variant_effect" / "BLAT_ECOLX_Stiffler2015.csv").is_file()
@@ -273,13 +272,11 @@ def _val_loss_of_export(folder: Path, spec) -> float:
 @pytest.mark.slow
 @needs_data
 def test_sweep_exports_evals_and_figures_end_to_end(tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sweeps"))
-    from synthetic_corpus import markov_corpus
-
     from analysis.__main__ import main as analysis_main
     from sweeps import isoflop
     from sweeps.plan import read_plan
     from sweeps.runner import read_results
+    from tests.helpers.synthetic_corpus import markov_corpus
 
     data = markov_corpus(tmp_path / "data", 4, 20_000, 0, "genome{g}.fasta", "G{g}_chr synthetic genome {g}")
     sweeps = {}

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from eval_data import data_dir
 from scipy.stats import spearmanr
 
 from dnahnet.evals import mutations as mut
@@ -17,6 +16,7 @@ from dnahnet.evals.genes import read_genome
 from dnahnet.evals.scoring import score_sequences
 from dnahnet.registry import build_model
 from dnahnet.tokenizer import reverse_complement_str
+from tests.helpers.eval_data import data_dir
 
 VE = data_dir() / "variant_effect"
 needs_tem1 = pytest.mark.skipif(not (VE / "BLAT_ECOLX_Stiffler2015.csv").exists(), reason=f"TEM-1 data absent from {VE}")

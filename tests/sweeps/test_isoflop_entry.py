@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from synthetic_corpus import markov_corpus
+from tests.helpers.synthetic_corpus import markov_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from synthetic_corpus import markov_corpus
 
 from sweeps import isoflop
 from sweeps.runner import read_results, results_by_id
+from tests.helpers.synthetic_corpus import markov_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,10 +7,13 @@ import copy
 
 import pytest
 import torch
-from test_ladders import FAMILIES, _variants  # every family and variant, failing (never skipping) on a broken one
 
 from sweeps import ladders as lad
 from sweeps.plan import plan_family
+from tests.helpers.ladders import (  # every family and variant, failing (never skipping) on a broken one
+    FAMILIES,
+    variants,
+)
 
 # derived from the width by the recipe (SH2's group size: a fixed number of groups, width / groups channels each)
 WIDTH_FIELDS = {"d_model", "n_heads", "d_intermediate", "filter_group_size"}
@@ -36,7 +39,7 @@ def _recipe_signature(model: dict) -> dict:
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_run_of_a_ladder_shares_one_architecture_recipe(family, ladder_name):
     ladder = lad.get_ladder(ladder_name)
-    for variant in _variants(family):
+    for variant in variants(family):
         specs = plan_family(family, variant, ladder)
         signatures = {repr(sorted(_recipe_signature(s.model).items())) for s in specs}
         assert len(signatures) == 1, (family, variant, ladder_name, signatures)
@@ -59,7 +62,7 @@ def test_dnahnet_has_one_set_of_stage_proportions_and_one_main_depth_at_every_ru
     (8, 16, 16), a different shape where the CPU optimum lies), and one main depth per ladder (the paper
     recipe's depth used to jitter between 11 and 15 from one width to the next)."""
     ladder = lad.get_ladder(ladder_name)
-    for variant in _variants("dnahnet"):
+    for variant in variants("dnahnet"):
         specs = plan_family("dnahnet", variant, ladder)
         for s in specs:
             d = s.model["d_model"]

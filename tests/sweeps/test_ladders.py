@@ -9,18 +9,7 @@ import pytest
 
 from sweeps import ladders as lad
 from sweeps.plan import Overrides, plan_family
-
-FAMILIES = ("transformer", "stripedhyena", "dnahnet")
-
-
-def _variants(family: str) -> list:
-    """The family's variants. A family that does not import or whose preset does not validate fails the
-    test (no skip): every family in FAMILIES is expected to build."""
-    from dnahnet.registry import get_config, get_family
-
-    fam = get_family(family)
-    get_config(family, lad.get_rule(family).preset)
-    return list(fam.variants) or [None]
+from tests.helpers.ladders import FAMILIES, variants
 
 
 def _fresh_stats(family: str, variant: str | None, model: dict, seq_len: int, preset: str) -> tuple[int, float]:
@@ -41,7 +30,7 @@ def _fresh_stats(family: str, variant: str | None, model: dict, seq_len: int, pr
 def test_named_ladders_hit_budgets_and_span(family, ladder_name):
     """Acceptance: planned FLOPs within 2% of the budget; each budget's ladder spans >= 5x in parameters."""
     ladder = lad.get_ladder(ladder_name)
-    for variant in _variants(family):
+    for variant in variants(family):
         specs = plan_family(family, variant, ladder)
         assert {s.budget for s in specs} == set(ladder.budgets_for(family)), "a budget lost all its runs"
         for budget in ladder.budgets_for(family):

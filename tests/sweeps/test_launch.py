@@ -8,12 +8,12 @@ import math
 from pathlib import Path
 
 import pytest
-from synthetic_corpus import markov_corpus
 
 from sweeps import isoflop
 from sweeps.launch import SlurmOptions, build_executor, parse_slurm_time
 from sweeps.plan import plan_family
 from sweeps.runner import read_results
+from tests.helpers.synthetic_corpus import markov_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 

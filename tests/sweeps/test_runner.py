@@ -150,9 +150,8 @@ def test_the_recorded_resume_step_is_the_checkpoint_training_resumes_from(tmp_pa
 
 def _one_run_sweep(tmp_path: Path, *extra: str):
     """A one-run sweep (--only the smallest model of a 3-size ladder) on a synthetic corpus."""
-    from synthetic_corpus import markov_corpus
-
     from sweeps import isoflop
+    from tests.helpers.synthetic_corpus import markov_corpus
 
     data = tmp_path / "data"
     if not data.exists():

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic_corpus import markov_corpus
 
 from sweeps import ladders as lad
 from sweeps.demo import run_demo
 from sweeps.plan import load_overrides
 from sweeps.runner import read_results
+from tests.helpers.synthetic_corpus import markov_corpus
 
 
 def make_corpus(root: Path, genomes: int = 4, length: int = 20_000, seed: int = 2) -> Path:

@@ -8,9 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from synthetic_corpus import markov_corpus
 
 from sweeps import isoflop
+from tests.helpers.synthetic_corpus import markov_corpus
 
 
 def sweep_args(root: Path, data: Path, *extra: str) -> list[str]:

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from synthetic_corpus import markov_corpus
 
 from sweeps import isoflop
 from sweeps import runner as runnerlib
 from sweeps.runner import read_results, results_by_id
+from tests.helpers.synthetic_corpus import markov_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,7 +46,7 @@ def test_rerun_with_a_changed_learning_rate_is_refused(tmp_path, capsys):
 
 
 def test_crafted_checkpoint_is_refused_by_sweep_resume(tmp_path):
-    from test_train_reliability import crafted_checkpoint  # noqa: PLC0415
+    from tests.helpers.checkpoints import crafted_checkpoint
 
     out = tmp_path / "sweep"
     spec = isoflop.plan_from_args(isoflop.build_parser().parse_args(sweep_args(tmp_path, out)))[0]

@@ -1,7 +1,4 @@
-"""Synthetic isoFLOP sweeps drawn from a known L(N, D) = E + A/N^alpha + B/D^beta (test helper).
-
-A plain module, not conftest.py: tests/ has several conftest.py files, and `from conftest import`
-would depend on which one was imported last."""
+"""Synthetic isoFLOP sweeps drawn from a known L(N, D) = E + A/N^alpha + B/D^beta (test helper)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
 """Where the evaluation tests find the real data (test helper).
 
-A plain module, not conftest.py: tests/ has several conftest.py files, and `from conftest import` would
-depend on which one was imported last (as tests/analysis/synthetic_scaling.py explains). The evaluation
-tests need the directory at import time, for their `skipif` marks."""
+The evaluation tests need the directory at import time, for their `skipif` marks."""
 
 from __future__ import annotations
 
