@@ -1,4 +1,5 @@
-"""The Hyena operator of StripedHyena 2 (Evo 2) and its three filters (DESIGN.md section 4).
+"""The Hyena operator of StripedHyena 2 (Evo 2) and its three filters (Evo 2, Brixi et al. 2025; StripedHyena 2,
+Ku et al. 2025; docs/FIDELITY.md, "StripedHyena 2").
 
     u       = in_proj(x)                         # (B, L, 3d), no bias
     q, k, v = split(featurizer(u))               # causal depthwise conv, kernel 3, all 3d channels

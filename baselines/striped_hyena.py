@@ -1,4 +1,5 @@
-"""StripedHyena 2 (Evo 2's architecture), reimplemented from scratch (DESIGN.md section 4).
+"""StripedHyena 2 (Evo 2's architecture), reimplemented from scratch (Ku et al. 2025;
+Brixi et al. 2025; docs/FIDELITY.md, "StripedHyena 2").
 
 Each layer is a pre-norm residual block, RMSNorm -> mixer -> residual, RMSNorm -> gated MLP -> residual
 (the shared `dnahnet.nn.Block`). Mixers follow a repeating pattern of letters:

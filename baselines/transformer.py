@@ -1,5 +1,6 @@
 """Transformer++ (LLaMA-style): pre-norm RMSNorm, rotary on the full head dim, SwiGLU, no biases,
-untied embeddings, causal attention through the shared attention block (DESIGN.md section 4)."""
+untied embeddings, causal attention through the shared attention block (LLaMA-style;
+docs/FIDELITY.md, "Transformer++")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""dnaHNet: the recursive hierarchical next-nucleotide model (DESIGN.md section 2), registered as the
-model family "dnahnet".
+"""dnaHNet: the recursive hierarchical next-nucleotide model (the dnaHNet paper, Shah et al. 2026, built
+on H-Net's dynamic chunking, Hwang, Wang, Gu 2025; docs/FIDELITY.md, "dnaHNet"), registered as the model
+family "dnahnet".
 
 One stage s = encoder E^s -> router -> chunk -> inner (stage s+1, or the main network) -> dechunk
 (EMA + upsample) -> residual skip W_res -> decoder D^s:
@@ -658,7 +659,8 @@ def ladder_shape(width: int, depth: int, recipe: Recipe) -> dict:
 
 def paper_main_depth(width: int, variant: str | None) -> int:
     """The paper recipe's main-network depth, one for every width: the depth giving the main network ~70%
-    of the non-embedding parameters of the full two-stage layout (DESIGN.md section 2) at width
+    of the non-embedding parameters of the full two-stage layout (the dnaHNet paper; docs/FIDELITY.md,
+    "Parameter split") at width
     `PAPER_DEPTH_WIDTH`. Solving it per width made the depth jitter between 11 and 15 from one rung
     to the next (shape scatter in every parabola). Every variant uses that depth: the one-stage variant "3"
     is the same model without the inner stage's encoder and decoder (as `DNAHNetConfig.n_stages` defines it)."""
@@ -707,7 +709,7 @@ def stage_multipliers(lr_outer: float, lr_decay: float, stages: int) -> list[flo
     """Per-stage lr multipliers, outermost first, main network last (at 1.0: the peak lr, searched
     separately, sets the overall scale). Stage s gets 1 + (lr_outer - 1) * lr_decay^s: the excess over the
     main network decays geometrically inward, so outer stages are never slower than inner ones
-    (DESIGN.md section 2). lr_outer 2, lr_decay 0.5 gives the paper's (2.0, 1.5, 1.0)."""
+    (the dnaHNet paper; docs/FIDELITY.md, "Stage learning-rate multipliers"). lr_outer 2, lr_decay 0.5 gives the paper's (2.0, 1.5, 1.0)."""
     return [1.0 + (lr_outer - 1.0) * lr_decay**s for s in range(stages)] + [1.0]
 
 

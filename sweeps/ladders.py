@@ -30,7 +30,7 @@ width and depth fields change between its models, so an isoFLOP parabola measure
   layout `["m4", ["T1m4", ["T{n}"], "m4T1"], "m4"]` at every width, Mamba-2 state 128 / head dim 32,
   stage widths exactly (w/2, 3w/4, w) (the paper's presets 256/384/512 .. 1024/1536/2048), one main depth
   for every width: the one giving the main network ~70% of the non-embedding parameters at width 1024
-  (DESIGN.md section 2).
+  (the dnaHNet paper; docs/FIDELITY.md, "Parameter split").
   Every dnaHNet variant takes the depth of the full two-stage layout (variant "3" is that model
   without the inner stage's encoder and decoder).
 
