@@ -44,6 +44,11 @@ def reference_demo(tmp_path_factory) -> ReferenceDemo:
 
 
 def pytest_collection_modifyitems(config, items):
+    # The reference demo replays the whole analysis of the committed sweeps (minutes under load): every test
+    # that uses it, directly or through another fixture, is slow (`make test-fast` leaves it out).
+    for item in items:
+        if "reference_demo" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
     if torch.cuda.is_available():
         return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")

@@ -36,3 +36,18 @@ def test_the_scan_finds_path_edits_and_test_module_imports(tmp_path):
     bad.write_text("import sys\nsys.path.insert(0, 'x')\nfrom test_other import f\nimport tests.sweeps.test_y\n"
                    "from tests.helpers.synthetic_corpus import markov_corpus\ncode = 'sys.path.append(1)'\n")
     assert offences(bad) == [(2, "sys.path.insert"), (3, "import test_other"), (4, "import tests.sweeps.test_y")]
+
+
+def test_tests_using_the_reference_demo_are_slow():
+    """The fast suite (`-m "not slow"`, `make test-fast`) leaves out every test that replays the reference demo."""
+    import subprocess
+    import sys
+
+    files = ["tests/test_reference_sweeps.py", "tests/test_demo.py"]
+    fast = subprocess.run([sys.executable, "-m", "pytest", "-q", "--collect-only", "-m", "not slow", *files],
+                          cwd=TESTS.parent, capture_output=True, text=True).stdout
+    every = subprocess.run([sys.executable, "-m", "pytest", "-q", "--collect-only", *files],
+                           cwd=TESTS.parent, capture_output=True, text=True).stdout
+    assert "test_figures_regenerate_from_the_logs_alone" in every and "test_reference_step_regenerates" in every
+    assert "test_figures_regenerate_from_the_logs_alone" not in fast and "test_reference_step_regenerates" not in fast
+    assert "test_committed_logs_are_complete" in fast  # the cheap checks of the committed logs stay fast
