@@ -37,8 +37,8 @@ import torch
 from torch import nn
 
 from baselines.hyena import HyenaOperator, HyenaSpec, hyena_flops
-from dnahnet import config as cfglib
 from dnahnet import flops as F
+from dnahnet import typed_config as cfglib
 from dnahnet.family import Recipe, SizeRule, aspect_depth, fixed_depth, plain_shape, width_grid
 from dnahnet.nn import Attention, Block, BlockStack, LanguageModel, LMOutput, ParamCounts, RMSNorm
 from dnahnet.nn.mlp import GATE_ACTIVATIONS, round_up

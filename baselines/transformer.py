@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from dnahnet import config as cfglib
 from dnahnet import flops as F
+from dnahnet import typed_config as cfglib
 from dnahnet.family import Recipe, SizeRule, aspect_depth, fixed_depth, plain_shape, width_grid
 from dnahnet.nn import BlockSpec, BlockStack, LanguageModel, LMOutput
 from dnahnet.nn.init import init_weights

@@ -537,7 +537,7 @@ def load_checkpoint_model(path: str | os.PathLike) -> CheckpointModel:
         if not isinstance(weights, dict):
             raise CheckpointError(f"{path}: no state_dict in this checkpoint")
         _load_weights(path, model, weights)
-    from dnahnet import config as cfglib
+    from dnahnet import typed_config as cfglib
 
     hparams = state["hyper_parameters"]
     return CheckpointModel(model.eval(), hparams["family"], cfglib.to_dict(model.config), path,

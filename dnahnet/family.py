@@ -98,7 +98,7 @@ def plain_shape(width: int, depth: int, recipe: Recipe) -> dict:
 # ------------------------------------------------------------------------------------ search space
 @dataclass(frozen=True)
 class SearchDimension:
-    """One hyperparameter the tuner (`sweeps.tuning`) searches for this family only, besides the ones every
+    """One hyperparameter the tuner (`sweeps.optuna_study`) searches for this family only, besides the ones every
     family shares (peak lr, warmup, weight decay, batch size). Drawn with `trial.suggest_float`."""
 
     name: str  # the trial parameter, as study databases store it (renaming it orphans stored studies)
@@ -129,6 +129,6 @@ class Family:
     build: Callable[[Any], Any]  # config -> nn.Module
     presets: dict[str, Callable[[], Any]]  # preset name -> config factory
     variants: dict[str, dict]  # variant name -> config overrides (e.g. dnaHNet "3,2")
-    context_field: str | None = None  # config field set to the run's context length (SH2: l_train; dnahnet.configure)
+    context_field: str | None = None  # config field set to the run's context length (SH2: l_train; dnahnet.run_config)
     size_rule: SizeRule | None = None  # how it grows along a sweep's ladder (None: it has no ladder)
     search: FamilySearch | None = None  # the tuner's extra dimensions for it (None: the shared ones only)

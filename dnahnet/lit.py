@@ -21,7 +21,7 @@ import torch.nn.functional as F
 import torchmetrics
 from lightning.pytorch.trainer.states import TrainerFn
 
-from dnahnet import config as cfglib
+from dnahnet import typed_config as cfglib
 from dnahnet.compiled import MaybeCompiled
 from dnahnet.hierarchy_usage import ablated_nll_sums, usage_stages
 from dnahnet.hierarchy_usage import column as usage_column

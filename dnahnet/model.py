@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dnahnet import config as cfglib
 from dnahnet import flops as fl
+from dnahnet import typed_config as cfglib
 from dnahnet.chunking import (
     DeChunk,
     DechunkCache,
@@ -724,7 +724,7 @@ def _searched_overrides(values: dict[str, float], cfg: DNAHNetConfig) -> dict[st
     return {"alpha": values["alpha"], "lr_multipliers": multipliers}
 
 
-# What the tuner (sweeps/tuning.py) searches for dnaHNet besides the shared dimensions; the ranges are its
+# What the tuner (sweeps/optuna_study.py) searches for dnaHNet besides the shared dimensions; the ranges are its
 # SearchSpace fields of the same names (--alpha, --lr-outer, --lr-decay).
 SEARCH = FamilySearch(
     dimensions=(

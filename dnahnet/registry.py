@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 
-from dnahnet import config as cfglib
+from dnahnet import typed_config as cfglib
 from dnahnet.family import Family, FamilySearch, SizeRule
 
 FAMILY_MODULES = ("baselines.transformer", "dnahnet.model", "baselines.striped_hyena")

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from dnahnet import checkpoint as ckptlib
-from dnahnet import config as cfglib
 from dnahnet import fileio
+from dnahnet import typed_config as cfglib
 
 
 # ---------------------------------------------------------------------- refusals and stops
@@ -112,7 +112,7 @@ def resume_point(run_dir: str | os.PathLike) -> ckptlib.ResumePoint | None:
 
 # ---------------------------------------------------------------------- run identity
 # Every config field is part of a run's identity unless its dataclass field is marked otherwise
-# (`dnahnet.config.NEUTRAL`, `GLOBAL_BATCH`: TrainConfig, DataConfig, the model families' configs). One rule for
+# (`dnahnet.typed_config.NEUTRAL`, `GLOBAL_BATCH`: TrainConfig, DataConfig, the model families' configs). One rule for
 # `python -m dnahnet.train` reruns and for sweeps (`sweeps.runner.identity_differences`).
 # Keys added after runs were recorded: absent from an older config.yaml means this value (what those runs did).
 _ADDED_DEFAULTS = {"train.accumulate_grad_batches": 1}
@@ -122,8 +122,8 @@ _LEGACY_DATA_KEYS = ("data.data_dir", "data.inputs")
 
 def _config_classes(family) -> dict:
     """The config dataclass of each section of a resolved config of `family` (None: an unknown family)."""
-    from dnahnet.configure import _config_classes
     from dnahnet.registry import get_family
+    from dnahnet.run_config import _config_classes
 
     TrainConfig, DataConfig = _config_classes()
     try:

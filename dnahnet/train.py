@@ -34,8 +34,8 @@ from pathlib import Path
 import torch
 
 from dnahnet import checkpoint as ckptlib
-from dnahnet import config as cfglib
-from dnahnet import configure, fileio, tracking
+from dnahnet import fileio, run_config, tracking
+from dnahnet import typed_config as cfglib
 from dnahnet import window_losses as wl
 from dnahnet.data import DataConfig, GenomeDataModule
 from dnahnet.data.module import data_key
@@ -536,14 +536,14 @@ def _write_window_losses(run_dir: Path, windows, val_loss: float) -> None:
 
 
 # ---------------------------------------------------------------------- CLI
-def _configs_from_args(args) -> configure.RunConfigs:
+def _configs_from_args(args) -> run_config.RunConfigs:
     """The run's configs from --config or --model/--preset/--variant, the overrides and --data-dir."""
-    overrides = configure.parse_overrides(args.overrides, "override")
+    overrides = run_config.parse_overrides(args.overrides, "override")
     if args.data_dir:
         overrides.update("data", "data_dir", args.data_dir, "--data-dir")
     if args.config:
-        return configure.resolve_file(args.config, overrides)
-    return configure.resolve(args.model, args.preset, args.variant, overrides)
+        return run_config.resolve_file(args.config, overrides)
+    return run_config.resolve(args.model, args.preset, args.variant, overrides)
 
 
 def _error(message: str) -> int:
@@ -577,8 +577,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's; use 1 on a shared or busy machine)")
-    configure.add_override_argument(parser)
-    args = configure.parse_args_with_overrides(parser, argv)
+    run_config.add_override_argument(parser)
+    args = run_config.parse_args_with_overrides(parser, argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.threads is not None and args.threads < 1:
         return _error(f"--threads must be >= 1, got {args.threads}")

@@ -33,7 +33,7 @@ from pathlib import Path
 if not __package__:  # `python sweeps/isoflop.py`: this checkout's packages, not sweeps/'s modules nor another install
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from dnahnet import configure
+from dnahnet import run_config
 from dnahnet.data import GenomeDataModule
 from dnahnet.registry import get_family
 from dnahnet.rundir import is_rank_zero
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=None, help="context length (default: the ladder's)")
     p.add_argument("--out", required=True, help="sweep directory")
     p.add_argument("--data-dir", default=None, help="data directory (else $DNAHNET_DATA_DIR, ../shared/data)")
-    configure.add_override_argument(p, "assignments", help="override, e.g. --set train.lr_scale=0.5 --set "
+    run_config.add_override_argument(p, "assignments", help="override, e.g. --set train.lr_scale=0.5 --set "
                                     "model.alpha=0.01 (repeatable; a bare SECTION.KEY=VALUE anywhere is the same)")
     p.add_argument("--overrides", default=None, metavar="FILE.yaml", help="override file (train:, model:, data:)")
     p.add_argument("--seeds", type=int, default=1,
@@ -123,9 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line: options, and settings as `--set SECTION.KEY=VALUE` or bare, in any position."""
-    args = configure.parse_args_with_overrides(build_parser(), argv, dest="assignments")
+    args = run_config.parse_args_with_overrides(build_parser(), argv, dest="assignments")
     if args.only:  # `--only A B train.lr=1e-3`: a run id has no `=`, so the setting is a setting
-        settings = [token for token in args.only if configure.is_bare_override(token)]
+        settings = [token for token in args.only if run_config.is_bare_override(token)]
         args.only = [token for token in args.only if token not in settings] or None
         args.assignments = [*args.assignments, *settings]
     return args

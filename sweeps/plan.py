@@ -4,7 +4,7 @@ Per run (the dnaHNet paper's isoFLOP sweeps; docs/FIDELITY.md, "Run length (swee
 - tokens D = budget / training FLOPs per token of that model at the context length (exact count,
   `model.flops_per_token(seq_len).training`, the model built on the meta device);
 - global batch (windows) and peak learning rate by the ladder's rules of model size;
-- steps = D / (batch x seq_len), rounded by the budget rule (`dnahnet.configure.steps_for_budget`): when
+- steps = D / (batch x seq_len), rounded by the budget rule (`dnahnet.run_config.steps_for_budget`): when
   rounding would miss the budget by more than 1%, the batch is moved (within 0.75x-1.33x) to the size
   that lands closest, so that planned FLOPs = steps x batch x seq_len x FLOPs per token are always within
   2% of the budget (an error otherwise);
@@ -36,10 +36,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dnahnet import config as cfglib
-from dnahnet import configure, fileio
-from dnahnet.configure import TOLERANCE, Overrides
+from dnahnet import fileio, run_config
+from dnahnet import typed_config as cfglib
 from dnahnet.registry import get_config, get_family
+from dnahnet.run_config import TOLERANCE, Overrides
 from dnahnet.rundir import RunRefused
 from dnahnet.train import check_configs
 from sweeps.ladders import Ladder, ModelStats, get_rule, ladder_sizes, stats_of
@@ -63,8 +63,8 @@ def load_overrides(path: str | os.PathLike | None = None, assignments: list[str]
     (`--set`, which win); keys the sweep sets itself (`REFUSED`) are refused, naming where they were set."""
     out = Overrides()
     if path:
-        configure.read_override_file(path, "--overrides", into=out)
-    configure.parse_overrides(assignments, "--set", into=out)
+        run_config.read_override_file(path, "--overrides", into=out)
+    run_config.parse_overrides(assignments, "--set", into=out)
     for full, source in out.source.items():
         if full in REFUSED:
             raise ValueError(f"{source}: {full} cannot be overridden in a sweep: {REFUSED[full]}")
@@ -106,7 +106,7 @@ class RunSpec:
     def configs(self):
         """(model_cfg, train_cfg, data_cfg) dataclasses for `dnahnet.train.train_run`."""
         sections = Overrides(model=dict(self.model), train=dict(self.train), data=dict(self.data))
-        return configure.resolve(self.family, self.preset, self.variant, sections).as_tuple()
+        return run_config.resolve(self.family, self.preset, self.variant, sections).as_tuple()
 
     def row(self) -> dict:
         """A flat plan.csv row (overrides as JSON)."""
@@ -171,7 +171,7 @@ def _check_settings(family: str, preset: str, variant: str | None, user: dict, s
     sections = Overrides(model=dict(user["model"]), train={**user["train"], **parallel},
                          data={**user["data"], "seq_len": seq_len})
     try:
-        check_configs(*configure.resolve(family, preset, variant, sections).as_tuple())
+        check_configs(*run_config.resolve(family, preset, variant, sections).as_tuple())
     except RunRefused as exc:
         raise ValueError(f"every planned run would be refused: {exc}") from None
 
@@ -204,7 +204,7 @@ def plan_family(
         raise ValueError(f"--devices {devices} x --num-nodes {num_nodes} must be >= 1")
 
     # Validate user overrides once, naming their source; keep the coerced (typed) values.
-    user = configure.typed_overrides(family, rule.preset, variant, overrides,
+    user = run_config.typed_overrides(family, rule.preset, variant, overrides,
                                      skip=tuple(f"train.{k}" for k in EXTRA_TRAIN_KEYS))
     try:
         lr_scale = float(overrides.train.get("lr_scale", 1.0))
@@ -220,7 +220,7 @@ def plan_family(
     for budget in ladder.budgets_for(family):
         for size in ladder_sizes(family, variant, budget, ladder, L):
             # e.g. SH2's MR decay length: the sweep's context unless set
-            model = {**size.overrides, **user["model"], **configure.context_overrides(family, L, user["model"])}
+            model = {**size.overrides, **user["model"], **run_config.context_overrides(family, L, user["model"])}
             st = stats_of(family, variant, model, L, rule.preset) if user["model"] else size.stats
             run_id = make_run_id(family, variant, budget, size.name)
             spent = _spend_budget(budget, st, ladder, L, world, user["data"].get("batch_size"))
@@ -253,7 +253,7 @@ def _fit_memory(spec: RunSpec, memory_gb: float) -> None:
 
 
 def _spend_budget(budget: float, st: ModelStats, ladder: Ladder, L: int, world: int,
-                  fixed_batch: int | None) -> configure.BudgetSteps:
+                  fixed_batch: int | None) -> run_config.BudgetSteps:
     """Steps and global batch of one run: the user's per-device batch if fixed, else the ladder's batch
     rule (halved, down to one window per device, while the run would get fewer than `min_steps`); then
     the budget rule."""
@@ -264,12 +264,12 @@ def _spend_budget(budget: float, st: ModelStats, ladder: Ladder, L: int, world: 
         tokens_target = budget / st.flops_per_token
         while batch > world and tokens_target / (batch * L) < ladder.min_steps:
             batch = max(world, batch // 2 // world * world)
-    return configure.steps_for_budget(budget, st.flops_per_token, batch, L, world,
+    return run_config.steps_for_budget(budget, st.flops_per_token, batch, L, world,
                                       warn_on_move=fixed_batch is not None)
 
 
 def _run_spec(run_id: str, family: str, variant: str | None, budget: float, size: str, L: int, st: ModelStats,
-              spent: configure.BudgetSteps, lr: float, world: int, preset: str, model: dict, ladder: Ladder,
+              spent: run_config.BudgetSteps, lr: float, world: int, preset: str, model: dict, ladder: Ladder,
               parallel: dict, user: dict, data_dir: str | None) -> RunSpec:
     """The RunSpec of one planned run: its schedule, parallelism and data settings, and the user's."""
     steps, batch = spent.steps, spent.batch

@@ -42,9 +42,9 @@ from pathlib import Path
 if not __package__:  # `python sweeps/tune.py`: this checkout's packages, not sweeps/'s modules nor another install
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from dnahnet import configure
+from dnahnet import run_config
 from dnahnet.tracking import check_trackers, sweep_tags
-from sweeps import tuning
+from sweeps import optuna_study
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first validation (1..evals-1) at which a trial may be pruned (default 2)")
     p.add_argument("--sampler-startup", type=int, default=5, help="random trials before TPE models the space")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (trial n draws with seed and n)")
-    p.add_argument("--heartbeat", type=int, default=tuning.HEARTBEAT_S, metavar="S",
+    p.add_argument("--heartbeat", type=int, default=optuna_study.HEARTBEAT_S, metavar="S",
                    help="seconds between worker heartbeats; a trial silent for 3 is retried, resuming its run")
-    space = tuning.SearchSpace()
+    space = optuna_study.SearchSpace()
     p.add_argument("--lr", type=float, nargs=2, default=space.lr, metavar=("LO", "HI"), help="peak lr (log)")
     p.add_argument("--warmup", type=float, nargs=2, default=space.warmup_fraction, metavar=("LO", "HI"),
                    help="warmup fraction")
@@ -84,23 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-decay", type=float, nargs=2, default=space.lr_decay, metavar=("LO", "HI"),
                    help="dnaHNet: share of the excess multiplier (over 1) kept from one stage to the next inward")
     p.add_argument("--no-progress", action="store_true", help="hide the per-trial progress bars")
-    configure.add_override_argument(p, "settings", help="a fixed setting for every trial, e.g. --set "
+    run_config.add_override_argument(p, "settings", help="a fixed setting for every trial, e.g. --set "
                                     "data.n_val_windows=32 (repeatable; a bare SECTION.KEY=VALUE anywhere is the same)")
     return p
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line: options, and fixed settings as `--set SECTION.KEY=VALUE` or bare, in any position."""
-    return configure.parse_args_with_overrides(build_parser(), argv, dest="settings")
+    return run_config.parse_args_with_overrides(build_parser(), argv, dest="settings")
 
 
 def tagged_train_run(study: str, budget: float):
-    """`tuning.train_run` tagging each trial's tracker runs (train.loggers) with the study, budget and trial."""
+    """`optuna_study.train_run` tagging each trial's tracker runs (train.loggers) with the study, budget and trial."""
 
     def run(family, model_cfg, train_cfg, data_cfg, run_dir, **kwargs):
         # trials live in OUT/trials/<trial>: the study's MLflow store is OUT/mlflow.db
         tags = sweep_tags(study, budget, Path(run_dir).name, sweep_dir=Path(run_dir).parent.parent)
-        return tuning.train_run(family, model_cfg, train_cfg, data_cfg, run_dir, tags=tags, **kwargs)
+        return optuna_study.train_run(family, model_cfg, train_cfg, data_cfg, run_dir, tags=tags, **kwargs)
 
     return run
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--out {out}: is a file, not a directory")
         if not args.budget > 0:
             raise ValueError(f"--budget must be a positive number of FLOPs, got {args.budget}")
-        settings = configure.parse_overrides(args.settings, "setting")
+        settings = run_config.parse_overrides(args.settings, "setting")
         base = {"model": settings.model, "train": settings.train, "data": settings.data}
         for key in ("max_steps", "val_every"):
             if key in base["train"]:
@@ -138,10 +138,10 @@ def main(argv: list[str] | None = None) -> int:
             base["data"]["seq_len"] = args.seq_len
         if args.data_dir is not None:
             base["data"]["data_dir"] = args.data_dir
-        space = tuning.SearchSpace(lr=args.lr, warmup_fraction=args.warmup, weight_decay=args.weight_decay,
+        space = optuna_study.SearchSpace(lr=args.lr, warmup_fraction=args.warmup, weight_decay=args.weight_decay,
                                    batch_size=args.batch_sizes, alpha=args.alpha, lr_outer=args.lr_outer,
                                    lr_decay=args.lr_decay)
-        spec = tuning.TuneSpec(args.model, args.preset, args.variant, args.budget, args.evals, space, base)
+        spec = optuna_study.TuneSpec(args.model, args.preset, args.variant, args.budget, args.evals, space, base)
         from dnahnet.train import check_configs, check_model_builds
 
         base_model, train_cfg, base_data = spec.base_configs()
@@ -152,9 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("train.devices / train.num_nodes: a trial trains on one device; to use more devices, "
                              "start one worker per device on the same --storage (e.g. CUDA_VISIBLE_DEVICES=k)")
         check_trackers(train_cfg.loggers)  # train.loggers=...: a tracker package not installed
-        name = args.study or tuning.default_study_name(spec)
+        name = args.study or optuna_study.default_study_name(spec)
         # Bad family/preset/variant/setting or a budget too small: fail here, before any file is written.
-        objective = tuning.make_objective(spec, out, progress=not args.no_progress,
+        objective = optuna_study.make_objective(spec, out, progress=not args.no_progress,
                                           train_fn=tagged_train_run(name, args.budget))
         out.mkdir(parents=True, exist_ok=True)
         storage = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
@@ -169,23 +169,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # SIGTERM / SIGINT set a flag, read between trials and at each training step (never an exception raised
     # from inside a signal handler); the study stops there and a rerun continues it.
-    with tuning.STOP.installed():
+    with optuna_study.STOP.installed():
         try:
-            tuning.optimize(study, objective, args.trials)
-        except tuning.TuneStopped as exc:
-            done = len(tuning.finished_trials(study))
+            optuna_study.optimize(study, objective, args.trials)
+        except optuna_study.TuneStopped as exc:
+            done = len(optuna_study.finished_trials(study))
             print(f"stopped: study {study.study_name!r} in {out}: {exc}; {done} of {args.trials} trials finished; "
                   "rerun the same command to continue the study (an interrupted trial resumes its run)",
                   file=sys.stderr)
-            return tuning.STOP.exit_code if tuning.STOP else 130
-    tuning.write_outputs(study, spec, out)
+            return optuna_study.STOP.exit_code if optuna_study.STOP else 130
+    optuna_study.write_outputs(study, spec, out)
     return 0
 
 
 def _open_study(args, spec, storage: str, name: str):
-    """tuning.open_study, with a bad --storage URL (unknown database, unreachable server) as ValueError."""
+    """optuna_study.open_study, with a bad --storage URL (unknown database, unreachable server) as ValueError."""
     try:
-        return tuning.open_study(spec, storage, name, seed=args.seed, pruner=args.pruner,
+        return optuna_study.open_study(spec, storage, name, seed=args.seed, pruner=args.pruner,
                                  pruner_startup=args.pruner_startup, sampler_startup=args.sampler_startup,
                                  heartbeat=args.heartbeat, prune_from=args.prune_from)
     except (ValueError, KeyError, FileNotFoundError):

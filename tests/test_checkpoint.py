@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _lightning_like(model, family: str, cfg, step: int) -> dict:
-    from dnahnet import config as cfglib
+    from dnahnet import typed_config as cfglib
 
     return {"global_step": step, "hyper_parameters": {"family": family, "model_config": cfglib.to_dict(cfg)},
             "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}

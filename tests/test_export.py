@@ -12,8 +12,8 @@ import torch
 import yaml
 
 import dnahnet
-from dnahnet import config as cfglib
 from dnahnet import export as ex
+from dnahnet import typed_config as cfglib
 from dnahnet.checkpoint import CheckpointError, load_model
 from dnahnet.registry import build_model_from_config, get_config
 

@@ -18,7 +18,7 @@ from dnahnet.family import FamilySearch, Recipe, SearchDimension, SizeRule, fixe
 from dnahnet.nn import LanguageModel, LMOutput
 from dnahnet.tokenizer import VOCAB_SIZE
 from sweeps import ladders as lad
-from sweeps import tuning
+from sweeps import optuna_study
 
 
 # ------------------------------------------------------------------------------------ the toy family
@@ -106,13 +106,13 @@ def test_a_family_registered_in_one_call_gets_a_ladder(toy_family):
 
 def test_a_family_registered_in_one_call_is_tuned_over_its_own_dimension(toy_family):
     base = registry.get_config("toy")
-    study = optuna.create_study(sampler=tuning.TrialSeededTPESampler(seed=0))
-    study.optimize(lambda t: tuning.suggest(t, tuning.SearchSpace(), "toy", base)["lr"], n_trials=3)
+    study = optuna.create_study(sampler=optuna_study.TrialSeededTPESampler(seed=0))
+    study.optimize(lambda t: optuna_study.suggest(t, optuna_study.SearchSpace(), "toy", base)["lr"], n_trials=3)
     for trial in study.trials:
         assert set(trial.params) == {"lr", "warmup_fraction", "weight_decay", "batch_size", "toy_logit_scale"}
         assert 0.5 <= trial.params["toy_logit_scale"] <= 2.0
         assert trial.distributions["toy_logit_scale"] == optuna.distributions.FloatDistribution(0.5, 2.0, log=True)
-        overrides = tuning.overrides_from_params(trial.params, "toy", base)
+        overrides = optuna_study.overrides_from_params(trial.params, "toy", base)
         assert overrides["model"] == {"logit_scale": trial.params["toy_logit_scale"]}
         model = registry.build_model("toy", "tiny", **overrides["model"])
         assert model.config.logit_scale == trial.params["toy_logit_scale"]

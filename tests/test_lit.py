@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import dnahnet
-from dnahnet import config as cfglib
+from dnahnet import typed_config as cfglib
 from dnahnet.lit import LitLM, TrainConfig, param_groups
 
 

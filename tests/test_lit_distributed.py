@@ -27,7 +27,7 @@ def _script(argv=None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from dnahnet import config as cfglib
+    from dnahnet import typed_config as cfglib
     from dnahnet.data import DataConfig
     from dnahnet.lit import LitLM, TrainConfig
     from dnahnet.registry import get_config

@@ -349,7 +349,7 @@ def test_config_errors_name_the_field():
 
 
 def test_config_yaml_round_trip_and_string_layout():
-    from dnahnet import config as cfglib
+    from dnahnet import typed_config as cfglib
     from dnahnet.registry import config_from_dict
 
     cfg = get_config("dnahnet", "tiny", "3,2", alpha="0.01", layout="[m1, [T1m1, [T3], m1T1], m1]")

@@ -1,6 +1,6 @@
 """One override grammar for every command that takes settings (`python -m dnahnet.train`, `sweeps/isoflop.py`,
 `sweeps/tune.py`): `--set SECTION.KEY=VALUE` (repeatable) or a bare `SECTION.KEY=VALUE`, in any position
-(`dnahnet.configure.parse_args_with_overrides`); anything else unrecognised is a usage error, exit 2."""
+(`dnahnet.run_config.parse_args_with_overrides`); anything else unrecognised is a usage error, exit 2."""
 
 from __future__ import annotations
 

@@ -98,7 +98,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, rank):
 
 # ---------------------------------------------------------------------- run identity: one rule
 def _resolved(family="transformer", **sections):
-    from dnahnet import config as cfglib
+    from dnahnet import typed_config as cfglib
     from dnahnet.data import DataConfig
     from dnahnet.lit import TrainConfig
     from dnahnet.registry import get_config
@@ -131,7 +131,7 @@ def test_every_field_not_marked_neutral_is_part_of_a_runs_identity(section):
     makes `config_differences` name it (sweeps use the same rule: `sweeps.runner.identity_differences`)."""
     import dataclasses
 
-    from dnahnet import config as cfglib
+    from dnahnet import typed_config as cfglib
     from dnahnet.data import DataConfig
     from dnahnet.lit import TrainConfig
     from dnahnet.rundir import config_differences
@@ -161,7 +161,7 @@ def test_every_field_not_marked_neutral_is_part_of_a_runs_identity(section):
 def test_neutral_fields_are_only_those_that_do_not_change_what_a_run_computes():
     import dataclasses
 
-    from dnahnet import config as cfglib
+    from dnahnet import typed_config as cfglib
     from dnahnet.data import DataConfig
     from dnahnet.lit import TrainConfig
     from dnahnet.registry import get_family

@@ -281,10 +281,10 @@ def test_wandb_goes_offline_without_a_server(monkeypatch):
 
 
 def test_tune_tags_each_trial_with_its_study_and_budget(monkeypatch, tmp_path):
-    from sweeps import tune, tuning
+    from sweeps import optuna_study, tune
 
     seen = {}
-    monkeypatch.setattr(tuning, "train_run", lambda *args, **kwargs: seen.update(args=args, kwargs=kwargs) or "done")
+    monkeypatch.setattr(optuna_study, "train_run", lambda *args, **kwargs: seen.update(args=args, kwargs=kwargs) or "done")
     run = tune.tagged_train_run("dnahnet-tiny-3e11", 3e11)
     assert run("dnahnet", "m", "t", "d", tmp_path / "trials" / "trial_4", progress=False) == "done"
     assert seen["args"] == ("dnahnet", "m", "t", "d", tmp_path / "trials" / "trial_4")

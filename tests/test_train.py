@@ -13,8 +13,8 @@ import yaml
 from lightning.pytorch.strategies import ModelParallelStrategy
 
 import dnahnet
-from dnahnet import config as cfglib
 from dnahnet import train as trainlib
+from dnahnet import typed_config as cfglib
 from dnahnet.checkpoint import find_resume_point
 from dnahnet.lit import LitLM, TrainConfig
 from dnahnet.rundir import config_differences
@@ -167,7 +167,7 @@ def test_older_config_without_the_new_keys_is_the_same_run():
            "train": {"accumulate_grad_batches": 1, "activation_checkpointing": True}}
     old = {**new, "train": {}}
     assert config_differences(old, new) == []
-    # accumulation is a factor of the global batch (dnahnet.config.GLOBAL_BATCH): absent means 1
+    # accumulation is a factor of the global batch (dnahnet.typed_config.GLOBAL_BATCH): absent means 1
     assert config_differences(old, {**new, "train": {"accumulate_grad_batches": 2}}) \
         == ["global batch (data.batch_size x train.devices x train.num_nodes x train.accumulate_grad_batches): "
             "8 -> 16"]

@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from dnahnet import config as cfglib
+from dnahnet import typed_config as cfglib
 from dnahnet.data.ingest import contents_key, discover_inputs, prepare_store
 from dnahnet.data.paths import default_inputs, resolve_data_dir
 from dnahnet.data.splits import DEFAULT_HOLDOUT, HOLDOUT, TEST, TRAIN, VAL, SplitConfig

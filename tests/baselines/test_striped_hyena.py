@@ -11,9 +11,9 @@ from torch.utils.flop_counter import FlopCounterMode
 import dnahnet
 from baselines.hyena import HyenaOperator
 from baselines.striped_hyena import StripedHyenaConfig
-from dnahnet.config import to_dict
 from dnahnet.nn import Attention
 from dnahnet.registry import config_from_dict
+from dnahnet.typed_config import to_dict
 
 
 def randomized(model):

@@ -40,7 +40,7 @@ def _data_config(data_dir: Path, store_dir: Path):
 def _lit(weights: Path | None = None):
     import torch
 
-    from dnahnet import config as cfglib
+    from dnahnet import typed_config as cfglib
     from dnahnet.lit import LitLM, TrainConfig
     from dnahnet.registry import get_config
 
@@ -58,7 +58,7 @@ def _validate(devices: int, strategy: str, data_dir: Path, store_dir: Path, weig
     rank 0 writes the gathered per-window losses (as `dnahnet.train` writes a run's val_windows.csv)."""
     import lightning as L
 
-    from dnahnet import config as cfglib
+    from dnahnet import typed_config as cfglib
     from dnahnet.data import GenomeDataModule
     from dnahnet.lit import TrainConfig
     from dnahnet.train import _strategy

@@ -80,7 +80,7 @@ def _export(folder: Path, family: str, seed: int, data: dict | None = None) -> N
     """An exported untrained tiny model (dnahnet.export's format)."""
     from safetensors.torch import save_model
 
-    from dnahnet import config as cfglib
+    from dnahnet import typed_config as cfglib
     from dnahnet.export import FORMAT, FORMAT_VERSION
     from dnahnet.registry import build_model_from_config, get_config
 

@@ -33,7 +33,7 @@ STEPS = 40
 
 def _train_one(family: str, devices: int, strategy: str, out: Path) -> dict:
     """Train one tiny run with `train_run` on the deterministic data; returns its RunResult as a dict."""
-    from dnahnet import config as cfglib
+    from dnahnet import typed_config as cfglib
     from dnahnet.data import DataConfig
     from dnahnet.lit import TrainConfig
     from dnahnet.registry import get_config

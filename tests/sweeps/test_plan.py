@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dnahnet.configure import Overrides, steps_for_budget
+from dnahnet.run_config import Overrides, steps_for_budget
 from sweeps import ladders as lad
 from sweeps.plan import (
     budget_tag,

@@ -1,4 +1,4 @@
-"""The Optuna tuner (sweeps/tune.py, sweeps/tuning.py): equal-compute trials, resume, pruning, failures,
+"""The Optuna tuner (sweeps/tune.py, sweeps/optuna_study.py): equal-compute trials, resume, pruning, failures,
 shared studies, and the best-configuration file.
 
 Trials train the tiny Transformer on a small random-DNA corpus at 64 nt, a few dozen steps each.
@@ -22,11 +22,11 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
-from dnahnet import config as cfglib
+from dnahnet import typed_config as cfglib
 from dnahnet.lit import TrainConfig
 from dnahnet.model import chunking_stages, stage_multipliers
 from dnahnet.registry import build_model_from_config, get_config
-from sweeps import tune, tuning
+from sweeps import optuna_study, tune
 from sweeps.ladders import measure
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,14 +70,14 @@ def test_flops_per_token_and_plan_steps():
     assert measure("transformer", cfg, SEQ_LEN).flops_per_token == FPT
     assert build_model_from_config("transformer", cfg).flops_per_token(SEQ_LEN).training == FPT  # real build
     # steps = budget / (FLOPs/token x tokens/step), a multiple of the validations; (steps, global batch)
-    assert tuning.plan_steps(BUDGET, FPT, 8, SEQ_LEN, EVALS) == (8, 8)
-    assert tuning.plan_steps(BUDGET, FPT, 4, SEQ_LEN, EVALS) == (16, 4)
+    assert optuna_study.plan_steps(BUDGET, FPT, 8, SEQ_LEN, EVALS) == (8, 8)
+    assert optuna_study.plan_steps(BUDGET, FPT, 4, SEQ_LEN, EVALS) == (16, 4)
     # 12.8 steps at batch 5: 12 would spend 6% less than the budget, 16 25% more; the planner's rule moves
     # the batch instead (to 4: 16 steps, exact).
-    assert tuning.plan_steps(BUDGET, FPT, 5, SEQ_LEN, EVALS) == (16, 4)
-    assert tuning.plan_steps(1e12, 1e6, 1, 1000, 3) == (999, 1)  # 1000 -> nearest multiple of 3 (0.1% off)
+    assert optuna_study.plan_steps(BUDGET, FPT, 5, SEQ_LEN, EVALS) == (16, 4)
+    assert optuna_study.plan_steps(1e12, 1e6, 1, 1000, 3) == (999, 1)  # 1000 -> nearest multiple of 3 (0.1% off)
     with pytest.raises(ValueError, match="--budget"):
-        tuning.plan_steps(BUDGET, FPT, 8, SEQ_LEN, evals=9)
+        optuna_study.plan_steps(BUDGET, FPT, 8, SEQ_LEN, evals=9)
 
 
 @pytest.mark.parametrize("world", [1, 2])
@@ -89,7 +89,7 @@ def test_plan_steps_spends_the_budget_within_two_percent(world):
         for batch in range(world, 33, world):
             budget = budget_steps * 8 * SEQ_LEN * FPT
             try:
-                steps, new_batch = tuning.plan_steps(budget, FPT, batch, SEQ_LEN, EVALS, world)
+                steps, new_batch = optuna_study.plan_steps(budget, FPT, batch, SEQ_LEN, EVALS, world)
             except ValueError as exc:  # too few steps for this batch, or no batch nearby lands within 2%
                 assert "--budget" in str(exc)
                 continue
@@ -108,7 +108,7 @@ def test_dnahnet_multipliers_reach_the_model():
         assert chunking_stages(base) == stages
         params = {"lr": 1e-3, "warmup_fraction": 0.05, "weight_decay": 0.1, "batch_size": 8, "alpha": 0.01,
                   "lr_outer": 3.0, "lr_decay": 0.5}
-        over = tuning.overrides_from_params(params, "dnahnet", base)
+        over = optuna_study.overrides_from_params(params, "dnahnet", base)
         assert over["model"]["lr_multipliers"] == ([3.0, 2.0, 1.0] if stages == 2 else [3.0, 1.0])
         cfg = cfglib.replace(base, **over["model"])
         with torch.device("meta"):
@@ -118,7 +118,7 @@ def test_dnahnet_multipliers_reach_the_model():
         assert max(model.lr_multipliers().values()) == 3.0  # the outermost stage (and embeddings)
 
 
-def _suggest_as_stored_studies_drew(trial: optuna.Trial, space: tuning.SearchSpace, family: str, stages: int):
+def _suggest_as_stored_studies_drew(trial: optuna.Trial, space: optuna_study.SearchSpace, family: str, stages: int):
     """The tuner's draws as studies stored before families registered their search dimensions made them
     (written out by hand): names, ranges, log scales and order of the `suggest_*` calls."""
     trial.suggest_float("lr", *space.lr, log=True)
@@ -138,20 +138,20 @@ def _suggest_as_stored_studies_drew(trial: optuna.Trial, space: tuning.SearchSpa
 def test_seeded_draws_and_overrides_are_those_of_stored_studies(family, variant, stages):
     """Seeded TPE draws the same trials (names, distributions, order) as the tuner before the families' search
     dimensions were registered data, and a trial's values give the same overrides."""
-    space = tuning.SearchSpace(alpha=(0.005, 0.04))  # a command-line range replaces the default
+    space = optuna_study.SearchSpace(alpha=(0.005, 0.04))  # a command-line range replaces the default
 
     def trials(suggest) -> list[optuna.trial.FrozenTrial]:
-        study = optuna.create_study(sampler=tuning.TrialSeededTPESampler(seed=3, n_startup_trials=2))
+        study = optuna.create_study(sampler=optuna_study.TrialSeededTPESampler(seed=3, n_startup_trials=2))
         study.optimize(lambda t: suggest(t)["lr"], n_trials=4)  # past the startup: TPE's own draws too
         return study.trials
 
     base = get_config(family, "tiny", variant)
-    now = trials(lambda t: tuning.suggest(t, space, family, base))
+    now = trials(lambda t: optuna_study.suggest(t, space, family, base))
     before = trials(lambda t: _suggest_as_stored_studies_drew(t, space, family, stages))
     assert [t.params for t in now] == [t.params for t in before]
     assert [t.distributions for t in now] == [t.distributions for t in before]
     for t in now:
-        over = tuning.overrides_from_params(t.params, family, base)
+        over = optuna_study.overrides_from_params(t.params, family, base)
         if family == "dnahnet":
             assert 0.005 <= t.params["alpha"] <= 0.04 and ("lr_decay" in t.params) == (stages == 2)
             assert over["model"] == {"alpha": t.params["alpha"], "lr_multipliers": stage_multipliers(
@@ -162,8 +162,8 @@ def test_seeded_draws_and_overrides_are_those_of_stored_studies(family, variant,
 
 def test_trial_seeded_sampler_is_reproducible_and_distinct():
     def draws(n: int, seed: int) -> list[dict]:
-        study = optuna.create_study(sampler=tuning.TrialSeededTPESampler(seed=seed, n_startup_trials=10))
-        study.optimize(lambda t: tuning.suggest(t, tuning.SearchSpace(), "dnahnet", get_config("dnahnet"))["lr"], n_trials=n)
+        study = optuna.create_study(sampler=optuna_study.TrialSeededTPESampler(seed=seed, n_startup_trials=10))
+        study.optimize(lambda t: optuna_study.suggest(t, optuna_study.SearchSpace(), "dnahnet", get_config("dnahnet"))["lr"], n_trials=n)
         return [t.params for t in study.trials]
 
     first, again = draws(3, seed=0), draws(3, seed=0)
@@ -171,10 +171,10 @@ def test_trial_seeded_sampler_is_reproducible_and_distinct():
     assert len({p["lr"] for p in first}) == 3  # distinct trials
     assert draws(1, seed=1)[0] != first[0]
     # a fresh process continuing a study draws what one uninterrupted process would have drawn
-    study = optuna.create_study(sampler=tuning.TrialSeededTPESampler(seed=0, n_startup_trials=10))
-    study.optimize(lambda t: tuning.suggest(t, tuning.SearchSpace(), "dnahnet", get_config("dnahnet"))["lr"], n_trials=2)
-    study.sampler = tuning.TrialSeededTPESampler(seed=0, n_startup_trials=10)
-    study.optimize(lambda t: tuning.suggest(t, tuning.SearchSpace(), "dnahnet", get_config("dnahnet"))["lr"], n_trials=1)
+    study = optuna.create_study(sampler=optuna_study.TrialSeededTPESampler(seed=0, n_startup_trials=10))
+    study.optimize(lambda t: optuna_study.suggest(t, optuna_study.SearchSpace(), "dnahnet", get_config("dnahnet"))["lr"], n_trials=2)
+    study.sampler = optuna_study.TrialSeededTPESampler(seed=0, n_startup_trials=10)
+    study.optimize(lambda t: optuna_study.suggest(t, optuna_study.SearchSpace(), "dnahnet", get_config("dnahnet"))["lr"], n_trials=1)
     assert study.trials[2].params == first[2]
 
 
@@ -289,10 +289,10 @@ def test_isoflop_accepts_best_overrides(resumed_study, tmp_path):
 
 
 # ----------------------------------------------------------------------------------- failures
-def two_step_spec(corpus) -> tuning.TuneSpec:
+def two_step_spec(corpus) -> optuna_study.TuneSpec:
     """A study of short trials (two validations, batch 8) on the test corpus."""
-    return tuning.TuneSpec("transformer", "tiny", None, BUDGET / 2, evals=2,
-                           space=tuning.SearchSpace(batch_size=(8,), lr=(3e-3, 2e-2)),
+    return optuna_study.TuneSpec("transformer", "tiny", None, BUDGET / 2, evals=2,
+                           space=optuna_study.SearchSpace(batch_size=(8,), lr=(3e-3, 2e-2)),
                            base={"model": {}, "train": {}, "data": {
                                "seq_len": SEQ_LEN, "n_val_windows": 2, "data_dir": str(corpus["data"]),
                                "store_dir": str(corpus["store"])}})
@@ -307,38 +307,38 @@ def test_a_diverged_trial_fails_and_the_study_goes_on(corpus, tmp_path):
         calls.append(Path(args[4]).name)
         if len(calls) == 2:
             raise FloatingPointError("non-finite training loss nan at step 3")
-        return tuning.train_run(*args, **kwargs)
+        return optuna_study.train_run(*args, **kwargs)
 
-    study = tuning.open_study(spec, f"sqlite:///{tmp_path / 'study.db'}", "nan", pruner="none")
-    tuning.optimize(study, tuning.make_objective(spec, tmp_path, progress=False, train_fn=train_fn), n_trials=3)
+    study = optuna_study.open_study(spec, f"sqlite:///{tmp_path / 'study.db'}", "nan", pruner="none")
+    optuna_study.optimize(study, optuna_study.make_objective(spec, tmp_path, progress=False, train_fn=train_fn), n_trials=3)
     states = [t.state for t in study.trials]
     assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
     assert "FloatingPointError" in study.trials[1].user_attrs["error"]
     assert calls == ["trial_0", "trial_1", "trial_2"]
-    assert len(tuning.finished_trials(study)) == 3  # the failure counts toward --trials
+    assert len(optuna_study.finished_trials(study)) == 3  # the failure counts toward --trials
     with pytest.raises(ValueError, match="budget"):  # the same study for another budget is refused
-        tuning.open_study(tuning.TuneSpec(**{**spec.__dict__, "budget": BUDGET}),
+        optuna_study.open_study(optuna_study.TuneSpec(**{**spec.__dict__, "budget": BUDGET}),
                           f"sqlite:///{tmp_path / 'study.db'}", "nan")
 
 
 def test_an_interrupted_trial_is_queued_again_in_its_run_directory(corpus, tmp_path):
     spec = two_step_spec(corpus)
-    study = tuning.open_study(spec, f"sqlite:///{tmp_path / 'study.db'}", "ctrl-c", pruner="none")
+    study = optuna_study.open_study(spec, f"sqlite:///{tmp_path / 'study.db'}", "ctrl-c", pruner="none")
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        tuning.optimize(study, tuning.make_objective(spec, tmp_path, progress=False, train_fn=interrupted), 1)
+        optuna_study.optimize(study, optuna_study.make_objective(spec, tmp_path, progress=False, train_fn=interrupted), 1)
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]
-    assert len(tuning.finished_trials(study)) == 0
+    assert len(optuna_study.finished_trials(study)) == 0
     dirs = []
 
     def record(*args, **kwargs):
         dirs.append(Path(args[4]).name)
-        return tuning.train_run(*args, **kwargs)
+        return optuna_study.train_run(*args, **kwargs)
 
-    tuning.optimize(study, tuning.make_objective(spec, tmp_path, progress=False, train_fn=record), 1)
+    optuna_study.optimize(study, optuna_study.make_objective(spec, tmp_path, progress=False, train_fn=record), 1)
     first, retry = study.trials
     assert retry.state == TrialState.COMPLETE and retry.params == first.params
     assert dirs == ["trial_0"] and (tmp_path / "trials" / "trial_0" / "result.json").exists()
@@ -403,10 +403,10 @@ def test_a_dead_workers_trial_is_retried_and_resumes_its_run(corpus, tmp_path, c
 
 
 def test_stripedhyena_trials_build_their_mr_decay_over_the_trials_context():
-    spec = tuning.TuneSpec("stripedhyena", "tiny", None, 1e9, base={"model": {}, "train": {}, "data": {"seq_len": 96}})
+    spec = optuna_study.TuneSpec("stripedhyena", "tiny", None, 1e9, base={"model": {}, "train": {}, "data": {"seq_len": 96}})
     model, _, data = spec.base_configs()
     assert model.l_train == data.seq_len == 96
-    explicit = tuning.TuneSpec("stripedhyena", "tiny", None, 1e9,
+    explicit = optuna_study.TuneSpec("stripedhyena", "tiny", None, 1e9,
                                base={"model": {"l_train": 500}, "train": {}, "data": {"seq_len": 96}})
     assert explicit.base_configs()[0].l_train == 500
 
@@ -423,7 +423,7 @@ def test_the_logged_batch_is_the_trained_one_when_the_budget_moves_it(corpus, tm
     args[args.index("--budget") + 1] = repr(budget)
     i = args.index("--batch-sizes")
     args[i + 1 : i + 3] = ["8"]
-    with caplog.at_level(logging.INFO, logger="sweeps.tuning"):
+    with caplog.at_level(logging.INFO, logger="sweeps.optuna_study"):
         assert tune.main(args) == 0
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("trial 0:")]
     assert "'batch_size': 7" in line and "suggested 8" in line, line
@@ -448,7 +448,7 @@ def test_sigterm_between_trials_stops_the_study_before_the_next_trial(corpus, tm
         os.kill(os.getpid(), signal.SIGTERM)  # delivered now, in this (the main) thread
         return RunResult("ok", 1.3, 1.9, 1000, 1e9, 1e9, 100, 50, train_cfg.max_steps, 1.0)
 
-    monkeypatch.setattr(tuning, "train_run", one_run_then_sigterm)
+    monkeypatch.setattr(optuna_study, "train_run", one_run_then_sigterm)
     before = signal.getsignal(signal.SIGTERM)
     code = tune.main(cli_args(corpus, tmp_path / "study", 3))
     err = capsys.readouterr().err
@@ -474,20 +474,20 @@ def test_sigterm_inside_a_trial_stops_at_a_step_and_the_rerun_trains_it_again(co
                 os.kill(os.getpid(), signal.SIGTERM)
 
     spec = two_step_spec(corpus)
-    study = tuning.open_study(spec, f"sqlite:///{tmp_path / 'study.db'}", "sigterm", pruner="none")
+    study = optuna_study.open_study(spec, f"sqlite:///{tmp_path / 'study.db'}", "sigterm", pruner="none")
     dirs = []
 
     def train_fn(*args, callbacks=(), **kwargs):
         dirs.append(Path(args[4]).name)
         extra = [SigtermAtStep2()] if len(dirs) == 1 else []
-        return tuning.train_run(*args, callbacks=[*callbacks, *extra], **kwargs)
+        return optuna_study.train_run(*args, callbacks=[*callbacks, *extra], **kwargs)
 
-    with tuning.STOP.installed(), pytest.raises(tuning.TuneStopped, match="SIGTERM at step 2"):
-        tuning.optimize(study, tuning.make_objective(spec, tmp_path, progress=False, train_fn=train_fn), 1)
+    with optuna_study.STOP.installed(), pytest.raises(optuna_study.TuneStopped, match="SIGTERM at step 2"):
+        optuna_study.optimize(study, optuna_study.make_objective(spec, tmp_path, progress=False, train_fn=train_fn), 1)
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]
     assert not (tmp_path / "trials" / "trial_0" / "result.json").exists()
-    with tuning.STOP.installed():
-        tuning.optimize(study, tuning.make_objective(spec, tmp_path, progress=False, train_fn=train_fn), 1)
+    with optuna_study.STOP.installed():
+        optuna_study.optimize(study, optuna_study.make_objective(spec, tmp_path, progress=False, train_fn=train_fn), 1)
     assert dirs == ["trial_0", "trial_0"] and study.trials[1].state == TrialState.COMPLETE
     assert (tmp_path / "trials" / "trial_0" / "result.json").exists()
 
@@ -499,18 +499,18 @@ def test_a_study_is_reopened_under_the_one_identity_rule_of_runs_and_sweeps(corp
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     spec = two_step_spec(corpus)
-    tuning.open_study(spec, storage, "same", pruner="none")
-    with_base = lambda data: tuning.TuneSpec(**{**spec.__dict__, "base": {**spec.base, "data": {**spec.base["data"], **data}}})
+    optuna_study.open_study(spec, storage, "same", pruner="none")
+    with_base = lambda data: optuna_study.TuneSpec(**{**spec.__dict__, "base": {**spec.base, "data": {**spec.base["data"], **data}}})
     with pytest.raises(ValueError, match=r"data\.rc_prob"):
-        tuning.open_study(with_base({"rc_prob": 0.0}), storage, "same")
+        optuna_study.open_study(with_base({"rc_prob": 0.0}), storage, "same")
     moved = tmp_path / "moved"
     shutil.copytree(corpus["data"], moved)
-    tuning.open_study(with_base({"data_dir": str(moved)}), storage, "same")  # paths may differ between workers
+    optuna_study.open_study(with_base({"data_dir": str(moved)}), storage, "same")  # paths may differ between workers
     genome = moved / "genomes" / "g0.fna"
     genome.write_text(genome.read_text().replace("A", "C", 50))
     with pytest.raises(ValueError, match="data_key"):
-        tuning.open_study(with_base({"data_dir": str(moved)}), storage, "same")
+        optuna_study.open_study(with_base({"data_dir": str(moved)}), storage, "same")
     # A study stored before `run` existed is compared by its fixed settings as given.
     legacy = {k: v for k, v in spec.identity().items() if k != "run"}
-    assert tuning.identity_differences(legacy, spec.identity()) == []
-    assert tuning.identity_differences(legacy, with_base({"rc_prob": 0.0}).identity())
+    assert optuna_study.identity_differences(legacy, spec.identity()) == []
+    assert optuna_study.identity_differences(legacy, with_base({"rc_prob": 0.0}).identity())

@@ -5,7 +5,7 @@ directory `OUT/trials/trial_<n>`, trained for exactly the budget:
 
     steps = budget / (training FLOPs per token x tokens per step)
 
-rounded by the isoFLOP planner's rule (`dnahnet.configure.steps_for_budget`): planned FLOPs within 2% of
+rounded by the isoFLOP planner's rule (`dnahnet.run_config.steps_for_budget`): planned FLOPs within 2% of
 the budget, the batch moved (0.75x-1.33x) when rounding alone misses by more than 1% -- here with steps a
 multiple of `evals`, the number of validations per trial. Validation k (k = 1..evals) therefore happens
 after the fraction k / evals of the budget in every trial, whatever its batch size, and is reported to
@@ -42,8 +42,8 @@ from lightning.pytorch.callbacks import Callback
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from dnahnet import config as cfglib
-from dnahnet import configure
+from dnahnet import run_config
+from dnahnet import typed_config as cfglib
 from dnahnet.family import SearchDimension
 from dnahnet.fileio import atomic_savefig, atomic_write_text
 from dnahnet.registry import get_family
@@ -51,7 +51,7 @@ from dnahnet.rundir import TrainingStopped, config_differences
 from dnahnet.train import resolved_config, train_run
 from sweeps.ladders import measure
 
-log = logging.getLogger("sweeps.tuning")
+log = logging.getLogger("sweeps.optuna_study")
 
 # Exceptions that fail one trial and let the study go on: a diverged run (the training loop raises
 # FloatingPointError on a non-finite loss) or a batch that does not fit in memory.
@@ -139,7 +139,7 @@ def overrides_from_params(params: dict[str, Any], family: str, model_cfg) -> dic
 def plan_steps(budget: float, flops_per_token: float, batch: int, seq_len: int, evals: int,
                world: int = 1) -> tuple[int, int]:
     """(optimizer steps, global batch in windows) that spend `budget` training FLOPs: the planner's rule
-    (`dnahnet.configure.steps_for_budget`) with steps a multiple of `evals`. Rounding that misses the
+    (`dnahnet.run_config.steps_for_budget`) with steps a multiple of `evals`. Rounding that misses the
     budget by more than 1% moves the batch (0.75x-1.33x, a multiple of `world`; logged); planned FLOPs =
     steps x batch x seq_len x flops_per_token lie within 2% of the budget, else a ValueError."""
     raw = budget / flops_per_token / (batch * seq_len)
@@ -149,12 +149,12 @@ def plan_steps(budget: float, flops_per_token: float, batch: int, seq_len: int, 
             f"{flops_per_token:.3g} training FLOPs/token; need at least --evals {evals} steps: raise --budget "
             f"to >= {evals * flops_per_token * batch * seq_len:.3g}"
         )
-    spent = configure.steps_for_budget(budget, flops_per_token, batch, seq_len, world, step_multiple=evals,
+    spent = run_config.steps_for_budget(budget, flops_per_token, batch, seq_len, world, step_multiple=evals,
                                        warn_on_move=True)
-    if spent.error > configure.TOLERANCE:
+    if spent.error > run_config.TOLERANCE:
         raise ValueError(
             f"--budget {budget:.3g} FLOPs: no batch near {batch} windows spends it within "
-            f"{configure.TOLERANCE:.0%} in a multiple of --evals {evals} steps (best: {spent.steps} steps of "
+            f"{run_config.TOLERANCE:.0%} in a multiple of --evals {evals} steps (best: {spent.steps} steps of "
             f"{spent.batch} windows, {spent.error:.1%} off); change --budget or --evals"
         )
     return spent.steps, spent.batch
@@ -343,22 +343,22 @@ class TuneSpec:
     space: SearchSpace = field(default_factory=SearchSpace)
     base: dict[str, dict[str, Any]] = field(default_factory=lambda: {"model": {}, "train": {}, "data": {}})
 
-    def base_overrides(self) -> configure.Overrides:
+    def base_overrides(self) -> run_config.Overrides:
         """The fixed settings (`base`) as overrides."""
-        out = configure.Overrides()
+        out = run_config.Overrides()
         for section, values in self.base.items():
             for key, value in values.items():
                 out.update(section, key, value, "setting")
         return out
 
-    def configs(self, trial_overrides: dict[str, dict[str, Any]] | None = None) -> configure.RunConfigs:
+    def configs(self, trial_overrides: dict[str, dict[str, Any]] | None = None) -> run_config.RunConfigs:
         """The configs of a trial: preset, variant, the fixed settings, then the trial's values (and run
         length); without `trial_overrides`, the configs before the searched values."""
         overrides = self.base_overrides()
         for section, values in (trial_overrides or {}).items():
             for key, value in values.items():
                 overrides.update(section, key, value, "trial")
-        return configure.resolve(self.family, self.preset, self.variant, overrides)
+        return run_config.resolve(self.family, self.preset, self.variant, overrides)
 
     def base_configs(self):
         """(model, train, data) configs before the searched values: preset, variant and fixed settings."""

@@ -1,4 +1,4 @@
-"""The one configuration path (dnahnet/configure.py): override parsing, config assembly, budget -> steps."""
+"""The one configuration path (dnahnet/run_config.py): override parsing, config assembly, budget -> steps."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dnahnet import configure
-from dnahnet.configure import TOLERANCE, Overrides, parse_overrides, resolve, steps_for_budget
+from dnahnet import run_config
 from dnahnet.data import DataConfig
 from dnahnet.lit import TrainConfig
 from dnahnet.registry import get_family
+from dnahnet.run_config import TOLERANCE, Overrides, parse_overrides, resolve, steps_for_budget
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,16 +66,16 @@ def test_unknown_keys_and_bad_values_name_the_field(item, message):
 def test_typed_overrides_name_where_a_bad_value_was_set(tmp_path):
     f = tmp_path / "best.yaml"
     f.write_text("train:\n  lr: 0.002\n  lr_scale: 2\nmodel:\n  n_layers: 3\ndata:\n  batch_size: 4\n")
-    ov = configure.read_override_file(f)
+    ov = run_config.read_override_file(f)
     parse_overrides(["train.beta1=0.8"], "--set", into=ov)
-    typed = configure.typed_overrides("transformer", "tiny", None, ov, skip=("train.lr_scale",))
+    typed = run_config.typed_overrides("transformer", "tiny", None, ov, skip=("train.lr_scale",))
     assert typed == {"train": {"lr": 0.002, "beta1": 0.8}, "model": {"n_layers": 3}, "data": {"batch_size": 4}}
     parse_overrides(["train.beta1=fast"], "--set", into=ov)
     with pytest.raises(ValueError, match=r"^--set: train\.beta1='fast'"):
-        configure.typed_overrides("transformer", "tiny", None, ov, skip=("train.lr_scale",))
+        run_config.typed_overrides("transformer", "tiny", None, ov, skip=("train.lr_scale",))
     f.write_text("model:\n  n_layers: many\n")
     with pytest.raises(ValueError, match=rf"^{re.escape(str(f))}: model\.n_layers='many'"):
-        configure.typed_overrides("transformer", "tiny", None, configure.read_override_file(f))
+        run_config.typed_overrides("transformer", "tiny", None, run_config.read_override_file(f))
 
 
 def test_override_files_are_checked(tmp_path):
@@ -84,9 +84,9 @@ def test_override_files_are_checked(tmp_path):
                           ("- 1\n", "expected a mapping"), ("train: {lr: [\n", "not valid YAML")):
         f.write_text(text)
         with pytest.raises(ValueError, match=rf"^--overrides {re.escape(str(f))}: .*{re.escape(message)}"):
-            configure.read_override_file(f)
+            run_config.read_override_file(f)
     with pytest.raises(ValueError, match="no such file"):
-        configure.read_override_file(tmp_path / "missing.yaml")
+        run_config.read_override_file(tmp_path / "missing.yaml")
 
 
 # ------------------------------------------------------------------------------------ assembly
@@ -117,22 +117,22 @@ def test_a_resolved_config_file_rebuilds_the_same_configs(tmp_path):
     run = resolve("stripedhyena", "tiny", None, parse_overrides(["data.seq_len=96", "model.d_model=32",
                                                                   "train.lr=4e-3", "data.batch_size=3"]))
     path = tmp_path / "config.yaml"
-    from dnahnet import config as cfglib
+    from dnahnet import typed_config as cfglib
 
     path.write_text(yaml.safe_dump({"family": run.family, "preset": run.preset, "variant": run.variant,
                                     "model": cfglib.to_dict(run.model), "train": cfglib.to_dict(run.train),
                                     "data": cfglib.to_dict(run.data)}))
-    assert configure.resolve_file(path) == run
-    again = configure.resolve_file(path, parse_overrides(["train.lr=1e-3", "data.seq_len=64"]))
+    assert run_config.resolve_file(path) == run
+    again = run_config.resolve_file(path, parse_overrides(["train.lr=1e-3", "data.seq_len=64"]))
     assert again.train.lr == 1e-3 and again.model.d_model == 32
     assert again.model.l_train == 64  # the bound field follows the new context
     for text, message in (("", "empty"), ("- 1\n", "a YAML list"), ("model: {}\n", "no 'family' entry"),
                           ("family: transformer\nmodel: [1]\n", "'model' must be a mapping")):
         path.write_text(text)
         with pytest.raises(ValueError, match=f"--config {re.escape(str(path))}: {re.escape(message)}"):
-            configure.resolve_file(path)
+            run_config.resolve_file(path)
     with pytest.raises(ValueError, match="is a directory"):
-        configure.resolve_file(tmp_path)
+        run_config.resolve_file(tmp_path)
 
 
 def test_train_writes_the_configs_configure_resolves(tmp_path):

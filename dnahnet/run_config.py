@@ -2,7 +2,7 @@
 
 Every entry point resolves a run here: `python -m dnahnet.train` (its `section.KEY=VALUE` arguments and
 `--config`), the isoFLOP planner (`sweeps/plan.py`: `--set`, `--overrides FILE.yaml`) and the Optuna tuner
-(`sweeps/tuning.py`: fixed settings and each trial's values).
+(`sweeps/optuna_study.py`: fixed settings and each trial's values).
 
 - `parse_overrides(["train.lr=1e-3", ...])` and `read_override_file(path)` -> `Overrides` (by section,
   remembering where each key came from, so that an error can name it);
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dnahnet import config as cfglib
+from dnahnet import typed_config as cfglib
 from dnahnet.registry import get_config, get_family
 
 log = logging.getLogger(__name__)

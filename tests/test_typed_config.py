@@ -2,8 +2,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from dnahnet import config as cfglib
 from dnahnet import fileio
+from dnahnet import typed_config as cfglib
 
 
 @dataclass
