@@ -120,7 +120,8 @@ class ParametricLaw:
     @classmethod
     def from_theta(cls, theta: np.ndarray) -> ParametricLaw:
         a, b, e, alpha, beta = (float(v) for v in theta)
-        return cls(E=float(np.exp(e)), A=float(np.exp(a)), B=float(np.exp(b)), alpha=alpha, beta=beta)
+        with np.errstate(over="ignore"):  # a diverged fit overflows to inf: `fit_approach3` refuses it
+            return cls(E=float(np.exp(e)), A=float(np.exp(a)), B=float(np.exp(b)), alpha=alpha, beta=beta)
 
     def loss(self, params: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         params, tokens = np.asarray(params, float), np.asarray(tokens, float)
@@ -231,6 +232,15 @@ def fit_approach3(key: str, runs: pd.DataFrame, n_boot: int = 200, seed: int = 0
     theta, value = minimise_from(starts, log_n, log_d, log_l,
                                  desc=f"{key}: Approach 3 starts" if progress else None)
     law = ParametricLaw.from_theta(theta)
+    with np.errstate(over="ignore", invalid="ignore"):
+        predicted = law.loss(runs["N"].to_numpy(float), runs["D"].to_numpy(float))
+    if not (np.isfinite([law.E, law.A, law.B, law.alpha, law.beta]).all() and np.isfinite(predicted).all()):
+        # The optimiser ran off to a degenerate corner (a size term A / N^alpha beyond float64, typical of a
+        # handful of runs over two budgets): no law to report, rather than inf / NaN predictions.
+        reason = (f"the fit diverged (log A = {theta[0]:.3g}, alpha = {theta[3]:.3g}: its predictions overflow "
+                  "float64); too few or too flat runs to pin down L(N, D)")
+        log.warning("%s: Approach 3: %s", key, reason)
+        return Approach3Result(key, None, reason, len(runs))
 
     rng = np.random.default_rng(seed)
     weights = bootstrap_weights(runs["C"].to_numpy(), n_boot, rng)

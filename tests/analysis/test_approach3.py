@@ -95,3 +95,16 @@ def test_init_grid_spans_design_ranges():
     np.testing.assert_allclose(lows, [0, 0, -1, 0, 0])
     np.testing.assert_allclose(highs, [25, 25, 1, 2, 2])
     assert InitGrid.chinchilla().points().shape == (4500, 5)
+
+
+def test_a_fit_that_runs_off_to_overflow_is_no_law(monkeypatch):
+    """A few flat runs over two budgets (the demo's live sweep) once sent the optimiser to log A = -9.4e3,
+    alpha = -843: every prediction inf or NaN, and the residual figure crashed on a log axis with nothing
+    finite to draw. Such a fit is reported as no law, with the reason."""
+    import analysis.approach3 as a3
+
+    runs = as_runs(synthetic_sweep(CHINCHILLA, noise=0.0))
+    diverged = np.array([-9.39e3, 1.0, 0.3, -843.0, 0.3])  # (log A, log B, log E, alpha, beta)
+    monkeypatch.setattr(a3, "minimise_from", lambda *args, **kwargs: (diverged, 0.0))
+    result = fit_approach3("toy", runs, n_boot=2, progress=False)
+    assert result.law is None and "diverged" in result.skipped
