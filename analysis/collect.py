@@ -65,6 +65,28 @@ class Collected:
         return np.stack(rows)
 
 
+def explicit_files(paths, flag: str) -> list[Path]:
+    """Files a user named (`flag` PATH ...), each of which must exist (ResultsError naming it)."""
+    out = [Path(p) for p in paths]
+    for p in out:
+        if not p.is_file():
+            raise ResultsError(f"{flag} {p}: no such file")
+    return out
+
+
+def to_numeric_columns(frame: pd.DataFrame, columns, path) -> None:
+    """Convert text `columns` of `frame` (read with dtype=str) to float in place: empty or "nan" is NaN,
+    anything else non-numeric is a ResultsError naming the file, line and column."""
+    for column in columns:
+        text = frame[column].str.strip()
+        values = pd.to_numeric(text.where(text != "", None), errors="coerce")
+        bad = values.isna() & (text != "") & (text.str.lower() != "nan")
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ResultsError(f"{path}: line {row + 2}, column {column}: non-numeric value {text.iloc[row]!r}")
+        frame[column] = values.astype(float)
+
+
 def files_beside(results_paths, filename: str) -> list[Path]:
     """Every `filename` beside one of the results.csv files or in its parent folder (a sweep per family
     sharing one file above them, as analysis/reference/cpu does), each once, in order."""
@@ -105,16 +127,7 @@ def _read_one(path: Path) -> pd.DataFrame:
         raise ResultsError(f"{path}: empty file (a header but no runs)")
     for column in ("family", "variant", "status", "run_dir"):
         frame[column] = frame[column].str.strip()
-    for column in NUMERIC_COLUMNS:
-        text = frame[column].str.strip()
-        values = pd.to_numeric(text.where(text != "", None), errors="coerce")
-        bad = values.isna() & (text != "") & (text.str.lower() != "nan")
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise ResultsError(
-                f"{path}: line {row + 2}, column {column}: non-numeric value {text.iloc[row]!r}"
-            )
-        frame[column] = values.astype(float)
+    to_numeric_columns(frame, NUMERIC_COLUMNS, path)
     frame["status"] = frame["status"].str.lower()
     bad_status = ~frame["status"].isin(STATUSES)
     if bad_status.any():

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.collect import ResultsError, run_key
+from analysis.collect import ResultsError, explicit_files, run_key
 
 EVALS_FILE = "evals.csv"
 NEEDED = ("run_id", "family", "budget", "flops", "val_loss", "spearman", "spearman_lo", "spearman_hi", "auroc",
@@ -31,11 +31,7 @@ REGION_COLUMNS = ("stage2_promoter", "stage2_start_codon", "stage2_coding", "sta
 def find_evals(results: list[str | Path], explicit: list[str | Path] | None) -> list[Path]:
     """The eval CSVs: `explicit` (each must exist), else evals.csv beside each results.csv that has one."""
     if explicit:
-        paths = [Path(p) for p in explicit]
-        for p in paths:
-            if not p.is_file():
-                raise ResultsError(f"--evals {p}: no such file")
-        return paths
+        return explicit_files(explicit, "--evals")
     return [Path(r).with_name(EVALS_FILE) for r in results if Path(r).with_name(EVALS_FILE).is_file()]
 
 

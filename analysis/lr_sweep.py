@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.collect import ResultsError, files_beside, run_key
+from analysis.collect import ResultsError, explicit_files, files_beside, run_key, to_numeric_columns
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,7 @@ NUMERIC = ("budget", "params", "params_non_embedding", "lr", "val_loss")
 def find_lr_sweeps(results_paths: Sequence[str | Path], explicit: Sequence[str | Path] | None = None) -> list[Path]:
     """`explicit` (each must exist), else every lr_sweep.csv beside a results.csv or one folder up."""
     if explicit:
-        paths = [Path(p) for p in explicit]
-        for p in paths:
-            if not p.is_file():
-                raise ResultsError(f"--lr-sweep {p}: no such file")
-        return paths
+        return explicit_files(explicit, "--lr-sweep")
     found = files_beside(results_paths, FILENAME)
     if not found:
         log.info("no %s beside the results files: no learning-rate sweep figure or table", FILENAME)
@@ -70,14 +66,7 @@ def load_lr_sweeps(paths: Sequence[Path]) -> pd.DataFrame:
         missing = [c for c in COLUMNS if c not in frame.columns]
         if missing:
             raise ResultsError(f"{path}: missing column(s) {', '.join(missing)} (not an {FILENAME})")
-        for column in NUMERIC:
-            text = frame[column].str.strip()
-            values = pd.to_numeric(text.where(text != "", None), errors="coerce")
-            bad = values.isna() & (text != "") & (text.str.lower() != "nan")
-            if bad.any():
-                row = int(np.flatnonzero(bad.to_numpy())[0])
-                raise ResultsError(f"{path}: line {row + 2}, column {column}: non-numeric value {text.iloc[row]!r}")
-            frame[column] = values.astype(float)
+        to_numeric_columns(frame, NUMERIC, path)
         bad_lr = ~(np.isfinite(frame["lr"]) & (frame["lr"] > 0))
         if bad_lr.any():
             row = int(np.flatnonzero(bad_lr.to_numpy())[0])
