@@ -371,13 +371,14 @@ class TuneSpec:
         marked neutral, the global batch, the genomes read by content, so that workers on other machines may
         hold them under other paths). `base` (the fixed settings as given) is kept for studies stored before
         `run` existed."""
-        configs = dict(zip(("model", "train", "data"), self.base_configs(), strict=True))
+        resolved = self.base_configs()
+        configs = dict(zip(("model", "train", "data"), resolved, strict=True))
         base = {section: {k: cfglib.to_dict(getattr(configs[section], k)) for k in sorted(values)
                           if k not in ("data_dir", "store_dir")}
                 for section, values in self.base.items()}
         return {"family": self.family, "preset": self.preset, "variant": self.variant, "budget": float(self.budget),
                 "evals": self.evals, "space": cfglib.to_dict(self.space), "base": base,
-                "run": resolved_config(self.family, self.preset, self.variant, *self.base_configs())}
+                "run": resolved_config(self.family, self.preset, self.variant, *resolved)}
 
 
 def identity_differences(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
