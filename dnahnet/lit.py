@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import lightning as L
 import numpy as np
@@ -27,42 +27,15 @@ from dnahnet.hierarchy_usage import ablated_nll_sums, usage_stages
 from dnahnet.hierarchy_usage import column as usage_column
 from dnahnet.nn.block import set_activation_checkpointing
 from dnahnet.nn.lm import LMOutput
-from dnahnet.registry import build_model_from_config, config_from_dict
+from dnahnet.registry import build_model_from_config
+from dnahnet.run_config import RunConfig
 from dnahnet.schedules import SCHEDULES, lr_factor
+from dnahnet.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 LN2 = math.log(2.0)
 IGNORE_INDEX = -100
-
-
-@dataclass
-class TrainConfig:
-    lr: float = 1e-3  # peak learning rate (per-group multipliers apply on top)
-    min_lr_ratio: float = 0.1  # final learning rate / peak
-    schedule: str = "cosine"  # "cosine" (warmup + cosine) or "wsd" (warmup-stable-decay)
-    warmup_fraction: float = 0.1  # fraction of max_steps spent in linear warmup
-    decay_fraction: float = 0.2  # WSD only: fraction of max_steps spent decaying
-    weight_decay: float = 0.1  # AdamW weight decay (none on norms, biases, embeddings)
-    beta1: float = 0.9  # AdamW beta1
-    beta2: float = 0.95  # AdamW beta2
-    eps: float = 1e-8  # AdamW epsilon
-    grad_clip: float = 1.0  # gradient-norm clipping (0 = off)
-    max_steps: int = 200  # optimizer steps (the schedule's length)
-    precision: str = field(default="auto", metadata=cfglib.NEUTRAL)  # Lightning precision; "auto" = bf16-mixed on GPU, 32-true on CPU
-    val_every: int = field(default=0, metadata=cfglib.NEUTRAL)  # validate every N steps (0 = only at the end)
-    ckpt_every: int = field(default=50, metadata=cfglib.NEUTRAL)  # save checkpoints/last.ckpt every N steps (resume point)
-    log_every: int = field(default=10, metadata=cfglib.NEUTRAL)  # log training metrics every N steps
-    seed: int = 0  # seed for model init and data order
-    accelerator: str = field(default="auto", metadata=cfglib.NEUTRAL)  # "cpu" | "gpu" | "auto"
-    devices: int = field(default=1, metadata=cfglib.GLOBAL_BATCH)  # devices per node
-    num_nodes: int = field(default=1, metadata=cfglib.GLOBAL_BATCH)  # nodes
-    strategy: str = field(default="auto", metadata=cfglib.NEUTRAL)  # "auto" | "ddp" | "fsdp" | "fsdp2" (ModelParallelStrategy + fully_shard)
-    accumulate_grad_batches: int = field(default=1, metadata=cfglib.GLOBAL_BATCH)  # micro-batches per optimizer step (Lightning's name): global batch = data.batch_size x devices x num_nodes x this
-    activation_checkpointing: bool = field(default=False, metadata=cfglib.NEUTRAL)  # recompute each residual block in backward (torch.utils.checkpoint, non-reentrant): activation memory of one block instead of all, ~1/3 more compute, same gradients
-    compile: bool = field(default=False, metadata=cfglib.NEUTRAL)  # torch.compile the training forward (dnahnet/compiled.py; eager fallback, logged)
-    loggers: tuple[str, ...] = field(default=("csv",), metadata=cfglib.NEUTRAL)  # where metrics go (dnahnet/tracking.py): csv (always) + tensorboard, wandb, mlflow
-    mlflow_uri: str = field(default="", metadata=cfglib.NEUTRAL)  # MLflow tracking URI ("" = $MLFLOW_TRACKING_URI, else SQLite: SWEEP/ or RUN/mlflow.db)
 
 
 @dataclass
@@ -116,18 +89,19 @@ def param_groups(model, weight_decay: float, base_lr: float) -> list[dict]:
 
 
 class LitLM(L.LightningModule):
-    """Trains any registered family: `LitLM("dnahnet", model_config_dict, train_config_dict, seq_len)`."""
+    """Trains any registered family: `LitLM(run)`, `run` a `dnahnet.run_config.RunConfig`."""
 
-    def __init__(self, family: str, model_config: dict, train_config: dict, seq_len: int):
+    def __init__(self, run: RunConfig):
         super().__init__()
-        self.save_hyperparameters()
-        self.family = family
-        self.train_cfg = cfglib.from_dict(TrainConfig, train_config)
+        self.run = run  # the run's configuration: model, training and data settings (its context: run.seq_len)
+        # What a checkpoint records (`dnahnet.checkpoint` rebuilds the model from family and model_config; the
+        # trackers log these as the run's parameters): plain values, so checkpoints load with weights_only=True.
+        self.save_hyperparameters({"family": run.family, "model_config": cfglib.to_dict(run.model),
+                                   "train_config": cfglib.to_dict(run.train), "seq_len": run.seq_len})
         if self.train_cfg.schedule not in SCHEDULES:
             raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {self.train_cfg.schedule!r}")
-        self.seq_len = seq_len
-        self.model = build_model_from_config(family, config_from_dict(family, model_config))
-        self.flops_per_token = self.model.flops_per_token(seq_len)
+        self.model = build_model_from_config(run.family, run.model)
+        self.flops_per_token = self.model.flops_per_token(run.seq_len)
         # Cumulative counters, saved in checkpoints so a resumed run keeps counting.
         self.tokens_seen = 0
         self.flops_planned = 0.0  # tokens x analytic training FLOPs per token (target ratios)
@@ -148,13 +122,25 @@ class LitLM(L.LightningModule):
         self.window_losses: ValWindows | None = None
         self.flops_per_batch = 0.0  # FLOPs of the last batch on this device (read by ThroughputMonitor)
         self.validated_step: int | None = None  # the global step of this process's latest validation
-        self._forward = MaybeCompiled(self.model, self.train_cfg.compile, family)
+        self._forward = MaybeCompiled(self.model, self.train_cfg.compile, run.family)
         if self.train_cfg.activation_checkpointing:
             set_activation_checkpointing(self.model)
         # Training steps since the last host sync: (scored tokens, metrics) on the device, and the world size.
         self._pending: list[tuple[torch.Tensor, dict[str, torch.Tensor], int]] = []
         self._nonfinite: torch.Tensor | None = None  # device bool: a non-finite loss since the last check
         self._last_measured_training = self.flops_per_token.training  # FLOPs/token for ThroughputMonitor
+
+    @property
+    def family(self) -> str:
+        return self.run.family
+
+    @property
+    def train_cfg(self) -> TrainConfig:
+        return self.run.train
+
+    @property
+    def seq_len(self) -> int:
+        return self.run.seq_len
 
     # ------------------------------------------------------------------ objective
     def _loss(self, batch) -> BatchLoss:

@@ -2,19 +2,22 @@
 
 Every entry point resolves a run here: `python -m dnahnet.train` (its `section.KEY=VALUE` arguments and
 `--config`), the isoFLOP planner (`sweeps/plan.py`: `--set`, `--overrides FILE.yaml`) and the Optuna tuner
-(`sweeps/optuna_study.py`: fixed settings and each trial's values).
+(`sweeps/optuna_study.py`: fixed settings and each trial's values). Torch-free: planning, checking and
+comparing runs does not import the training stack.
 
 - `parse_overrides(["train.lr=1e-3", ...])` and `read_override_file(path)` -> `Overrides` (by section,
   remembering where each key came from, so that an error can name it);
-- `resolve(family, preset, variant, overrides)` (or `resolve_file(config.yaml, overrides)`) -> `RunConfigs`:
+- `resolve(family, preset, variant, overrides)` (or `resolve_file(config.yaml, overrides)`) -> `RunConfig`:
   the family's model config (preset, then variant, then overrides), `TrainConfig`, `DataConfig`, with the
   family's context-bound field (StripedHyena 2's `l_train`) set to `data.seq_len` unless it was given;
+- `config_differences(old, new)`: the one identity rule of runs, sweeps and studies (`RunConfig.identity`);
 - `steps_for_budget(budget, flops_per_token, batch, seq_len)` -> `BudgetSteps`: the rule that turns a
   training-FLOP budget into steps x batch, within `TOLERANCE` of the budget.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -22,8 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dnahnet import typed_config as cfglib
+from dnahnet.data.config import DataConfig, data_key
 from dnahnet.registry import get_config, get_family
+from dnahnet.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +114,6 @@ def parse_args_with_overrides(parser, argv: list[str] | None = None, dest: str =
 
 def read_override_file(path: str | os.PathLike, flag: str = "--overrides", into: Overrides | None = None) -> Overrides:
     """Overrides from a YAML file with sections train:, model:, data: (each a mapping of KEY: VALUE)."""
-    import yaml
-
     out = into if into is not None else Overrides()
     path = Path(path)
     if not path.is_file():
@@ -132,29 +137,64 @@ def read_override_file(path: str | os.PathLike, flag: str = "--overrides", into:
     return out
 
 
-# ------------------------------------------------------------------------------------ assembly
+# ------------------------------------------------------------------------------------ the run's configuration
 @dataclass
-class RunConfigs:
-    """One run's resolved configuration (what `dnahnet.train.train_run` takes)."""
+class RunConfig:
+    """One run's resolved configuration: what every entry point resolves (`resolve`, `resolve_file`), what
+    `dnahnet.train.train_run` trains, what `dnahnet.lit.LitLM` holds and what a sweep's `RunSpec` carries.
+
+    Its context is `data.seq_len` (`seq_len`); the family's context-bound model field (StripedHyena 2's
+    `l_train`) is resolved from it. `to_dict()` is the run directory's config.yaml; `identity()` is what
+    makes the run what it is (`config_differences`: one rule for single runs, sweeps and the tuner)."""
 
     family: str
     preset: str
     variant: str | None
     model: Any  # the family's config dataclass
-    train: Any  # dnahnet.lit.TrainConfig
-    data: Any  # dnahnet.data.DataConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
-    def as_tuple(self) -> tuple[Any, Any, Any]:
-        """(model, train, data)."""
-        return self.model, self.train, self.data
+    @property
+    def seq_len(self) -> int:
+        """The run's context in nucleotides (windows hold seq_len + 1)."""
+        return self.data.seq_len
 
+    @property
+    def global_batch(self) -> int:
+        """Windows per optimizer step: data.batch_size x train.devices x train.num_nodes x
+        train.accumulate_grad_batches (the fields marked `GLOBAL_BATCH`)."""
+        return global_batch(self._settings())
 
-def _config_classes():
-    """(TrainConfig, DataConfig), imported when needed (the training stack is heavy to import)."""
-    from dnahnet.data import DataConfig
-    from dnahnet.lit import TrainConfig
+    def _settings(self) -> dict:
+        return {"family": self.family, "preset": self.preset, "variant": self.variant,
+                "model": cfglib.to_dict(self.model), "train": cfglib.to_dict(self.train),
+                "data": cfglib.to_dict(self.data)}
 
-    return TrainConfig, DataConfig
+    def to_dict(self) -> dict:
+        """The resolved config.yaml: the settings, and `data_key`, the identity of the genomes read
+        (`dnahnet.data.data_key`: a rerun on other genomes is another run)."""
+        return {**self._settings(), "data_key": data_key(self.data)}
+
+    @classmethod
+    def from_dict(cls, resolved: dict, overrides: Overrides | None = None) -> RunConfig:
+        """A resolved config (`to_dict`, a config.yaml), with `overrides` on top; `data_key` is not a setting
+        (it is read from the genomes) and is ignored."""
+        ov = overrides or Overrides()
+        family = resolved["family"]
+        model = cfglib.replace(cfglib.from_dict(get_family(family).config_cls, resolved.get("model") or {}), **ov.model)
+        train = cfglib.replace(cfglib.from_dict(TrainConfig, resolved.get("train") or {}), **ov.train)
+        data = cfglib.replace(cfglib.from_dict(DataConfig, resolved.get("data") or {}), **ov.data)
+        return _finish(family, resolved.get("preset", "custom"), resolved.get("variant"), model, train, data, ov)
+
+    def identity(self) -> dict[str, Any]:
+        """What the run computes, as flat entries: the family and variant, every config field not marked
+        neutral ("section.key"), the global batch and the genomes' `data_key` (`identity_of`)."""
+        return identity_of(self.to_dict())
+
+    def differences(self, other: RunConfig | dict) -> list[str]:
+        """'key: ours -> theirs' for every identity entry `other` (a RunConfig, or a resolved config such as
+        an older config.yaml) changes."""
+        return config_differences(self.to_dict(), other.to_dict() if isinstance(other, RunConfig) else other)
 
 
 def context_overrides(family: str, seq_len: int, model_overrides: dict) -> dict:
@@ -169,37 +209,110 @@ def context_overrides(family: str, seq_len: int, model_overrides: dict) -> dict:
 
 
 def resolve(family: str, preset: str = "tiny", variant: str | None = None,
-            overrides: Overrides | None = None) -> RunConfigs:
+            overrides: Overrides | None = None) -> RunConfig:
     """The configs of a run: the family's preset, its variant, then `overrides`; TrainConfig and
     DataConfig defaults with theirs; the context-bound model field set to `data.seq_len`."""
-    TrainConfig, DataConfig = _config_classes()
     ov = overrides or Overrides()
     model = get_config(family, preset, variant, **ov.model)
     return _finish(family, preset, variant, model, cfglib.replace(TrainConfig(), **ov.train),
                    cfglib.replace(DataConfig(), **ov.data), ov)
 
 
-def resolve_file(path: str | os.PathLike, overrides: Overrides | None = None, flag: str = "--config") -> RunConfigs:
+def resolve_file(path: str | os.PathLike, overrides: Overrides | None = None, flag: str = "--config") -> RunConfig:
     """The configs of a resolved config.yaml (what every run directory holds), with `overrides` on top."""
-    TrainConfig, DataConfig = _config_classes()
-    ov = overrides or Overrides()
-    base = read_resolved_config(path, flag)
-    family = base["family"]
-    model = cfglib.replace(cfglib.from_dict(get_family(family).config_cls, base.get("model") or {}), **ov.model)
-    train = cfglib.replace(cfglib.from_dict(TrainConfig, base.get("train") or {}), **ov.train)
-    data = cfglib.replace(cfglib.from_dict(DataConfig, base.get("data") or {}), **ov.data)
-    return _finish(family, base.get("preset", "custom"), base.get("variant"), model, train, data, ov)
+    return RunConfig.from_dict(read_resolved_config(path, flag), overrides)
 
 
-def _finish(family, preset, variant, model, train, data, ov: Overrides) -> RunConfigs:
+def _finish(family, preset, variant, model, train, data, ov: Overrides) -> RunConfig:
     model = cfglib.replace(model, **context_overrides(family, data.seq_len, ov.model))
-    return RunConfigs(family, preset, variant, model, train, data)
+    return RunConfig(family, preset, variant, model, train, data)
+
+
+# ------------------------------------------------------------------------------------ run identity
+# Every config field is part of a run's identity unless its dataclass field is marked otherwise
+# (`dnahnet.typed_config.NEUTRAL`, `GLOBAL_BATCH`: TrainConfig, DataConfig, the families' model configs). One rule
+# for `python -m dnahnet.train` reruns, sweeps (`sweeps/isoflop.py`, `sweeps.runner`) and the tuner's studies.
+# The preset is a name: what it sets is compared field by field, so a sweep's sizes and a run resolved from
+# its config.yaml (preset "custom") are the same run as the preset they came from.
+# Keys added after runs were recorded: absent from an older config.yaml means this value (what those runs did).
+_ADDED_DEFAULTS = {"train.accumulate_grad_batches": 1}
+# A config.yaml written before `data_key` existed: its data paths stand for its genomes.
+_LEGACY_DATA_KEYS = ("data.data_dir", "data.inputs")
+SECTION_CLASSES = {"train": TrainConfig, "data": DataConfig}  # the model section's class is the family's
+
+
+def _section_classes(family) -> dict:
+    """The config dataclass of each section of a resolved config of `family` (model None: an unknown family)."""
+    try:
+        model = get_family(family).config_cls
+    except (ValueError, TypeError):
+        model = None
+    return {"model": model, **SECTION_CLASSES}
+
+
+def global_batch(cfg: dict, classes: dict | None = None) -> int:
+    """Windows per optimizer step of a resolved config: the product of its `GLOBAL_BATCH` fields
+    (data.batch_size x train.devices x train.num_nodes x train.accumulate_grad_batches)."""
+    classes = classes or _section_classes(cfg.get("family"))
+    product = 1
+    for section, cls in classes.items():
+        for f in dataclasses.fields(cls) if cls is not None else ():
+            if f.metadata.get("identity", True) == "global batch":
+                value = (cfg.get(section) or {}).get(f.name, _ADDED_DEFAULTS.get(f"{section}.{f.name}", f.default))
+                product *= int(value or 1)
+    return product
+
+
+def identity_of(resolved: dict, legacy: bool | None = None) -> dict[str, Any]:
+    """The identity entries of a resolved config (a config.yaml, `RunConfig.to_dict`): "family", "variant",
+    "section.key" for every field not marked neutral (absent keys added since read as their `_ADDED_DEFAULTS`),
+    "global batch" and "data_key". `legacy` (default: the config has no `data_key`): its data paths stand for
+    its genomes."""
+    legacy = "data_key" not in resolved if legacy is None else legacy
+    classes = _section_classes(resolved.get("family"))
+    out: dict[str, Any] = {"family": resolved.get("family"), "variant": resolved.get("variant")}
+    for section in ("model", "train", "data"):
+        values = resolved.get(section) or {}
+        keys = set(values) | {k.partition(".")[2] for k in _ADDED_DEFAULTS if k.startswith(section + ".")}
+        for k in sorted(keys):
+            name = f"{section}.{k}"
+            if cfglib.identity_rule(classes[section], k) is True or (legacy and name in _LEGACY_DATA_KEYS):
+                value = values.get(k, _ADDED_DEFAULTS.get(name))
+                out[name] = list(value) if isinstance(value, tuple) else value
+    out["global batch"] = global_batch(resolved, classes)
+    if not legacy:
+        out["data_key"] = resolved.get("data_key")
+    return out
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    """'key: old -> new' for every identity entry (`identity_of`) two resolved configs disagree on. A config
+    written before `data_key` existed (`old` without it) is compared by its data paths instead; a `data_key` of
+    None (the genomes could not be read then, or now: the run fails on its own) is not compared."""
+    legacy = "data_key" not in old
+    a, b = identity_of(old, legacy), identity_of(new, legacy)
+    diffs = []
+    for key in [k for k in a if k in b] + [k for k in b if k not in a] + [k for k in a if k not in b]:
+        if a.get(key) == b.get(key) or (key == "data_key" and None in (a[key], b[key])):
+            continue
+        if key == "global batch":
+            diffs.append(f"global batch (data.batch_size x train.devices x train.num_nodes x "
+                         f"train.accumulate_grad_batches): {a[key]} -> {b[key]}")
+        elif key == "data_key":
+            diffs.append(f"data_key: {a[key]!r} -> {b[key]!r} (other genomes under data.data_dir / data.inputs)")
+        else:
+            diffs.append(f"{key}: {_as_written(old, key)!r} -> {_as_written(new, key)!r}")
+    return diffs
+
+
+def _as_written(resolved: dict, key: str) -> Any:
+    """The value of identity entry `key` ("family", "model.d_model") as the resolved config holds it."""
+    section, _, name = key.partition(".")
+    return (resolved.get(section) or {}).get(name) if name else resolved.get(key)
 
 
 def read_resolved_config(path: str | os.PathLike, flag: str = "--config") -> dict:
     """A resolved config.yaml as a dict, with one-line errors for a directory, an empty file, not YAML."""
-    import yaml
-
     p = Path(path)
     if p.is_dir():
         raise ValueError(f"{flag} {path}: is a directory, not a config.yaml")
@@ -227,7 +340,6 @@ def typed_overrides(family: str, preset: str, variant: str | None, overrides: Ov
     """Each override checked on its own against its section's config and coerced to the field's type
     (plain values: tuples become lists); a bad one raises an error naming where it was set. `skip`:
     "section.key" names that are not config fields (e.g. the planner's train.lr_scale)."""
-    TrainConfig, DataConfig = _config_classes()
     build = {
         "train": lambda kv: cfglib.replace(TrainConfig(), **kv),
         "model": lambda kv: get_config(family, preset, variant, **kv),

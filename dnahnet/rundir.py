@@ -14,9 +14,11 @@ import socket
 import time
 from pathlib import Path
 
+import yaml
+
 from dnahnet import checkpoint as ckptlib
 from dnahnet import fileio
-from dnahnet import typed_config as cfglib
+from dnahnet.run_config import RunConfig, config_differences
 
 
 # ---------------------------------------------------------------------- refusals and stops
@@ -111,91 +113,23 @@ def resume_point(run_dir: str | os.PathLike) -> ckptlib.ResumePoint | None:
 
 
 # ---------------------------------------------------------------------- run identity
-# Every config field is part of a run's identity unless its dataclass field is marked otherwise
-# (`dnahnet.typed_config.NEUTRAL`, `GLOBAL_BATCH`: TrainConfig, DataConfig, the model families' configs). One rule for
-# `python -m dnahnet.train` reruns and for sweeps (`sweeps.runner.identity_differences`).
-# Keys added after runs were recorded: absent from an older config.yaml means this value (what those runs did).
-_ADDED_DEFAULTS = {"train.accumulate_grad_batches": 1}
-# A config.yaml written before `data_key` existed: its data paths stand for its genomes.
-_LEGACY_DATA_KEYS = ("data.data_dir", "data.inputs")
-
-
-def _config_classes(family) -> dict:
-    """The config dataclass of each section of a resolved config of `family` (None: an unknown family)."""
-    from dnahnet.registry import get_family
-    from dnahnet.run_config import _config_classes
-
-    TrainConfig, DataConfig = _config_classes()
-    try:
-        model = get_family(family).config_cls
-    except (ValueError, TypeError):
-        model = None
-    return {"model": model, "train": TrainConfig, "data": DataConfig}
-
-
-def global_batch(cfg: dict, classes: dict | None = None) -> int:
-    """Windows per optimizer step of a resolved config: the product of its `GLOBAL_BATCH` fields
-    (data.batch_size x train.devices x train.num_nodes x train.accumulate_grad_batches)."""
-    import dataclasses
-
-    classes = classes or _config_classes(cfg.get("family"))
-    product = 1
-    for section, cls in classes.items():
-        for f in dataclasses.fields(cls) if cls is not None else ():
-            if f.metadata.get("identity", True) == "global batch":
-                value = (cfg.get(section) or {}).get(f.name, _ADDED_DEFAULTS.get(f"{section}.{f.name}", f.default))
-                product *= int(value or 1)
-    return product
-
-
-def config_differences(old: dict, new: dict) -> list[str]:
-    """'key: old -> new' for every entry of two resolved configs that defines the run: the family, preset and
-    variant, every config field not marked neutral, the global batch, and the genomes read (`data_key`)."""
-    diffs = []
-    for key in ("family", "preset", "variant"):
-        if old.get(key) != new.get(key):
-            diffs.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
-    classes = _config_classes(new.get("family"))
-    legacy = "data_key" not in old
-    for section in ("model", "train", "data"):
-        o, n = old.get(section) or {}, new.get(section) or {}
-        for k in sorted(set(o) | set(n)):
-            name = f"{section}.{k}"
-            if cfglib.identity_rule(classes[section], k) is not True and not (legacy and name in _LEGACY_DATA_KEYS):
-                continue
-            a, b = o.get(k, _ADDED_DEFAULTS.get(name)), n.get(k, _ADDED_DEFAULTS.get(name))
-            if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-                a, b = list(a), list(b)
-            if a != b:
-                diffs.append(f"{name}: {o.get(k)!r} -> {n.get(k)!r}")
-    if global_batch(old, classes) != global_batch(new, classes):
-        diffs.append(f"global batch (data.batch_size x train.devices x train.num_nodes x "
-                     f"train.accumulate_grad_batches): {global_batch(old, classes)} -> {global_batch(new, classes)}")
-    # None: the genomes could not be read then (or now: the run fails on its own); nothing to compare.
-    if not legacy and None not in (old.get("data_key"), new.get("data_key")) and old["data_key"] != new["data_key"]:
-        diffs.append(f"data_key: {old.get('data_key')!r} -> {new.get('data_key')!r} (other genomes under "
-                     "data.data_dir / data.inputs)")
-    return diffs
-
-
-def check_same_run(run_dir: Path, resolved: dict) -> None:
-    """Refuse to resume (or report) a run directory made with other settings, naming the keys. A directory
-    with neither a result nor a checkpoint (e.g. a run that diverged at its first steps) has nothing to
-    protect: it starts afresh with the new settings."""
+def check_same_run(run_dir: Path, run: RunConfig) -> None:
+    """Refuse to resume (or report) a run directory made with other settings, naming the keys (the one
+    identity rule: `dnahnet.run_config.config_differences`). A directory with neither a result nor a
+    checkpoint (e.g. a run that diverged at its first steps) has nothing to protect: it starts afresh with
+    the new settings."""
     path = run_dir / "config.yaml"
     if not path.is_file():
         return
     if not (run_dir / "result.json").exists() and not ckptlib.find_resume_point(run_dir, set_aside_corrupt=False):
         return
-    import yaml
-
     try:
         old = yaml.safe_load(path.read_text()) or {}
     except (yaml.YAMLError, OSError) as exc:
         raise RunRefused(f"{path}: unreadable ({exc})") from None
     if not isinstance(old, dict):
         raise RunRefused(f"{path}: not a run config")
-    diffs = config_differences(old, resolved)
+    diffs = config_differences(old, run.to_dict())
     if diffs:
         raise RunRefused(f"{run_dir} holds a run with other settings ({'; '.join(diffs[:5])}"
                          f"{f'; {len(diffs) - 5} more' if len(diffs) > 5 else ''}); rerun with the same settings to "

@@ -9,12 +9,18 @@ Two paths share one table:
 - ``encode``/``decode``/``reverse_complement`` work on torch tensors (model code, tests, evals);
 - ``ENCODE_LUT``/``encode_bytes``/``COMPLEMENT_LUT`` are numpy uint8 lookups used by ingestion and
   window sampling, where a whole chromosome is translated in one vectorised gather.
+The numpy half is what ingestion and a run's configuration (its genomes' identity) import, so torch is
+imported by the tensor functions when they are first called, not by this module.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 A_ID, C_ID, G_ID, T_ID, N_ID = 0, 1, 2, 3, 4
 PAD_ID, BOS_ID, EOS_ID = 5, 6, 7
@@ -45,7 +51,6 @@ ENCODE_LUT: np.ndarray = _build_encode_lut()  # (256,) uint8: ASCII byte -> id, 
 # Complement on ids; N and the special tokens are their own complement.
 COMPLEMENT_LUT: np.ndarray = np.array([T_ID, G_ID, C_ID, A_ID, N_ID, PAD_ID, BOS_ID, EOS_ID], np.uint8)
 COMPLEMENT_LUT.setflags(write=False)
-_COMPLEMENT_T = torch.from_numpy(COMPLEMENT_LUT.astype(np.int64))
 
 _DECODE_CHARS = "ACGTN"  # ids >= 5 decode to their bracketed names
 _VALID_CHARS = frozenset("ACGTNRYSWKMBDHVacgtnryswkmbdhv")
@@ -70,6 +75,8 @@ def encode_bytes(raw: bytes | np.ndarray) -> np.ndarray:
 
 def encode(seq: str) -> torch.Tensor:
     """DNA string -> LongTensor (L,) of ids. Lower case folds; IUPAC ambiguity codes -> N."""
+    import torch  # heavy: see the module's docstring
+
     try:
         raw = seq.encode("ascii")
     except UnicodeEncodeError as e:
@@ -79,7 +86,7 @@ def encode(seq: str) -> torch.Tensor:
 
 def decode(ids: torch.Tensor | np.ndarray | list[int]) -> str:
     """Ids (1-D) -> string; special tokens are written as ``<pad>``, ``<bos>``, ``<eos>``."""
-    arr = ids.detach().cpu().numpy() if isinstance(ids, torch.Tensor) else np.asarray(ids)
+    arr = ids.detach().cpu().numpy() if hasattr(ids, "detach") else np.asarray(ids)  # a tensor, or array-like
     if arr.ndim != 1:
         raise ValueError(f"decode expects a 1-D sequence of ids, got shape {tuple(arr.shape)}")
     if arr.size and (arr.min() < 0 or arr.max() >= VOCAB_SIZE):
@@ -92,11 +99,13 @@ def decode(ids: torch.Tensor | np.ndarray | list[int]) -> str:
 
 def reverse_complement(ids: torch.Tensor) -> torch.Tensor:
     """Reverse complement of id tensor(s) along the last dimension; N and specials map to themselves."""
+    import torch  # heavy: see the module's docstring
+
     if not isinstance(ids, torch.Tensor):
         raise TypeError(f"reverse_complement expects a torch.Tensor of ids, got {type(ids).__name__}")
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= VOCAB_SIZE):
         raise ValueError(f"ids outside the vocabulary (0..{VOCAB_SIZE - 1})")
-    lut = _COMPLEMENT_T.to(ids.device)
+    lut = torch.tensor(COMPLEMENT_LUT.tolist(), dtype=torch.long, device=ids.device)  # 8 ids
     return lut[ids.long().flip(-1)].to(ids.dtype)
 
 

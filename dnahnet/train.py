@@ -37,10 +37,10 @@ from dnahnet import checkpoint as ckptlib
 from dnahnet import fileio, run_config, tracking
 from dnahnet import typed_config as cfglib
 from dnahnet import window_losses as wl
-from dnahnet.data import DataConfig, GenomeDataModule
-from dnahnet.data.module import data_key
-from dnahnet.lit import LitLM, TrainConfig
+from dnahnet.data.module import GenomeDataModule
+from dnahnet.lit import LitLM
 from dnahnet.registry import build_model_from_config, list_families
+from dnahnet.run_config import RunConfig
 from dnahnet.rundir import (
     RunRefused,
     TrainingStopped,
@@ -54,12 +54,9 @@ from dnahnet.rundir import (
 from dnahnet.schedules import SCHEDULES
 from dnahnet.tokenizer import VOCAB_SIZE
 from dnahnet.tracking import check_trackers
+from dnahnet.train_config import TrainConfig
 
 log = logging.getLogger("dnahnet.train")
-
-
-def _data_api():
-    return DataConfig, GenomeDataModule
 
 
 @dataclass
@@ -76,16 +73,6 @@ class RunResult:
     wall_s: float
     error: str = ""
     metrics: dict = field(default_factory=dict)  # final validation metrics
-
-
-def resolved_config(family: str, preset: str, variant: str | None, model_cfg, train_cfg, data_cfg) -> dict:
-    """A run's config.yaml: its settings, and `data_key`, the identity of the genomes it reads
-    (`dnahnet.data.module.data_key`: a rerun on other genomes is another run, `dnahnet.rundir`)."""
-    return {
-        "family": family, "preset": preset, "variant": variant,
-        "model": cfglib.to_dict(model_cfg), "train": cfglib.to_dict(train_cfg), "data": cfglib.to_dict(data_cfg),
-        "data_key": data_key(data_cfg),
-    }
 
 
 def _precision(train_cfg: TrainConfig) -> str:
@@ -227,9 +214,9 @@ def _numbers(value):
             yield from _numbers(v)
 
 
-def check_configs(model_cfg, train_cfg: TrainConfig, data_cfg) -> None:
+def check_configs(run: RunConfig) -> None:
     """Refuse degenerate settings before anything is written or trained (RunRefused naming the key)."""
-    t = train_cfg
+    t, model_cfg, data_cfg = run.train, run.model, run.data
     bad = []
     if t.max_steps < 1:
         bad.append(f"train.max_steps={t.max_steps}: must be >= 1 (a run of no step would be recorded as trained)")
@@ -289,16 +276,16 @@ def check_configs(model_cfg, train_cfg: TrainConfig, data_cfg) -> None:
         raise RunRefused(f"{bad[0]}" + (f" (and {len(bad) - 1} more: {'; '.join(bad[1:3])})" if len(bad) > 1 else ""))
 
 
-def check_model_builds(family: str, model_cfg) -> None:
+def check_model_builds(run: RunConfig) -> None:
     """Build the model on the meta device (no memory, no initialisation cost): a config that only its
     constructor rejects (n_heads not dividing d_model, a negative width, a layout that does not parse) is
     refused here, before the run directory exists, rather than as a traceback from inside the run."""
     try:
         with torch.device("meta"):
-            build_model_from_config(family, model_cfg)
+            build_model_from_config(run.family, run.model)
     except (ValueError, KeyError, TypeError, RuntimeError, ZeroDivisionError, AssertionError) as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RunRefused(f"model: the {family} model cannot be built from this config ({text})") from None
+        raise RunRefused(f"model: the {run.family} model cannot be built from this config ({text})") from None
 
 
 def _check_model(lit) -> None:
@@ -308,7 +295,7 @@ def _check_model(lit) -> None:
                          "check model.d_model / model.n_layers")
 
 
-def _check_data(dm, data_cfg) -> None:
+def _check_data(dm) -> None:
     """Open the data before training so that an empty split or too long a window fails now, not at the end."""
     if isinstance(dm, GenomeDataModule):
         try:
@@ -380,10 +367,11 @@ def _validate(trainer, lit, dm, log_metrics: bool = True) -> dict:
         trainer.loggers = loggers
 
 
-def _check_resume_model(point, family: str, model_cfg) -> None:
+def _check_resume_model(point, run: RunConfig) -> None:
     """Refuse a resume checkpoint of another model (a dnaHNet checkpoint copied into a Transformer++ run's
     checkpoints/): Lightning would fail deep inside with "Unexpected key(s) in state_dict". Keys that do not
     change the weights (kernel backends) may differ, and so may fields one side does not know."""
+    family, model_cfg = run.family, run.model
     hparams = (ckptlib.verify(point.path) or {}).get("hyper_parameters") or {}
     plain = lambda d: json.loads(json.dumps(d, default=str))  # noqa: E731 - tuples and lists compare equal
     theirs, ours = plain(hparams.get("model_config") or {}), plain(cfglib.to_dict(model_cfg))
@@ -423,65 +411,57 @@ def warn_long_cpu_run(train_cfg: TrainConfig, planned_flops: float, planned_toke
     return True
 
 
-def train_run(
-    family: str,
-    model_cfg,
-    train_cfg: TrainConfig,
-    data_cfg,
-    run_dir: str | Path,
-    preset: str = "custom",
-    variant: str | None = None,
-    callbacks=(),
-    progress: bool = True,
-    datamodule=None,
-    tags: dict | None = None,
-) -> RunResult:
-    """Train (or resume, or skip when finished) one run into `run_dir` and return its result. `tags`: what a
-    sweep adds to the tracker tags of the run (`dnahnet.tracking.sweep_tags`).
+def train_run(run: RunConfig, run_dir: str | Path, *, new_run: bool = False, callbacks=(), progress: bool = True,
+              datamodule=None, tags: dict | None = None) -> RunResult:
+    """Train (or resume, or report when finished) the run `run` into `run_dir` and return its result.
 
-    Raises RunRefused (bad config, no validation windows, an unsafe checkpoint), RunLocked (another process
-    holds `run_dir`), TrainingStopped (SIGTERM; a rerun resumes)."""
+    A run directory holding a run with other settings is refused, naming the keys (`check_same_run`), unless
+    `new_run`: then it is kept as RUN.old-<time> and a new run starts. `datamodule`: data to train on instead of
+    the run's genomes (tests); `tags`: what a sweep adds to the tracker tags of the run
+    (`dnahnet.tracking.sweep_tags`). Raises RunRefused (bad config, no validation windows, an unsafe checkpoint,
+    other settings), RunLocked (another process holds `run_dir`), TrainingStopped (SIGTERM; a rerun resumes)."""
     run_dir = Path(run_dir)
-    if not (run_dir / "result.json").exists():  # (a finished run is reported as it is, whatever the code says now)
-        check_configs(model_cfg, train_cfg, data_cfg)
-        check_model_builds(family, model_cfg)
+    if new_run or not (run_dir / "result.json").exists():  # (a finished run is reported whatever the code says now)
+        check_configs(run)
+        check_model_builds(run)
+    # Rank 0 only: the other ranks of a multi-process run start once rank 0 trains in the new directory.
+    if new_run and is_rank_zero() and (run_dir / "config.yaml").exists():
+        log.warning("new run: the old run in %s is kept as %s", run_dir, move_run_aside(run_dir))
     lock = directory_lock(run_dir) if is_rank_zero() else contextlib.nullcontext()
     with lock:
-        return _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir, preset, variant, callbacks, progress,
-                             datamodule, tags)
+        return _train_locked(run, run_dir, callbacks=callbacks, progress=progress, datamodule=datamodule, tags=tags)
 
 
-def _train_locked(family, model_cfg, train_cfg, data_cfg, run_dir: Path, preset, variant, callbacks, progress,
-                  datamodule, tags=None) -> RunResult:
+def _train_locked(run: RunConfig, run_dir: Path, *, callbacks, progress: bool, datamodule, tags) -> RunResult:
     import lightning as L
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    check_same_run(run_dir, run)
     result_path = run_dir / "result.json"
     if result_path.exists():
         log.info("%s already finished; skipping", run_dir)
         return RunResult(**json.loads(result_path.read_text()))
     clock = _wall_clock()
-    check_configs(model_cfg, train_cfg, data_cfg)
+    train_cfg = run.train
     # Before anything touches the logs: a truncated checkpoint is moved aside, the newest readable one wins.
     point = resume_point(run_dir)
     if point:
-        _check_resume_model(point, family, model_cfg)
+        _check_resume_model(point, run)
     L.seed_everything(train_cfg.seed, workers=True, verbose=False)
-    _, GenomeDataModule = _data_api()
-    dm = datamodule or GenomeDataModule(data_cfg)
-    _check_data(dm, data_cfg)
-    lit = LitLM(family, cfglib.to_dict(model_cfg), cfglib.to_dict(train_cfg), seq_len=data_cfg.seq_len)
+    dm = datamodule or GenomeDataModule(run.data)
+    _check_data(dm)
+    lit = LitLM(run)
     _check_model(lit)
     # Written once the run is known to start: a refused run leaves no config behind.
-    fileio.write_yaml(run_dir / "config.yaml", resolved_config(family, preset, variant, model_cfg, train_cfg, data_cfg))
-    planned_tokens = train_cfg.max_steps * data_cfg.batch_size * data_cfg.seq_len * train_cfg.devices * \
-        train_cfg.num_nodes * train_cfg.accumulate_grad_batches
+    fileio.write_yaml(run_dir / "config.yaml", run.to_dict())
+    planned_tokens = train_cfg.max_steps * run.global_batch * run.seq_len
     warn_long_cpu_run(train_cfg, planned_tokens * lit.flops_per_token.training, planned_tokens)
-    run_tags = tracking.run_tags(family, variant, preset, lit.model.param_counts().total, planned_tokens, run_dir,
-                                 extra=tags)
+    run_tags = tracking.run_tags(run.family, run.variant, run.preset, lit.model.param_counts().total, planned_tokens,
+                                 run_dir, extra=tags)
     trainer = build_trainer(train_cfg, run_dir, callbacks=[clock, *callbacks], progress=progress,
                             resume_step=point.step if point else None, tags=run_tags,
-                            params={"data": cfglib.to_dict(data_cfg), "preset": preset, "variant": variant or ""})
+                            params={"data": cfglib.to_dict(run.data), "preset": run.preset,
+                                    "variant": run.variant or ""})
     if point:
         log.info("resuming %s from %s (step %d)", run_dir, point.path.name, point.step)
     elif (run_dir / "metrics.csv").exists():
@@ -536,7 +516,7 @@ def _write_window_losses(run_dir: Path, windows, val_loss: float) -> None:
 
 
 # ---------------------------------------------------------------------- CLI
-def _configs_from_args(args) -> run_config.RunConfigs:
+def _configs_from_args(args) -> RunConfig:
     """The run's configs from --config or --model/--preset/--variant, the overrides and --data-dir."""
     overrides = run_config.parse_overrides(args.overrides, "override")
     if args.data_dir:
@@ -588,18 +568,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     try:
         run = _configs_from_args(args)
-        family, preset, variant = run.family, run.preset, run.variant
-        model_cfg, train_cfg, data_cfg = run.as_tuple()
-        check_configs(model_cfg, train_cfg, data_cfg)
         if out.exists() and not out.is_dir():
             raise RunRefused(f"--out {out}: is a file, not a run directory")
-        resolved = resolved_config(family, preset, variant, model_cfg, train_cfg, data_cfg)
-        # Rank 0 only: the other ranks of a multi-process run re-run this command once rank 0 trains.
-        if args.new_run and is_rank_zero() and (out / "config.yaml").exists():
-            print(f"--new-run: the old run in {out} is kept as {move_run_aside(out)}", file=sys.stderr)
-        check_same_run(out, resolved)
-        result = train_run(family, model_cfg, train_cfg, data_cfg, out, preset=preset, variant=variant,
-                           progress=not args.no_progress)
+        result = train_run(run, out, new_run=args.new_run, progress=not args.no_progress)
     except TrainingStopped as exc:
         print(f"stopped: {exc}", file=sys.stderr)
         return TrainingStopped.exit_code
@@ -617,8 +588,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # --out on a read-only or full filesystem, a permission problem
         return _error(_os_error_message(exc, out))
     print(
-        f"{family} ({preset}{'/' + variant if variant else ''}): val loss {result.val_loss:.4f} nats/nt = "
-        f"{result.val_bpn:.4f} bits/nt after {result.tokens:,} tokens, {result.flops:.3g} FLOPs, "
+        f"{run.family} ({run.preset}{'/' + run.variant if run.variant else ''}): val loss {result.val_loss:.4f} "
+        f"nats/nt = {result.val_bpn:.4f} bits/nt after {result.tokens:,} tokens, {result.flops:.3g} FLOPs, "
         f"{result.params:,} params, {result.wall_s:.0f} s"
     )
     return 0

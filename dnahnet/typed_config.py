@@ -131,7 +131,7 @@ def from_dict(cls, data: dict):
 # Which config fields make a run what it is: a rerun into the same run (or sweep) directory must keep them,
 # or it would resume, or report, a run computed with other settings. Every field is part of the identity
 # unless its dataclass field says otherwise, with `field(default=..., metadata=NEUTRAL)` (or GLOBAL_BATCH).
-# `dnahnet.rundir.config_differences` reads these rules for single runs, sweeps and their resumption.
+# `dnahnet.run_config.config_differences` reads these rules for single runs, sweeps and the tuner.
 NEUTRAL = {"identity": False}  # does not change what a run computes: logging, checkpoint cadence, kernels, caches
 GLOBAL_BATCH = {"identity": "global batch"}  # a factor of the global batch: may change when their product does not
 

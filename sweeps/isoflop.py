@@ -30,12 +30,15 @@ import logging
 import sys
 from pathlib import Path
 
+import yaml
+
 if not __package__:  # `python sweeps/isoflop.py`: this checkout's packages, not sweeps/'s modules nor another install
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from dnahnet import run_config
 from dnahnet.data import GenomeDataModule
 from dnahnet.registry import get_family
+from dnahnet.run_config import config_differences
 from dnahnet.rundir import is_rank_zero
 from dnahnet.tracking import check_trackers
 from sweeps import ladders as ladlib
@@ -46,9 +49,7 @@ from sweeps.runner import (
     backfill_exports,
     cpu_threads,
     exports_enabled,
-    identity_differences,
     quiet_lightning,
-    resolved_of,
     results_by_id,
     run_dir_of,
 )
@@ -225,19 +226,17 @@ def check_unchanged(out: Path, specs: list[RunSpec]) -> None:
     """Refuse a rerun into OUT whose runs (same run ids) would get other settings than those OUT already
     planned or trained: finished runs are skipped by run id, so a changed recipe would report old results
     as new ones. Raises ValueError naming the keys that differ."""
-    import yaml
-
     try:
         planned = {s.run_id: s for s in read_plan(out)} if (out / "plan.json").is_file() else {}
     except (ValueError, TypeError):
         planned = {}
     changed: dict[str, dict] = {}  # key -> {"runs": set, "example": "old -> new"}
     for spec in specs:
-        new = resolved_of(spec)
+        new = spec.run_config.to_dict()
         olds = []
         if spec.run_id in planned:
             try:
-                olds.append(resolved_of(planned[spec.run_id]))
+                olds.append(planned[spec.run_id].run_config.to_dict())
             except (ValueError, TypeError, KeyError) as exc:  # planned by another version of the code
                 changed.setdefault("plan.json", {"runs": set(), "example": f"unusable here ({exc})"})
                 changed["plan.json"]["runs"].add(spec.run_id)
@@ -245,7 +244,7 @@ def check_unchanged(out: Path, specs: list[RunSpec]) -> None:
         if config.is_file():
             olds.append(yaml.safe_load(config.read_text()) or {})
         for old in olds:
-            for diff in identity_differences(old, new):
+            for diff in config_differences(old, new):
                 key, _, example = diff.partition(": ")
                 entry = changed.setdefault(key, {"runs": set(), "example": example})
                 entry["runs"].add(spec.run_id)
@@ -258,8 +257,7 @@ def check_unchanged(out: Path, specs: list[RunSpec]) -> None:
 
 def prepare_data(spec: RunSpec) -> None:
     """Build (or open) the token store once, before any worker starts (they would race to build it)."""
-    _, _, data_cfg = spec.configs()
-    GenomeDataModule(data_cfg).prepare_data()
+    GenomeDataModule(spec.run_config.data).prepare_data()
 
 
 def run_sweep(specs: list[RunSpec], out_dir: str | Path, launcher: str = "local", retry_failed: bool = False,

@@ -47,8 +47,9 @@ from dnahnet import typed_config as cfglib
 from dnahnet.family import SearchDimension
 from dnahnet.fileio import atomic_savefig, atomic_write_text
 from dnahnet.registry import get_family
-from dnahnet.rundir import TrainingStopped, config_differences
-from dnahnet.train import resolved_config, train_run
+from dnahnet.run_config import config_differences
+from dnahnet.rundir import TrainingStopped
+from dnahnet.train import train_run
 from sweeps.ladders import measure
 
 log = logging.getLogger("sweeps.optuna_study")
@@ -351,7 +352,7 @@ class TuneSpec:
                 out.update(section, key, value, "setting")
         return out
 
-    def configs(self, trial_overrides: dict[str, dict[str, Any]] | None = None) -> run_config.RunConfigs:
+    def configs(self, trial_overrides: dict[str, dict[str, Any]] | None = None) -> run_config.RunConfig:
         """The configs of a trial: preset, variant, the fixed settings, then the trial's values (and run
         length); without `trial_overrides`, the configs before the searched values."""
         overrides = self.base_overrides()
@@ -360,25 +361,19 @@ class TuneSpec:
                 overrides.update(section, key, value, "trial")
         return run_config.resolve(self.family, self.preset, self.variant, overrides)
 
-    def base_configs(self):
-        """(model, train, data) configs before the searched values: preset, variant and fixed settings."""
-        return self.configs().as_tuple()
-
     def identity(self) -> dict[str, Any]:
         """What must not change between reruns and workers: the study's own settings (budget, validations,
         search space) and `run`, the resolved config of its trials before the searched values, compared by
-        the one identity rule of single runs and sweeps (`dnahnet.rundir.config_differences`: every field not
+        the one identity rule of single runs and sweeps (`dnahnet.run_config.config_differences`: every field not
         marked neutral, the global batch, the genomes read by content, so that workers on other machines may
         hold them under other paths). `base` (the fixed settings as given) is kept for studies stored before
         `run` existed."""
-        resolved = self.base_configs()
-        configs = dict(zip(("model", "train", "data"), resolved, strict=True))
-        base = {section: {k: cfglib.to_dict(getattr(configs[section], k)) for k in sorted(values)
+        run = self.configs()
+        base = {section: {k: cfglib.to_dict(getattr(getattr(run, section), k)) for k in sorted(values)
                           if k not in ("data_dir", "store_dir")}
                 for section, values in self.base.items()}
         return {"family": self.family, "preset": self.preset, "variant": self.variant, "budget": float(self.budget),
-                "evals": self.evals, "space": cfglib.to_dict(self.space), "base": base,
-                "run": resolved_config(self.family, self.preset, self.variant, *resolved)}
+                "evals": self.evals, "space": cfglib.to_dict(self.space), "base": base, "run": run.to_dict()}
 
 
 def identity_differences(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
@@ -490,9 +485,10 @@ def queue_retry(trial: optuna.Trial, original: int) -> None:
 def make_objective(spec: TuneSpec, out_dir: Path, progress: bool = True,
                    train_fn: Callable[..., Any] = train_run) -> Callable[[optuna.Trial], float]:
     """The objective: one training run at the budget; returns the final validation loss (nats/nt)."""
-    base_model, base_train, base_data = spec.base_configs()
+    base = spec.configs()
+    base_model, base_data = base.model, base.data
     fpt = measure(spec.family, base_model, base_data.seq_len).flops_per_token
-    world = base_train.devices * base_train.num_nodes
+    world = base.train.devices * base.train.num_nodes
     # Fail before any training when the budget cannot pay for some batch size of the search space.
     for batch in spec.space.batch_size:
         plan_steps(spec.budget, fpt, batch * world, base_data.seq_len, spec.evals, world)
@@ -509,11 +505,12 @@ def make_objective(spec: TuneSpec, out_dir: Path, progress: bool = True,
         # The batch may move to spend the budget (the planner's rule); the run length follows from it.
         steps, global_batch = plan_steps(spec.budget, fpt, overrides["data"]["batch_size"] * world,
                                          base_data.seq_len, spec.evals, world)
-        model_cfg, train_cfg, data_cfg = spec.configs({
+        run = spec.configs({
             "model": overrides["model"],
             "train": {**overrides["train"], "max_steps": steps, "val_every": steps // spec.evals},
             "data": {**overrides["data"], "batch_size": global_batch // world},
-        }).as_tuple()
+        })
+        train_cfg, data_cfg = run.train, run.data
         trial.set_user_attr("batch_size", data_cfg.batch_size)  # per device, as trained
         tokens_per_step = global_batch * data_cfg.seq_len
         trial.set_user_attr("run_dir", str(run_dir))
@@ -527,8 +524,7 @@ def make_objective(spec: TuneSpec, out_dir: Path, progress: bool = True,
         log.info("trial %d: %d steps of %d tokens, %s%s", trial.number, steps, tokens_per_step, trained, moved)
         pruning = StepPruningCallback(trial, "val/loss", val_every=train_cfg.val_every, max_steps=steps)
         try:
-            result = train_fn(spec.family, model_cfg, train_cfg, data_cfg, run_dir, preset=spec.preset,
-                              variant=spec.variant, callbacks=[pruning, StopCallback(STOP)], progress=progress)
+            result = train_fn(run, run_dir, callbacks=[pruning, StopCallback(STOP)], progress=progress)
             if not math.isfinite(result.val_loss):
                 raise FloatingPointError(f"non-finite validation loss {result.val_loss}")
         except optuna.TrialPruned:
@@ -582,7 +578,7 @@ def optimize(study: optuna.Study, objective, n_trials: int) -> int:
 def best_overrides_yaml(study: optuna.Study, spec: TuneSpec) -> str:
     """The best trial as an override file for `sweeps/isoflop.py --overrides` (train:, model:, data:)."""
     best = study.best_trial
-    overrides = overrides_from_params(best.params, spec.family, spec.base_configs()[0])
+    overrides = overrides_from_params(best.params, spec.family, spec.configs().model)
     if "batch_size" in best.user_attrs and "batch_size" in overrides["data"]:  # the batch it trained with
         overrides["data"]["batch_size"] = int(best.user_attrs["batch_size"])
     body = {k: v for k, v in overrides.items() if v}

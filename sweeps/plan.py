@@ -29,6 +29,7 @@ strategy are refused: use the budget, --seq-len, --devices/--num-nodes/--strateg
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -39,7 +40,7 @@ from pathlib import Path
 from dnahnet import fileio, run_config
 from dnahnet import typed_config as cfglib
 from dnahnet.registry import get_config, get_family
-from dnahnet.run_config import TOLERANCE, Overrides
+from dnahnet.run_config import TOLERANCE, Overrides, RunConfig
 from dnahnet.rundir import RunRefused
 from dnahnet.train import check_configs
 from sweeps.ladders import Ladder, ModelStats, get_rule, ladder_sizes, stats_of
@@ -103,10 +104,12 @@ class RunSpec:
     def world_size(self) -> int:
         return int(self.train.get("devices", 1)) * int(self.train.get("num_nodes", 1))
 
-    def configs(self):
-        """(model_cfg, train_cfg, data_cfg) dataclasses for `dnahnet.train.train_run`."""
+    @functools.cached_property
+    def run_config(self) -> RunConfig:
+        """The run's configuration (what `dnahnet.train.train_run` trains and its config.yaml records): the
+        preset with the plan's model, train and data settings, resolved once per spec."""
         sections = Overrides(model=dict(self.model), train=dict(self.train), data=dict(self.data))
-        return run_config.resolve(self.family, self.preset, self.variant, sections).as_tuple()
+        return run_config.resolve(self.family, self.preset, self.variant, sections)
 
     def row(self) -> dict:
         """A flat plan.csv row (overrides as JSON)."""
@@ -171,7 +174,7 @@ def _check_settings(family: str, preset: str, variant: str | None, user: dict, s
     sections = Overrides(model=dict(user["model"]), train={**user["train"], **parallel},
                          data={**user["data"], "seq_len": seq_len})
     try:
-        check_configs(*run_config.resolve(family, preset, variant, sections).as_tuple())
+        check_configs(run_config.resolve(family, preset, variant, sections))
     except RunRefused as exc:
         raise ValueError(f"every planned run would be refused: {exc}") from None
 

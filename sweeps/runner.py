@@ -32,13 +32,15 @@ import time
 import traceback
 from pathlib import Path
 
+import yaml
+
 from dnahnet import train as trainlib
 from dnahnet.checkpoint import is_exported
 from dnahnet.export import WEIGHTS_FILE, export
 from dnahnet.fileio import atomic_write_text
-from dnahnet.rundir import RunLocked, TrainingStopped, config_differences, is_rank_zero, resume_point
+from dnahnet.run_config import config_differences
+from dnahnet.rundir import RunLocked, TrainingStopped, is_rank_zero, resume_point
 from dnahnet.tracking import sweep_tags
-from dnahnet.train import resolved_config
 from sweeps.plan import RunSpec, read_plan
 
 log = logging.getLogger("sweeps")
@@ -105,28 +107,13 @@ def run_dir_of(spec: RunSpec, sweep_dir: str | os.PathLike) -> Path:
     return Path(sweep_dir).resolve() / "runs" / spec.run_id
 
 
-def resolved_of(spec: RunSpec) -> dict:
-    """The resolved config a run of `spec` writes into its config.yaml (`dnahnet.train.resolved_config`)."""
-    model_cfg, train_cfg, data_cfg = spec.configs()
-    return resolved_config(spec.family, spec.preset, spec.variant, model_cfg, train_cfg, data_cfg)
-
-
-def identity_differences(old: dict, new: dict) -> list[str]:
-    """'key: old -> new' for the entries of two resolved run configs that define a run: the single-run rule
-    (`dnahnet.rundir.config_differences`: every config field not marked neutral, the global batch, the genomes
-    read), less the preset's name (a sweep names its own sizes)."""
-    return [d for d in config_differences(old, new) if not d.startswith("preset:")]
-
-
 def _check_identity(spec: RunSpec, run_dir: Path) -> None:
-    """Refuse to resume a run directory made with a different model, recipe or data window."""
+    """Refuse to resume a run directory made with other settings (the one identity rule,
+    `dnahnet.run_config.config_differences`: a different model, recipe, data window or genomes)."""
     path = run_dir / "config.yaml"
     if not path.is_file():
         return
-    import yaml
-
-    old = yaml.safe_load(path.read_text()) or {}
-    diffs = identity_differences(old, resolved_of(spec))
+    diffs = config_differences(yaml.safe_load(path.read_text()) or {}, spec.run_config.to_dict())
     if diffs:
         raise ValueError(f"{run_dir} was made with a different configuration ({'; '.join(diffs[:6])}); "
                          "use another --out directory for a changed sweep")
@@ -222,12 +209,10 @@ def execute_run(spec: RunSpec, sweep_dir: str | os.PathLike, callbacks=(), datam
             if point is not None:
                 resumed_from = point.step
                 log.info("%s: resuming from its checkpoint at step %d", spec.run_id, point.step)
-        model_cfg, train_cfg, data_cfg = spec.configs()
         # Tracker tags (train.loggers): the sweep, the plan row's budget, size, parameters and tokens.
         tags = sweep_tags(sweep_dir.name, spec.budget, spec.run_id, sweep_dir=sweep_dir, size=spec.size,
                           params=spec.params, tokens=spec.tokens)
-        result = train_fn(spec.family, model_cfg, train_cfg, data_cfg, run_dir, preset=spec.preset,
-                          variant=spec.variant, callbacks=list(callbacks), progress=False, datamodule=datamodule,
+        result = train_fn(spec.run_config, run_dir, callbacks=list(callbacks), progress=False, datamodule=datamodule,
                           tags=tags)
         status, error = result.status, result.error
         if status == "ok" and not math.isfinite(result.val_loss):

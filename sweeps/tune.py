@@ -97,12 +97,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def tagged_train_run(study: str, budget: float):
     """`optuna_study.train_run` tagging each trial's tracker runs (train.loggers) with the study, budget and trial."""
 
-    def run(family, model_cfg, train_cfg, data_cfg, run_dir, **kwargs):
+    def run(run_config, run_dir, **kwargs):
         # trials live in OUT/trials/<trial>: the study's MLflow store is OUT/mlflow.db
         tags = sweep_tags(study, budget, Path(run_dir).name, sweep_dir=Path(run_dir).parent.parent)
-        return optuna_study.train_run(family, model_cfg, train_cfg, data_cfg, run_dir, tags=tags, **kwargs)
+        return optuna_study.train_run(run_config, run_dir, tags=tags, **kwargs)
 
     return run
+
+
+def check_arguments(args: argparse.Namespace, out: Path) -> None:
+    """Refuse a bad option before anything is written: ValueError naming the first one."""
+    rules = (  # (what must hold, the error otherwise)
+        (args.trials >= 1, f"--trials must be >= 1, got {args.trials}"),
+        (args.heartbeat >= 1, f"--heartbeat must be >= 1 second, got {args.heartbeat}"),
+        (args.evals >= 1, f"--evals must be >= 1, got {args.evals}"),
+        (args.prune_from >= 1, f"--prune-from must be >= 1 (a validation index), got {args.prune_from}"),
+        (min(args.pruner_startup, args.sampler_startup) >= 0, "--pruner-startup and --sampler-startup must be >= 0"),
+        (all(b >= 1 for b in args.batch_sizes), f"--batch-sizes must all be >= 1, got {args.batch_sizes}"),
+        (args.seq_len is None or args.seq_len >= 1, f"--seq-len must be >= 1, got {args.seq_len}"),
+        (not out.exists() or out.is_dir(), f"--out {out}: is a file, not a directory"),
+        (args.budget > 0, f"--budget must be a positive number of FLOPs, got {args.budget}"),
+    )
+    for holds, error in rules:
+        if not holds:
+            raise ValueError(error)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,24 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     created = not out.exists()
     try:
-        if args.trials < 1:
-            raise ValueError(f"--trials must be >= 1, got {args.trials}")
-        if args.heartbeat < 1:
-            raise ValueError(f"--heartbeat must be >= 1 second, got {args.heartbeat}")
-        if args.evals < 1:
-            raise ValueError(f"--evals must be >= 1, got {args.evals}")
-        if args.prune_from < 1:
-            raise ValueError(f"--prune-from must be >= 1 (a validation index), got {args.prune_from}")
-        if args.pruner_startup < 0 or args.sampler_startup < 0:
-            raise ValueError("--pruner-startup and --sampler-startup must be >= 0")
-        if any(b < 1 for b in args.batch_sizes):
-            raise ValueError(f"--batch-sizes must all be >= 1, got {args.batch_sizes}")
-        if args.seq_len is not None and args.seq_len < 1:
-            raise ValueError(f"--seq-len must be >= 1, got {args.seq_len}")
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {out}: is a file, not a directory")
-        if not args.budget > 0:
-            raise ValueError(f"--budget must be a positive number of FLOPs, got {args.budget}")
+        check_arguments(args, out)
         settings = run_config.parse_overrides(args.settings, "setting")
         base = {"model": settings.model, "train": settings.train, "data": settings.data}
         for key in ("max_steps", "val_every"):
@@ -144,10 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         spec = optuna_study.TuneSpec(args.model, args.preset, args.variant, args.budget, args.evals, space, base)
         from dnahnet.train import check_configs, check_model_builds
 
-        base_model, train_cfg, base_data = spec.base_configs()
+        base_run = spec.configs()
+        train_cfg = base_run.train
         # As a run would check them (RunRefused is a ValueError): every trial would be refused otherwise.
-        check_configs(base_model, train_cfg, base_data)
-        check_model_builds(spec.family, base_model)
+        check_configs(base_run)
+        check_model_builds(base_run)
         if train_cfg.devices * train_cfg.num_nodes != 1:
             raise ValueError("train.devices / train.num_nodes: a trial trains on one device; to use more devices, "
                              "start one worker per device on the same --storage (e.g. CUDA_VISIBLE_DEVICES=k)")

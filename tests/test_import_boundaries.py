@@ -89,20 +89,40 @@ def test_analysis_does_not_import_torch_at_top_level():
     assert violations(sources("analysis"), ("torch",), top_level_only=True) == []
 
 
-def test_importing_the_analysis_loads_no_torch():
-    """`python -m analysis` (figures from the committed logs) runs without torch: importing every analysis
-    module, as it does, leaves torch unloaded (what dnahnet it needs, e.g. the Markov floor's data, it imports
-    inside the function that needs it)."""
-    code = ("import importlib, pkgutil, sys, analysis\n"
-            "for m in pkgutil.iter_modules(analysis.__path__):\n"
-            "    importlib.import_module('analysis.' + m.name)\n"
-            "import analysis.__main__\n"
-            "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))\n")
+def heavy_modules_after(code: str) -> list[str]:
+    """Which of torch and Lightning a fresh interpreter has loaded after running `code` (which must succeed)."""
+    code += "\nimport sys\nprint(','.join(m for m in ('torch', 'lightning') if m in sys.modules))\n"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    return [m for m in done.stdout.strip().split(",") if m]
+
+
+def test_importing_the_analysis_loads_no_torch():
+    """`python -m analysis` (figures from the committed logs) runs without torch: importing every analysis
+    module, as it does, leaves torch unloaded (what dnahnet it needs, e.g. the Markov floor's data, it imports
+    inside the function that needs it)."""
+    code = ("import importlib, pkgutil, analysis\n"
+            "for m in pkgutil.iter_modules(analysis.__path__):\n"
+            "    importlib.import_module('analysis.' + m.name)\n"
+            "import analysis.__main__\n")
+    assert heavy_modules_after(code) == []
+
+
+def test_a_runs_configuration_loads_no_torch():
+    """A run's configuration modules (`dnahnet.run_config`: overrides, RunConfig, the identity rule;
+    TrainConfig, DataConfig) import neither torch nor Lightning, and neither do parsing overrides into the
+    training and data configs. (A family's model config lives in the family's module, beside its model:
+    resolving or comparing a whole run imports that module, and torch with it.)"""
+    code = ("from dnahnet.run_config import RunConfig, config_differences, identity_of, parse_overrides\n"
+            "from dnahnet.train_config import TrainConfig\n"
+            "from dnahnet.data import DataConfig, data_key\n"
+            "from dnahnet import typed_config as cfglib\n"
+            "ov = parse_overrides(['train.lr=0.2', 'data.seq_len=64'])\n"
+            "assert cfglib.replace(TrainConfig(), **ov.train).lr == 0.2\n"
+            "assert cfglib.replace(DataConfig(), **ov.data).seq_len == 64\n")
+    assert heavy_modules_after(code) == []
 
 
 def test_cuda_packages_are_imported_only_by_the_kernels_module():

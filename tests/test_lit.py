@@ -7,7 +7,16 @@ import torch
 
 import dnahnet
 from dnahnet import typed_config as cfglib
-from dnahnet.lit import LitLM, TrainConfig, param_groups
+from dnahnet.data import DataConfig
+from dnahnet.lit import LitLM, param_groups
+from dnahnet.run_config import RunConfig
+from dnahnet.train_config import TrainConfig
+
+
+def lit_of(family: str, seq_len: int, train: TrainConfig | None = None, **model) -> LitLM:
+    """The LightningModule of a tiny `family` run at context `seq_len`."""
+    config = dnahnet.get_config(family, "tiny", **model)
+    return LitLM(RunConfig(family, "tiny", None, config, train or TrainConfig(), DataConfig(seq_len=seq_len)))
 
 
 def test_no_weight_decay_on_norms_biases_embeddings():
@@ -36,8 +45,7 @@ def test_lr_multipliers_become_groups(monkeypatch):
 
 def test_objective_is_cross_entropy_plus_aux_and_counts_tokens():
     torch.manual_seed(0)
-    model_cfg = cfglib.to_dict(dnahnet.get_config("transformer", "tiny"))
-    lit = LitLM("transformer", model_cfg, cfglib.to_dict(TrainConfig()), seq_len=16)
+    lit = lit_of("transformer", 16)
     ids = torch.randint(0, 4, (2, 17))
     batch = {"input_ids": ids[:, :-1], "labels": ids[:, 1:].clone()}
     batch["labels"][0, :4] = -100  # ignored positions
@@ -68,9 +76,8 @@ def test_training_loop_optimizes_nll_plus_alpha_times_ratio_losses_on_dnahnet():
 
     torch.manual_seed(0)
     alpha = 0.02
-    model_cfg = cfglib.to_dict(dnahnet.get_config("dnahnet", "tiny", alpha=alpha))
-    train_cfg = cfglib.to_dict(cfglib.replace(TrainConfig(), max_steps=1, lr=1e-3, accelerator="cpu"))
-    lit = LitLM("dnahnet", model_cfg, train_cfg, seq_len=64)
+    train_cfg = cfglib.replace(TrainConfig(), max_steps=1, lr=1e-3, accelerator="cpu")
+    lit = lit_of("dnahnet", 64, train_cfg, alpha=alpha)
     ids = torch.randint(0, 4, (2, 65), generator=torch.Generator().manual_seed(1))
     batch = {"input_ids": ids[:, :-1], "labels": ids[:, 1:]}
 
@@ -106,8 +113,7 @@ def test_training_loop_optimizes_nll_plus_alpha_times_ratio_losses_on_dnahnet():
 def test_validation_sums_count_tokens_exactly_past_float32():
     """The validation token count is exact beyond 2^24 (a float32 sum would stop there: 256 windows of
     65,536 nucleotides already reach it)."""
-    model_cfg = cfglib.to_dict(dnahnet.get_config("transformer", "tiny"))
-    lit = LitLM("transformer", model_cfg, cfglib.to_dict(TrainConfig()), seq_len=16)
+    lit = lit_of("transformer", 16)
     for _ in range(3):
         lit.val_token_count.update(torch.tensor(float(2**24)))
         lit.val_token_count.update(torch.tensor(1.0))
@@ -124,9 +130,9 @@ def test_learning_rate_and_throughput_are_logged_by_lightnings_monitors(tmp_path
     from lightning.pytorch.loggers import CSVLogger
 
     log_every, steps, seq_len = 2, 7, 16
-    train_cfg = cfglib.to_dict(cfglib.replace(TrainConfig(), max_steps=steps, log_every=log_every, lr=1e-2,
-                                              warmup_fraction=0.45, accelerator="cpu"))
-    lit = LitLM("transformer", cfglib.to_dict(dnahnet.get_config("transformer", "tiny")), train_cfg, seq_len)
+    train_cfg = cfglib.replace(TrainConfig(), max_steps=steps, log_every=log_every, lr=1e-2, warmup_fraction=0.45,
+                               accelerator="cpu")
+    lit = lit_of("transformer", seq_len, train_cfg)
     gen = torch.Generator().manual_seed(3)
     batches = []
     for _ in range(steps):
@@ -185,8 +191,7 @@ def test_final_validation_records_window_losses_and_hierarchy_usage(tmp_path):
 
     torch.manual_seed(0)
     seq_len = 32
-    train_cfg = cfglib.to_dict(cfglib.replace(TrainConfig(), max_steps=4, lr=1e-2, accelerator="cpu"))
-    lit = LitLM("dnahnet", cfglib.to_dict(dnahnet.get_config("dnahnet", "tiny")), train_cfg, seq_len)
+    lit = lit_of("dnahnet", seq_len, cfglib.replace(TrainConfig(), max_steps=4, lr=1e-2, accelerator="cpu"))
     gen = torch.Generator().manual_seed(5)
 
     def batches(n, b):
@@ -222,10 +227,9 @@ def test_adamw_carries_the_configured_betas_and_eps():
     first two updates are those of AdamW with them (float64 reference: with one step, bias correction
     cancels the betas; the second step depends on both)."""
     torch.manual_seed(0)
-    model_cfg = cfglib.to_dict(dnahnet.get_config("transformer", "tiny"))
     train_cfg = cfglib.replace(TrainConfig(), beta1=0.7, beta2=0.8, eps=0.05, weight_decay=0.0, lr=0.1,
                                warmup_fraction=0.0, max_steps=10)
-    lit = LitLM("transformer", model_cfg, cfglib.to_dict(train_cfg), seq_len=16)
+    lit = lit_of("transformer", 16, train_cfg)
     optimizer = lit.configure_optimizers()["optimizer"]
     assert optimizer.defaults["betas"] == (0.7, 0.8) and optimizer.defaults["eps"] == 0.05
     assert all(g["betas"] == (0.7, 0.8) and g["eps"] == 0.05 for g in optimizer.param_groups)
@@ -254,8 +258,7 @@ def test_token_and_flop_counters_count_every_rank(monkeypatch):
     from types import SimpleNamespace
 
     torch.manual_seed(0)
-    model_cfg = cfglib.to_dict(dnahnet.get_config("transformer", "tiny"))
-    lit = LitLM("transformer", model_cfg, cfglib.to_dict(TrainConfig()), seq_len=16)
+    lit = lit_of("transformer", 16)
     logged = {}
     monkeypatch.setattr(lit, "log_dict", lambda d, **kw: logged.update(d))
     monkeypatch.setattr(lit, "log", lambda k, v, **kw: logged.update({k: v}))

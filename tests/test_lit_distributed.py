@@ -31,6 +31,7 @@ def _script(argv=None) -> int:
     from dnahnet.data import DataConfig
     from dnahnet.lit import LitLM, TrainConfig
     from dnahnet.registry import get_config
+    from dnahnet.run_config import RunConfig
     from dnahnet.train import train_run
     from tests.helpers.multidevice import deterministic_datamodule
 
@@ -51,7 +52,7 @@ def _script(argv=None) -> int:
     data_cfg = cfglib.replace(DataConfig(), seq_len=16, batch_size=2, n_val_windows=4)
     out = Path(args.out)
     try:
-        train_run("transformer", model_cfg, train_cfg, data_cfg, out / "run", progress=False,
+        train_run(RunConfig("transformer", "tiny", None, model_cfg, train_cfg, data_cfg), out / "run", progress=False,
                   datamodule=deterministic_datamodule(seq_len=16, global_batch=4, n_val=4))
     except FloatingPointError as exc:
         (out / f"rank{rank}.txt").write_text(f"FloatingPointError: {exc}")

@@ -5,16 +5,27 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
 from dnahnet import run_config
+from dnahnet import typed_config as cfglib
 from dnahnet.data import DataConfig
-from dnahnet.lit import TrainConfig
 from dnahnet.registry import get_family
-from dnahnet.run_config import TOLERANCE, Overrides, parse_overrides, resolve, steps_for_budget
+from dnahnet.run_config import (
+    TOLERANCE,
+    Overrides,
+    RunConfig,
+    config_differences,
+    identity_of,
+    parse_overrides,
+    resolve,
+    steps_for_budget,
+)
+from dnahnet.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,8 +128,6 @@ def test_a_resolved_config_file_rebuilds_the_same_configs(tmp_path):
     run = resolve("stripedhyena", "tiny", None, parse_overrides(["data.seq_len=96", "model.d_model=32",
                                                                   "train.lr=4e-3", "data.batch_size=3"]))
     path = tmp_path / "config.yaml"
-    from dnahnet import typed_config as cfglib
-
     path.write_text(yaml.safe_dump({"family": run.family, "preset": run.preset, "variant": run.variant,
                                     "model": cfglib.to_dict(run.model), "train": cfglib.to_dict(run.train),
                                     "data": cfglib.to_dict(run.data)}))
@@ -135,9 +144,34 @@ def test_a_resolved_config_file_rebuilds_the_same_configs(tmp_path):
         run_config.resolve_file(tmp_path)
 
 
+def test_a_run_config_round_trips_through_its_config_yaml_and_knows_its_context_and_batch(tmp_path):
+    """`RunConfig.to_dict` is what a run directory's config.yaml holds; `from_dict` rebuilds the same run
+    (data_key is read from the genomes, not set). The context is data.seq_len, the global batch the product
+    of the GLOBAL_BATCH fields."""
+    run = resolve("dnahnet", "tiny", "2,2", parse_overrides(["data.seq_len=48", "data.batch_size=3",
+                                                             "train.devices=2", "train.accumulate_grad_batches=4",
+                                                             "model.alpha=0.05"]))
+    written = yaml.safe_load(yaml.safe_dump(run.to_dict()))
+    assert RunConfig.from_dict(written) == run and written["variant"] == "2,2"
+    assert run.seq_len == 48 and run.global_batch == 3 * 2 * 4
+    assert run.differences(RunConfig.from_dict(written)) == [] and run.identity() == identity_of(written)
+    other = RunConfig.from_dict(written, parse_overrides(["model.alpha=0.1"]))
+    assert run.differences(other) == ["model.alpha: 0.05 -> 0.1"]
+    assert run.differences(other.to_dict()) == run.differences(other)
+
+
+def test_a_preset_is_a_name_its_settings_are_the_identity():
+    """A sweep names its sizes, a rerun from a config.yaml is preset "custom": what the preset set is compared
+    field by field, so the name alone changes nothing, and a changed field is named whatever the preset."""
+    run = resolve("transformer", "tiny")
+    renamed = dataclasses.replace(run, preset="custom")
+    assert run.differences(renamed) == []
+    assert [d.split(":")[0] for d in run.differences(resolve("transformer", "small"))] != []
+
+
 def test_train_writes_the_configs_configure_resolves(tmp_path):
     """`python -m dnahnet.train` (one tiny step) records in config.yaml what `resolve` builds."""
-    from dnahnet.train import main, resolved_config
+    from dnahnet.train import main
     from tests.helpers.synthetic_corpus import markov_corpus
 
     data = markov_corpus(tmp_path / "data", 4, 6000, 0, "g{g}.fasta", "G{g} synthetic genome {g}")
@@ -148,8 +182,87 @@ def test_train_writes_the_configs_configure_resolves(tmp_path):
                  *overrides]) == 0
     run = resolve("stripedhyena", "tiny", None, parse_overrides([*overrides, f"data.data_dir={data}"]))
     written = yaml.safe_load((out / "config.yaml").read_text())
-    assert written == resolved_config(run.family, run.preset, run.variant, *run.as_tuple())
+    assert written == run.to_dict()
     assert written["model"]["l_train"] == 32
+
+
+# ------------------------------------------------------------------------------------ run identity: one rule
+def _resolved(family="transformer", **sections) -> dict:
+    """The resolved config (a config.yaml's contents) of a tiny `family` run with `sections`' settings."""
+    overrides = Overrides(train=dict(sections.get("train", {})), data=dict(sections.get("data", {})))
+    return resolve(family, "tiny", None, overrides).to_dict()
+
+
+def _changed(value):
+    """Another valid value of a field's type (for every TrainConfig / DataConfig field)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value / 2 if value else 0.5
+    if isinstance(value, (list, tuple)):
+        return [*value, "x"] if value else ["x"]
+    if value is None:
+        return None
+    return {"cosine": "wsd", "auto": "cpu"}.get(value, value + "x")
+
+
+@pytest.mark.parametrize("section", ["train", "data"])
+def test_every_field_not_marked_neutral_is_part_of_a_runs_identity(section):
+    """A field added to TrainConfig or DataConfig is identity unless its metadata says otherwise: changing it
+    makes `config_differences` name it, and `RunConfig.identity` differ."""
+    cls = {"train": TrainConfig, "data": DataConfig}[section]
+    base = _resolved()
+    checked = 0
+    for f in dataclasses.fields(cls):
+        value = _changed(base[section][f.name])
+        if value is None or value == base[section][f.name]:
+            continue  # None-valued optional fields: their other values are paths or sizes tested elsewhere
+        new = {**base, section: {**base[section], f.name: value}}
+        diffs = config_differences(base, new)
+        identities = identity_of(base), identity_of(new)
+        rule = cfglib.identity_rule(cls, f.name)
+        if rule is True:
+            assert any(d.startswith(f"{section}.{f.name}:") for d in diffs), f.name
+            checked += 1
+        elif rule is False:
+            assert diffs == [], f.name
+        else:  # a factor of the global batch
+            assert diffs and diffs[0].startswith("global batch"), f.name
+        assert (identities[0] == identities[1]) == (diffs == []), f.name
+    assert checked >= 8
+
+
+def test_neutral_fields_are_only_those_that_do_not_change_what_a_run_computes():
+    neutral = {f"{s}.{f.name}" for s, cls in (("train", TrainConfig), ("data", DataConfig),
+                                              ("model", get_family("dnahnet").config_cls))
+               for f in dataclasses.fields(cls) if cfglib.identity_rule(cls, f.name) is not True}
+    assert neutral == {
+        "train.precision", "train.val_every", "train.ckpt_every", "train.log_every", "train.accelerator",
+        "train.devices", "train.num_nodes", "train.strategy", "train.accumulate_grad_batches",
+        "train.activation_checkpointing", "train.compile", "train.loggers", "train.mlflow_uri",
+        "data.data_dir", "data.inputs", "data.store_dir", "data.batch_size", "data.eval_batch_size",
+        "data.num_workers", "model.mamba_backend", "model.attn_backend",
+    }
+
+
+def test_the_genomes_read_are_part_of_the_identity_not_their_path(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "g1.fasta").write_text(">r1\nACGTACGTAA\n")
+    (tmp_path / "a" / "g2.fasta").write_text(">r2\nTTGCA\n")
+    shutil.copytree(tmp_path / "a", tmp_path / "copy")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "g1.fasta").write_text(">r1\nACGTACGTAC\n")  # one nucleotide differs
+    (tmp_path / "b" / "g2.fasta").write_text(">r2\nTTGCA\n")
+    a, copy, b = (_resolved(data={"data_dir": str(tmp_path / d)}) for d in ("a", "copy", "b"))
+    assert a["data_key"] is not None
+    assert config_differences(a, copy) == []
+    assert [d.split(":")[0] for d in config_differences(a, b)] == ["data_key"]
+    gone = _resolved(data={"data_dir": str(tmp_path / "moved-away")})  # planned there, the folder since moved
+    assert gone["data_key"] is None and config_differences(gone, copy) == []
+    legacy = {k: v for k, v in a.items() if k != "data_key"}  # a config.yaml from before data_key: paths count
+    assert [d.split(":")[0] for d in config_differences(legacy, copy)] == ["data.data_dir"]
 
 
 # ------------------------------------------------------------------------------------ budget -> steps

@@ -286,8 +286,8 @@ def test_tune_tags_each_trial_with_its_study_and_budget(monkeypatch, tmp_path):
     seen = {}
     monkeypatch.setattr(optuna_study, "train_run", lambda *args, **kwargs: seen.update(args=args, kwargs=kwargs) or "done")
     run = tune.tagged_train_run("dnahnet-tiny-3e11", 3e11)
-    assert run("dnahnet", "m", "t", "d", tmp_path / "trials" / "trial_4", progress=False) == "done"
-    assert seen["args"] == ("dnahnet", "m", "t", "d", tmp_path / "trials" / "trial_4")
+    assert run("the run's config", tmp_path / "trials" / "trial_4", progress=False) == "done"
+    assert seen["args"] == ("the run's config", tmp_path / "trials" / "trial_4")
     # sweep_dir: the study's folder, where the trials' MLflow store (mlflow.db) lives
     assert seen["kwargs"] == {"progress": False, "tags": {"sweep": "dnahnet-tiny-3e11", "budget": "3e+11",
                                                           "run_id": "trial_4", "sweep_dir": str(tmp_path)}}

@@ -16,8 +16,11 @@ import dnahnet
 from dnahnet import train as trainlib
 from dnahnet import typed_config as cfglib
 from dnahnet.checkpoint import find_resume_point
-from dnahnet.lit import LitLM, TrainConfig
-from dnahnet.rundir import config_differences
+from dnahnet.data import DataConfig
+from dnahnet.lit import LitLM
+from dnahnet.registry import get_config
+from dnahnet.run_config import RunConfig, config_differences
+from dnahnet.train_config import TrainConfig
 from tests.helpers.synthetic_corpus import markov_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,8 +51,8 @@ def test_a_large_gradient_step_is_clipped_to_the_configured_norm(tmp_path):
     clip, eps, lr = 0.01, 0.01, 0.1
     train_cfg = cfglib.replace(TrainConfig(), grad_clip=clip, eps=eps, lr=lr, weight_decay=0.0, max_steps=1,
                                warmup_fraction=0.0, accelerator="cpu", ckpt_every=100, log_every=1)
-    lit = LitLM("transformer", cfglib.to_dict(dnahnet.get_config("transformer", "tiny")),
-                cfglib.to_dict(train_cfg), seq_len=32)
+    lit = LitLM(RunConfig("transformer", "tiny", None, dnahnet.get_config("transformer", "tiny"), train_cfg,
+                          DataConfig(seq_len=32)))
     before = {n: p.detach().double().clone() for n, p in lit.model.named_parameters()}
     seen = {}
 
@@ -141,7 +144,7 @@ def test_fsdp_runs_as_fsdp2_whose_precision_clips_by_norm():
     assert abs(float(weight.grad.norm()) - 1.0) < 1e-5
     bad = cfglib.replace(TrainConfig(), strategy="fsdp", precision="16-mixed")
     try:
-        trainlib.check_configs(cfglib.replace(TrainConfig()), bad, type("D", (), {"n_val_windows": 1})())
+        trainlib.check_configs(RunConfig("transformer", "tiny", None, get_config("transformer"), bad, DataConfig()))
     except trainlib.RunRefused as exc:
         assert "train.precision='16-mixed'" in str(exc)
     else:
@@ -174,15 +177,14 @@ def test_older_config_without_the_new_keys_is_the_same_run():
 
 
 def test_accumulation_and_checkpointing_are_recorded_and_trained_with(tmp_path):
-    from dnahnet.data import DataConfig
-    from dnahnet.registry import get_config
     from tests.helpers.multidevice import deterministic_datamodule
 
     model_cfg = get_config("transformer", "tiny", None, d_model=16, n_layers=1, n_heads=2, mlp_multiple=16)
     train_cfg = cfglib.replace(TrainConfig(), max_steps=3, ckpt_every=3, log_every=2, accelerator="cpu",
                                accumulate_grad_batches=2, activation_checkpointing=True)
     data_cfg = cfglib.replace(DataConfig(), seq_len=16, batch_size=2, n_val_windows=4)
-    result = trainlib.train_run("transformer", model_cfg, train_cfg, data_cfg, tmp_path / "run", progress=False,
+    run = RunConfig("transformer", "tiny", None, model_cfg, train_cfg, data_cfg)
+    result = trainlib.train_run(run, tmp_path / "run", progress=False,
                                 datamodule=deterministic_datamodule(seq_len=16, global_batch=2, n_val=4))
     assert result.steps == 3
     assert result.tokens == 3 * 2 * 2 * 16  # steps x micro-batches x windows x positions

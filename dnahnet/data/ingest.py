@@ -177,7 +177,7 @@ _SAMPLE_BYTES = 1 << 16  # contents_key reads this much from each end of a file
 def contents_key(files: Sequence[InputFile]) -> str:
     """Hash of what the inputs hold, wherever they are: each genome's name, file size and first and last
     64 KiB, and the store format version. Unlike `store_key` it ignores paths and modification times, so a
-    copy of the same genomes elsewhere has the same key (a run's identity: `dnahnet.rundir`)."""
+    copy of the same genomes elsewhere has the same key (a run's identity: `dnahnet.run_config.config_differences`)."""
     return _contents_key(tuple(sorted(files, key=lambda f: f.genome)))
 
 

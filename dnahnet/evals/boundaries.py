@@ -48,14 +48,14 @@ import torch
 from tqdm.auto import tqdm
 
 from dnahnet.evals.cli import (
-    add_model_args,
     atomic_write_csv,
     atomic_write_json,
+    evaluation_parser,
     model_from_args,
     nonnegative_int,
+    parse_evaluation_args,
     positive_int,
     run_main,
-    setup_logging,
 )
 from dnahnet.evals.genes import Annotation, Gene, Replicon, apply_topology, extract, read_annotation, read_genome
 from dnahnet.evals.scoring import load_scoring_model
@@ -295,9 +295,7 @@ def format_table(table: pd.DataFrame) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dnahnet.evals.boundaries", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(p, scoring=False)
+    p = evaluation_parser("boundaries", __doc__, scoring=False)
     p.add_argument("--genome", required=True, type=Path, help="genome FASTA or GenBank")
     p.add_argument("--annotation", required=True, type=Path, help="GFF3 or GenBank annotation")
     p.add_argument("--seqid", default=None, help="replicon to use (default: the longest)")
@@ -305,13 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window-len", type=positive_int, default=49152, help="window length, nt (default 49,152)")
     p.add_argument("--promoter-span", type=nonnegative_int, default=DEFAULT_PROMOTER_SPAN,
                    help=f"nt upstream of a gene's 5' end counted as promoter (default {DEFAULT_PROMOTER_SPAN})")
-    p.add_argument("--out", required=True, type=Path, help="output directory")
     return p
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    args = parse_evaluation_args(build_parser(), argv)
     try:
         genome = read_genome(args.genome)
         annotation: Annotation = read_annotation(args.annotation)

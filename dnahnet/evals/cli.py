@@ -98,6 +98,40 @@ def run_main(main: Callable, argv: list[str] | None = None) -> int:
     return 0
 
 
+def evaluation_parser(module: str, doc: str | None, scoring: bool = True) -> argparse.ArgumentParser:
+    """The parser of a zero-shot evaluation command (`python -m dnahnet.evals.<module>`, its docstring as the
+    description) with its --out and the model's options (`add_model_args`)."""
+    parser = argparse.ArgumentParser(prog=f"python -m dnahnet.evals.{module}", description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    add_model_args(parser, scoring)
+    return parser
+
+
+def add_paired_inputs(group, inputs: dict[str, str]) -> None:
+    """Input files given once per item (an organism, an assay), in pairs or triples: each flag repeatable and
+    required; `inputs` maps each flag to its help. `count_paired` checks that they pair up."""
+    for flag, text in inputs.items():
+        group.add_argument(flag, action="append", required=True, type=Path, help=text)
+
+
+def count_paired(args: argparse.Namespace, flags: tuple[str, ...]) -> int:
+    """How many items the paired input flags give (`add_paired_inputs`); SystemExit with one `error:` line
+    when they are given different numbers of times."""
+    counts = [len(getattr(args, flag.lstrip("-").replace("-", "_"))) for flag in flags]
+    if len(set(counts)) > 1:
+        given = ", ".join(f"{c} {flag}" for c, flag in zip(counts, flags, strict=True))
+        raise SystemExit(f"error: give {' and '.join(flags)} together, in pairs ({given})")
+    return counts[0]
+
+
+def parse_evaluation_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """An evaluation command's arguments, with its logging set up at their --log-level."""
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    return args
+
+
 def add_model_args(parser: argparse.ArgumentParser, scoring: bool = True) -> None:
     """--checkpoint | --family/--preset/--variant/--seed, --device, --batch-size (+ scoring options)."""
     g = parser.add_argument_group("model")

@@ -35,14 +35,16 @@ from scipy.stats import mannwhitneyu
 from dnahnet.data.ingest import parse_name
 from dnahnet.evals.cli import (
     ScoreCache,
-    add_model_args,
+    add_paired_inputs,
     atomic_write_csv,
     atomic_write_json,
+    count_paired,
+    evaluation_parser,
+    parse_evaluation_args,
     positive_int,
     run_main,
     score_with_cache,
     scorer_from_args,
-    setup_logging,
 )
 from dnahnet.evals.genes import (
     CASSETTE_OFFSET,
@@ -238,28 +240,20 @@ def evaluate_essentiality(scorer: Scorer, organisms: list[Organism], out_dir: Pa
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dnahnet.evals.essentiality", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(p)
+    p = evaluation_parser("essentiality", __doc__)
     a = p.add_argument_group("organisms (repeat --genome/--annotation/--labels for several)")
-    a.add_argument("--genome", action="append", required=True, type=Path, help="genome FASTA or GenBank")
-    a.add_argument("--annotation", action="append", required=True, type=Path, help="GFF3 or GenBank annotation")
-    a.add_argument("--labels", action="append", required=True, type=Path, help="TSV: locus_tag + 0/1 essential column")
+    add_paired_inputs(a, {"--genome": "genome FASTA or GenBank", "--annotation": "GFF3 or GenBank annotation",
+                          "--labels": "TSV: locus_tag + 0/1 essential column"})
     a.add_argument("--label-column", default=None, help="label column (default: the column named essential*)")
     a.add_argument("--name", action="append", help="organism name (default: the genome file's stem)")
     a.add_argument("--window", type=positive_int, default=DEFAULT_WINDOW, help=f"window length, nt (default {DEFAULT_WINDOW})")
     a.add_argument("--max-genes", type=positive_int, default=None, help="stratified seeded sample of genes per organism")
-    p.add_argument("--out", required=True, type=Path, help="output directory")
     return p
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
-    n = len(args.genome)
-    if len(args.annotation) != n or len(args.labels) != n:
-        raise SystemExit(f"error: give --genome, --annotation and --labels together ({n}, {len(args.annotation)}, "
-                         f"{len(args.labels)} given)")
+    args = parse_evaluation_args(build_parser(), argv)
+    n = count_paired(args, ("--genome", "--annotation", "--labels"))
     names = args.name or [parse_name(Path(g))[0] for g in args.genome]
     if len(names) != n or len(set(names)) != n:
         raise SystemExit("error: pass one distinct --name per --genome")

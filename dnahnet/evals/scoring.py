@@ -242,21 +242,8 @@ class Scorer:
         return SequenceScores(sum_ll=sums, mean_ll=sums / counts, n_scored=counts)
 
 
-def score_sequences(
-    model: nn.Module | str | Path,
-    seqs: Sequence[SequenceLike],
-    *,
-    device: str | torch.device | None = "auto",
-    batch_size: int = 8,
-    max_context: int | None = None,
-    stride: int | None = None,
-    rc_average: bool = False,
-    precision: str = "fp32",
-    progress: bool = False,
-) -> SequenceScores:
-    """One-shot form of `Scorer(...).score(seqs)`: model object or checkpoint path."""
-    scorer = Scorer(
-        model, device=device, batch_size=batch_size, max_context=max_context, stride=stride,
-        rc_average=rc_average, precision=precision,
-    )
-    return scorer.score(seqs, progress=progress)
+def score_sequences(model: nn.Module | str | Path, seqs: Sequence[SequenceLike], *, progress: bool = False,
+                    **options) -> SequenceScores:
+    """One-shot form of `Scorer(model, **options).score(seqs)`: a model object or a checkpoint path; `options`
+    are Scorer's keywords (device, batch_size, max_context, stride, rc_average, precision)."""
+    return Scorer(model, **options).score(seqs, progress=progress)

@@ -386,6 +386,21 @@ def evaluate_sweeps(sweep_dirs: list[Path], settings: EvalSettings, select: str 
 
 
 # ------------------------------------------------------------------------------------------------ CLI
+# The command line's flag of each EvalSettings field: its type and help ({default}: the field's default).
+SETTING_FLAGS = {
+    "variants": (nonnegative_int, "TEM-1 variants scored, a seeded sample (default {default}; 0 = all, the paper)"),
+    "ve_flank": (nonnegative_int, "pUC19 context nt each side of the bla CDS (default {default}; paper 256)"),
+    "genes": (nonnegative_int, "K-12 genes scored, a stratified seeded sample (default {default}; 0 = all, the paper)"),
+    "ess_window": (positive_int, "essentiality window, nt (default {default}; paper 8192)"),
+    "boundary_windows": (positive_int, "K-12 windows for the dnaHNet boundary statistics (default {default}; paper 5)"),
+    "boundary_window_len": (positive_int, "their length, nt (default {default}; paper 49152)"),
+    "promoter_span": (nonnegative_int, "nt upstream of a gene counted as promoter (default {default})"),
+    "context": (nonnegative_int, "longest window fed to a model (sliding windows, half-overlapping); 0 = the "
+                                 "run's training context (default)"),
+    "rc_average": (bool, "average the scores of both strands"),
+    "bootstrap": (nonnegative_int, "bootstrap resamples of the 95%% intervals (default {default}; 0: none)"),
+    "seed": (int, "seed of the samples and the bootstrap"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -396,27 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select", choices=("all", "best"), default="all",
                    help="all: every exported run; best: the lowest-val_loss run per budget and family/variant")
     p.add_argument("--data-dir", default=None, help="data directory (else $DNAHNET_DATA_DIR, ../shared/data)")
-    p.add_argument("--variants", type=nonnegative_int, default=d.variants,
-                   help=f"TEM-1 variants scored, a seeded sample (default {d.variants}; 0 = all, the paper)")
-    p.add_argument("--ve-flank", type=nonnegative_int, default=d.ve_flank,
-                   help=f"pUC19 context nt each side of the bla CDS (default {d.ve_flank}; paper 256)")
-    p.add_argument("--genes", type=nonnegative_int, default=d.genes,
-                   help=f"K-12 genes scored, a stratified seeded sample (default {d.genes}; 0 = all, the paper)")
-    p.add_argument("--ess-window", type=positive_int, default=d.ess_window,
-                   help=f"essentiality window, nt (default {d.ess_window}; paper 8192)")
-    p.add_argument("--boundary-windows", type=positive_int, default=d.boundary_windows,
-                   help=f"K-12 windows for the dnaHNet boundary statistics (default {d.boundary_windows}; paper 5)")
-    p.add_argument("--boundary-window-len", type=positive_int, default=d.boundary_window_len,
-                   help=f"their length, nt (default {d.boundary_window_len}; paper 49152)")
-    p.add_argument("--promoter-span", type=nonnegative_int, default=d.promoter_span,
-                   help=f"nt upstream of a gene counted as promoter (default {d.promoter_span})")
-    p.add_argument("--context", type=nonnegative_int, default=d.context,
-                   help="longest window fed to a model (sliding windows, half-overlapping); 0 = the run's "
-                        "training context (default)")
-    p.add_argument("--rc-average", action="store_true", help="average the scores of both strands")
-    p.add_argument("--bootstrap", type=nonnegative_int, default=d.bootstrap,
-                   help=f"bootstrap resamples of the 95%% intervals (default {d.bootstrap}; 0: none)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the samples and the bootstrap")
+    for name, (kind, text) in SETTING_FLAGS.items():  # --variants, --ve-flank, ...: one EvalSettings field each
+        flag = "--" + name.replace("_", "-")
+        if kind is bool:
+            p.add_argument(flag, action="store_true", help=text)
+        else:
+            p.add_argument(flag, type=kind, default=getattr(d, name), help=text.format(default=getattr(d, name)))
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     p.add_argument("--batch-size", type=positive_int, default=16, help="sequences per forward pass (default 16)")
     p.add_argument("--threads", type=positive_int, default=None,
@@ -432,11 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse printed its one-line error
         return 2 if exc.code else 0
     setup_logging(args.log_level)
-    settings = EvalSettings(variants=args.variants, ve_flank=args.ve_flank, genes=args.genes,
-                            ess_window=args.ess_window, boundary_windows=args.boundary_windows,
-                            boundary_window_len=args.boundary_window_len, promoter_span=args.promoter_span,
-                            context=args.context, rc_average=args.rc_average, bootstrap=args.bootstrap,
-                            seed=args.seed)
+    settings = EvalSettings(**{name: getattr(args, name) for name in SETTING_FLAGS})
     try:
         if args.ess_window < 2 * (CASSETTE_OFFSET + len(STOP_CASSETTE)):
             raise SweepEvalError(f"--ess-window {args.ess_window} is too short for the stop cassette")

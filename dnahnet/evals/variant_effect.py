@@ -41,15 +41,17 @@ from dnahnet.data.ingest import open_text
 from dnahnet.evals import mutations as mut
 from dnahnet.evals.cli import (
     ScoreCache,
-    add_model_args,
+    add_paired_inputs,
     atomic_write_csv,
     atomic_write_json,
+    count_paired,
+    evaluation_parser,
     nonnegative_int,
+    parse_evaluation_args,
     positive_int,
     run_main,
     score_with_cache,
     scorer_from_args,
-    setup_logging,
 )
 from dnahnet.evals.genes import (
     Replicon,
@@ -443,12 +445,9 @@ def _per_assay(values: list | None, n: int, flag: str, default):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dnahnet.evals.variant_effect", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(p)
+    p = evaluation_parser("variant_effect", __doc__)
     a = p.add_argument_group("assays (repeat --dms/--cds for several; other options once, or once per --dms)")
-    a.add_argument("--dms", action="append", required=True, type=Path, help="DMS CSV")
-    a.add_argument("--cds", action="append", required=True, type=Path, help="wild-type CDS FASTA (one record)")
+    add_paired_inputs(a, {"--dms": "DMS CSV", "--cds": "wild-type CDS FASTA (one record)"})
     a.add_argument("--fitness-column", action="append", required=True, help="column of measured fitness (e.g. 2500)")
     a.add_argument("--mutant-column", action="append", help="column of mutant strings (default: mutant)")
     a.add_argument("--mutation-type", choices=("auto", "aa", "nt"), default="auto",
@@ -463,16 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--name", action="append", help="assay name (default: the CSV's stem)")
     a.add_argument("--skip-mismatched", action="store_true", help="drop mutants whose wild type the CDS does not encode")
     a.add_argument("--max-variants", type=positive_int, default=None, help="score a seeded random sample per assay (smoke runs)")
-    p.add_argument("--out", required=True, type=Path, help="output directory")
     return p
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
-    n = len(args.dms)
-    if len(args.cds) != n:
-        raise SystemExit(f"error: {n} --dms but {len(args.cds)} --cds (give them in pairs)")
+    args = parse_evaluation_args(build_parser(), argv)
+    n = count_paired(args, ("--dms", "--cds"))
     cols = _per_assay(args.fitness_column, n, "--fitness-column", None)
     mcols = _per_assay(args.mutant_column, n, "--mutant-column", "mutant")
     offsets = _per_assay(args.offset, n, "--offset", "auto")

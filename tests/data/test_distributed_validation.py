@@ -40,13 +40,15 @@ def _data_config(data_dir: Path, store_dir: Path):
 def _lit(weights: Path | None = None):
     import torch
 
-    from dnahnet import typed_config as cfglib
-    from dnahnet.lit import LitLM, TrainConfig
+    from dnahnet.data import DataConfig
+    from dnahnet.lit import LitLM
     from dnahnet.registry import get_config
+    from dnahnet.run_config import RunConfig
+    from dnahnet.train_config import TrainConfig
 
     torch.manual_seed(0)
-    lit = LitLM("dnahnet", cfglib.to_dict(get_config("dnahnet", "tiny", None, **MODEL)),
-                cfglib.to_dict(cfglib.replace(TrainConfig(), accelerator="cpu")), seq_len=SEQ_LEN)
+    lit = LitLM(RunConfig("dnahnet", "tiny", None, get_config("dnahnet", "tiny", None, **MODEL),
+                          TrainConfig(accelerator="cpu"), DataConfig(seq_len=SEQ_LEN)))
     if weights is not None:
         lit.load_state_dict(torch.load(weights, weights_only=True))
     return lit

@@ -256,8 +256,7 @@ def _val_loss_of_export(folder: Path, spec) -> float:
     from dnahnet.data import GenomeDataModule
 
     model = dnahnet.from_pretrained(folder)
-    _, _, data_cfg = spec.configs()
-    dm = GenomeDataModule(data_cfg)
+    dm = GenomeDataModule(spec.run_config.data)
     dm.setup()
     total, count = 0.0, 0
     with torch.no_grad():
@@ -322,3 +321,19 @@ def test_sweep_exports_evals_and_figures_end_to_end(tmp_path):
     best = min(rows, key=lambda r: float(r["val_loss"]))
     assert best["run_id"] in summary and f"{float(best['auroc']):.3f}" in summary
     assert not math.isnan(float(best["stage1_codon3"]))
+
+
+def test_every_evaluation_setting_has_its_flag_and_reaches_the_settings():
+    """Each EvalSettings field (what changes a score) is one flag of the command, and the parsed flags build
+    the settings the scores are recorded under."""
+    import dataclasses
+
+    names = [f.name for f in dataclasses.fields(sw.EvalSettings)]
+    assert list(sw.SETTING_FLAGS) == names
+    args = sw.build_parser().parse_args(["SWEEP", "--variants", "7", "--ve-flank", "3", "--genes", "5",
+                                         "--ess-window", "64", "--boundary-windows", "2", "--boundary-window-len",
+                                         "96", "--promoter-span", "10", "--context", "128", "--rc-average",
+                                         "--bootstrap", "0", "--seed", "4"])
+    settings = sw.EvalSettings(**{name: getattr(args, name) for name in names})
+    assert settings == sw.EvalSettings(7, 3, 5, 64, 2, 96, 10, 128, True, 0, 4)
+    assert sw.build_parser().parse_args(["SWEEP"]).genes == sw.EvalSettings().genes

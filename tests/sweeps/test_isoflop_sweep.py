@@ -55,13 +55,13 @@ def counting_train_run(monkeypatch):
         def on_train_batch_end(self, *args, **kwargs):
             state["steps"][self.run_id] = state["steps"].get(self.run_id, 0) + 1
 
-    def wrapped(family, model_cfg, train_cfg, data_cfg, run_dir, **kwargs):
+    def wrapped(run, run_dir, **kwargs):
         run_id = Path(run_dir).name
         state["calls"].append(run_id)
         if run_id in state["explode"]:
             raise FloatingPointError(f"injected failure in {run_id}")
         kwargs["callbacks"] = [*kwargs.get("callbacks", ()), _Count(run_id)]
-        return real(family, model_cfg, train_cfg, data_cfg, run_dir, **kwargs)
+        return real(run, run_dir, **kwargs)
 
     monkeypatch.setattr(trainlib, "train_run", wrapped)
     return state
@@ -179,6 +179,6 @@ def test_only_takes_several_run_ids_and_leaves_settings_to_the_settings(tmp_path
     assert parsed.only == ids and parsed.assignments[-1] == "train.weight_decay=0.05"
     plan = isoflop.plan_from_args(parsed)
     assert [s.run_id for s in plan] == ids
-    assert all(s.configs()[1].weight_decay == 0.05 for s in plan)
+    assert all(s.run_config.train.weight_decay == 0.05 for s in plan)
     repeated = isoflop.parse_args(args + ["--only", ids[0], "--only", ids[1]])
     assert repeated.only == ids

@@ -166,5 +166,5 @@ def test_the_cpu_ladders_learning_rates_pass_through_the_committed_learning_rate
         assert math.isclose(ladder.lr(best["params_non_embedding"], family), best["lr"], rel_tol=1e-12)
         if family == "dnahnet":
             assert rows["lr_multipliers"].nunique() >= 2
-            model_cfg, _, _ = plan_family("dnahnet", "3,2", ladder)[0].configs()
+            model_cfg = plan_family("dnahnet", "3,2", ladder)[0].run_config.model
             assert ",".join(f"{m:g}" for m in model_cfg.lr_multipliers) == best["lr_multipliers"]

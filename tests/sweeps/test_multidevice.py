@@ -37,6 +37,7 @@ def _train_one(family: str, devices: int, strategy: str, out: Path) -> dict:
     from dnahnet.data import DataConfig
     from dnahnet.lit import TrainConfig
     from dnahnet.registry import get_config
+    from dnahnet.run_config import RunConfig
     from dnahnet.train import train_run
 
     overrides = {"transformer": dict(d_model=32, n_layers=2, n_heads=2, mlp_multiple=16),
@@ -46,7 +47,7 @@ def _train_one(family: str, devices: int, strategy: str, out: Path) -> dict:
     train_cfg = cfglib.replace(TrainConfig(), lr=1e-2, max_steps=STEPS, ckpt_every=STEPS, log_every=4,
                                accelerator="cpu", devices=devices, strategy=strategy, warmup_fraction=0.1)
     data_cfg = cfglib.replace(DataConfig(), seq_len=SEQ_LEN, batch_size=GLOBAL_BATCH // devices, n_val_windows=N_VAL)
-    result = train_run(family, model_cfg, train_cfg, data_cfg, out, progress=False,
+    result = train_run(RunConfig(family, "tiny", None, model_cfg, train_cfg, data_cfg), out, progress=False,
                        datamodule=deterministic_datamodule())
     return dict(result.__dict__)
 

@@ -69,7 +69,7 @@ def test_override_file_and_set(tmp_path):
         assert s.lr == pytest.approx(base[s.run_id].lr * 0.25)  # the rule, scaled
         assert s.train["weight_decay"] == 0.05 and s.train["warmup_fraction"] == 0.05  # typed, not strings
         assert s.model["rotary_base"] == 5000.0
-        _, train_cfg, _ = s.configs()
+        train_cfg = s.run_config.train
         assert train_cfg.lr == s.lr and train_cfg.max_steps == s.steps
 
 

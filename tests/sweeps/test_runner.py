@@ -72,8 +72,8 @@ def test_a_raising_run_is_recorded_as_failed(tmp_path, spec):
 def test_an_ok_run_records_its_result(tmp_path, spec):
     seen = {}
 
-    def fake(family, model_cfg, train_cfg, data_cfg, run_dir, **kwargs):
-        seen.update(family=family, steps=train_cfg.max_steps, batch=data_cfg.batch_size, run_dir=run_dir)
+    def fake(run, run_dir, **kwargs):
+        seen.update(family=run.family, steps=run.train.max_steps, batch=run.data.batch_size, run_dir=run_dir)
         return RunResult("ok", 1.25, 1.25 / 0.6931471805599453, spec.tokens, spec.flops * 1.01, spec.flops,
                          spec.params, spec.params_non_embedding, spec.steps, 3.0)
 
@@ -99,10 +99,7 @@ def test_a_changed_config_is_refused_not_resumed(tmp_path, spec):
 
     run_dir = tmp_path / "runs" / spec.run_id
     run_dir.mkdir(parents=True)
-    model_cfg, train_cfg, data_cfg = spec.configs()
-    from dnahnet.train import resolved_config
-
-    cfg = resolved_config(spec.family, spec.preset, spec.variant, model_cfg, train_cfg, data_cfg)
+    cfg = spec.run_config.to_dict()
     cfg["train"]["lr"] = spec.lr * 2
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
     called = []
@@ -127,7 +124,7 @@ def test_the_recorded_resume_step_is_the_checkpoint_training_resumes_from(tmp_pa
     os.symlink("step=8.ckpt", ckpts / "last.ckpt")
     seen = []
 
-    def fake(family, model_cfg, train_cfg, data_cfg, run_dir, **kwargs):
+    def fake(run, run_dir, **kwargs):
         seen.append(resume_point(run_dir))  # what train_run would resume from
         return RunResult("ok", 1.0, 1.4, spec.tokens, spec.flops, spec.flops, spec.params,
                          spec.params_non_embedding, spec.steps, 1.0)
@@ -215,7 +212,7 @@ def test_no_export_keeps_no_weights_and_is_recorded(tmp_path):
 def test_hierarchy_usage_columns_come_from_the_runs_metrics(tmp_path, spec):
     """usage_stage{s} holds the run's final `val/usage_stage{s}` (dnaHNet); empty where a run has none."""
     def fake(usage):
-        def run(family, model_cfg, train_cfg, data_cfg, run_dir, **kwargs):
+        def run(run_config, run_dir, **kwargs):
             return RunResult("ok", 1.25, 1.8, spec.tokens, spec.flops, spec.flops, spec.params,
                              spec.params_non_embedding, spec.steps, 3.0,
                              metrics={"val/loss": 1.25, **{f"val/usage_stage{s}": v for s, v in usage.items()}})

@@ -1,6 +1,6 @@
 """A rerun of a finished sweep with a setting that changes what its runs compute is refused (exit 2, one
 `error:` line naming the key, results.csv untouched), whatever the setting: the identity rule is the single-run
-one (`dnahnet.rundir.config_differences`), not a list of the keys a sweep happens to know."""
+one (`dnahnet.run_config.config_differences`), not a list of the keys a sweep happens to know."""
 
 from __future__ import annotations
 

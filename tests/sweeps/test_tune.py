@@ -304,7 +304,7 @@ def test_a_diverged_trial_fails_and_the_study_goes_on(corpus, tmp_path):
     calls = []
 
     def train_fn(*args, **kwargs):
-        calls.append(Path(args[4]).name)
+        calls.append(Path(args[1]).name)
         if len(calls) == 2:
             raise FloatingPointError("non-finite training loss nan at step 3")
         return optuna_study.train_run(*args, **kwargs)
@@ -335,7 +335,7 @@ def test_an_interrupted_trial_is_queued_again_in_its_run_directory(corpus, tmp_p
     dirs = []
 
     def record(*args, **kwargs):
-        dirs.append(Path(args[4]).name)
+        dirs.append(Path(args[1]).name)
         return optuna_study.train_run(*args, **kwargs)
 
     optuna_study.optimize(study, optuna_study.make_objective(spec, tmp_path, progress=False, train_fn=record), 1)
@@ -404,11 +404,11 @@ def test_a_dead_workers_trial_is_retried_and_resumes_its_run(corpus, tmp_path, c
 
 def test_stripedhyena_trials_build_their_mr_decay_over_the_trials_context():
     spec = optuna_study.TuneSpec("stripedhyena", "tiny", None, 1e9, base={"model": {}, "train": {}, "data": {"seq_len": 96}})
-    model, _, data = spec.base_configs()
-    assert model.l_train == data.seq_len == 96
+    run = spec.configs()
+    assert run.model.l_train == run.data.seq_len == run.seq_len == 96
     explicit = optuna_study.TuneSpec("stripedhyena", "tiny", None, 1e9,
                                base={"model": {"l_train": 500}, "train": {}, "data": {"seq_len": 96}})
-    assert explicit.base_configs()[0].l_train == 500
+    assert explicit.configs().model.l_train == 500
 
 
 
@@ -443,10 +443,10 @@ def test_sigterm_between_trials_stops_the_study_before_the_next_trial(corpus, tm
 
     calls = []
 
-    def one_run_then_sigterm(family, model_cfg, train_cfg, data_cfg, run_dir, **kwargs):
+    def one_run_then_sigterm(run, run_dir, **kwargs):
         calls.append(Path(run_dir).name)
         os.kill(os.getpid(), signal.SIGTERM)  # delivered now, in this (the main) thread
-        return RunResult("ok", 1.3, 1.9, 1000, 1e9, 1e9, 100, 50, train_cfg.max_steps, 1.0)
+        return RunResult("ok", 1.3, 1.9, 1000, 1e9, 1e9, 100, 50, run.train.max_steps, 1.0)
 
     monkeypatch.setattr(optuna_study, "train_run", one_run_then_sigterm)
     before = signal.getsignal(signal.SIGTERM)
@@ -478,7 +478,7 @@ def test_sigterm_inside_a_trial_stops_at_a_step_and_the_rerun_trains_it_again(co
     dirs = []
 
     def train_fn(*args, callbacks=(), **kwargs):
-        dirs.append(Path(args[4]).name)
+        dirs.append(Path(args[1]).name)
         extra = [SigtermAtStep2()] if len(dirs) == 1 else []
         return optuna_study.train_run(*args, callbacks=[*callbacks, *extra], **kwargs)
 
