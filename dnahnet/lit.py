@@ -29,7 +29,7 @@ from dnahnet.nn.block import set_activation_checkpointing
 from dnahnet.nn.lm import LMOutput
 from dnahnet.registry import build_model_from_config
 from dnahnet.run_config import RunConfig
-from dnahnet.schedules import SCHEDULES, lr_factor
+from dnahnet.schedules import lr_factor
 from dnahnet.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,6 @@ class LitLM(L.LightningModule):
         # trackers log these as the run's parameters): plain values, so checkpoints load with weights_only=True.
         self.save_hyperparameters({"family": run.family, "model_config": cfglib.to_dict(run.model),
                                    "train_config": cfglib.to_dict(run.train), "seq_len": run.seq_len})
-        if self.train_cfg.schedule not in SCHEDULES:
-            raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {self.train_cfg.schedule!r}")
         self.model = build_model_from_config(run.family, run.model)
         self.flops_per_token = self.model.flops_per_token(run.seq_len)
         # Cumulative counters, saved in checkpoints so a resumed run keeps counting.

@@ -152,8 +152,12 @@ def test_ctrl_c_stops_a_sweep_with_130_and_a_line_and_the_rerun_finishes(tmp_pat
     out = tmp_path / "sweep"
     args = sweep_args(tmp_path, out)
     monkeypatch.setattr(trainlib, "train_run", interrupted)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C raises KeyboardInterrupt
-    code = isoflop.main(args)
+    # Ctrl-C raises KeyboardInterrupt, as in a terminal (a shell's background job starts with SIGINT ignored).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code = isoflop.main(args)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     err = capsys.readouterr().err
     assert code == 130, err[-3000:]
     assert "stopped: sweep" in err and "interrupted (SIGINT)" in err and "0 of 3 runs recorded" in err
