@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from baselines.hyena import HyenaOperator, HyenaSpec, hyena_flops
-from dnahnet import flops as F
+from dnahnet import flops
 from dnahnet import typed_config as cfglib
 from dnahnet.family import Recipe, SizeRule, aspect_depth, fixed_depth, plain_shape, width_grid
 from dnahnet.nn import Attention, Block, BlockStack, LanguageModel, LMOutput, ParamCounts, RMSNorm
@@ -220,19 +220,19 @@ class StripedHyenaLM(LanguageModel):
 
         for letter in c.layer_letters:
             if letter == "A":
-                add("attention", F.attention_flops(c.d_model, c.n_heads, c.d_model // c.n_heads, seq_len))
+                add("attention", flops.attention_flops(c.d_model, c.n_heads, c.d_model // c.n_heads, seq_len))
                 add("attention_softmax", float(3 * c.n_heads * seq_len))
             else:
                 for key, value in hyena_flops(c.d_model, MIXER_LETTERS[letter], seq_len, c.hyena_spec).items():
                     add(key, value)
-            add("mlp", F.swiglu_flops(c.d_model, c.d_ff))  # any gated MLP: 6 d d_int
-        add("lm_head", F.lm_head_flops(c.d_model, c.vocab_size))
+            add("mlp", flops.swiglu_flops(c.d_model, c.d_ff))  # any gated MLP: 6 d d_int
+        add("lm_head", flops.lm_head_flops(c.d_model, c.vocab_size))
         return parts
 
-    def flops_per_token(self, seq_len: int) -> F.FlopsPerToken:
+    def flops_per_token(self, seq_len: int) -> flops.FlopsPerToken:
         parts = self.flops_breakdown(seq_len)
         total = sum(v for k, v in parts.items() if k != "attention_softmax")
-        return F.FlopsPerToken.from_forward(total)
+        return flops.FlopsPerToken.from_forward(total)
 
     # ------------------------------------------------------------------ decoding
     def init_cache(self, batch_size: int, max_seqlen: int) -> list:

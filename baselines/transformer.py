@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from dnahnet import flops as F
+from dnahnet import flops
 from dnahnet import typed_config as cfglib
 from dnahnet.family import Recipe, SizeRule, aspect_depth, fixed_depth, plain_shape, width_grid
 from dnahnet.nn import BlockSpec, BlockStack, LanguageModel, LMOutput
@@ -53,12 +53,12 @@ class TransformerLM(LanguageModel):
         h = self.backbone(self.embedding(input_ids))  # (B, L, D)
         return LMOutput(logits=self.lm_head(h))  # (B, L, V)
 
-    def flops_per_token(self, seq_len: int) -> F.FlopsPerToken:
+    def flops_per_token(self, seq_len: int) -> flops.FlopsPerToken:
         c = self.config
-        per_layer = F.attention_flops(c.d_model, c.n_heads, c.d_model // c.n_heads, seq_len) + F.swiglu_flops(
+        per_layer = flops.attention_flops(c.d_model, c.n_heads, c.d_model // c.n_heads, seq_len) + flops.swiglu_flops(
             c.d_model, c.d_ff
         )
-        return F.FlopsPerToken.from_forward(c.n_layers * per_layer + F.lm_head_flops(c.d_model, c.vocab_size))
+        return flops.FlopsPerToken.from_forward(c.n_layers * per_layer + flops.lm_head_flops(c.d_model, c.vocab_size))
 
     def init_cache(self, batch_size: int, max_seqlen: int):
         p = self.lm_head.weight
