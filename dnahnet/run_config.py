@@ -192,8 +192,9 @@ class RunConfig:
         return identity_of(self.to_dict())
 
     def differences(self, other: RunConfig | dict) -> list[str]:
-        """'key: ours -> theirs' for every identity entry `other` (a RunConfig, or a resolved config such as
-        an older config.yaml) changes."""
+        """'key: ours -> theirs' for every identity entry `other` (a RunConfig, or its `to_dict`) changes. (A
+        config.yaml written by older code is compared as the old side: `config_differences(old, run.to_dict())`,
+        as `dnahnet.rundir.check_same_run` does.)"""
         return config_differences(self.to_dict(), other.to_dict() if isinstance(other, RunConfig) else other)
 
 
