@@ -123,8 +123,7 @@ def _final_checkpoint(every_n_steps: int):
                 return  # no step taken, or the periodic save already holds the final weights
             ckpt_dir = Path(trainer.default_root_dir) / "checkpoints"
             final = ckpt_dir / f"step={trainer.global_step}.ckpt"
-            # A full (resumable) checkpoint; every rank: sharded strategies save together.
-            trainer.save_checkpoint(final, weights_only=False)
+            trainer.save_checkpoint(final)  # a full (resumable) checkpoint; every rank: sharded strategies save together
             if trainer.is_global_zero:
                 link = ckpt_dir / "last.ckpt"
                 tmp = ckpt_dir / f".last.{os.getpid()}.tmp"
